@@ -1,0 +1,405 @@
+#include "broker/broker.h"
+
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <set>
+#include <tuple>
+
+#include "relay/internal/codec.h"
+#include "relay/internal/process.h"
+#include "relay/internal/transport.h"
+#include "relay/internal/wire.h"
+
+namespace relay::broker {
+
+using internal::Ctl;
+
+namespace {
+
+constexpr std::uint64_t kNotAnnounced = std::numeric_limits<std::uint64_t>::max();
+// How long a bye or failure report waits for its announced log records.
+constexpr auto kLogWait = std::chrono::seconds(2);
+
+std::string pack_ctl(Ctl kind) {
+  internal::Buffer b;
+  msgpack::pack(b, std::make_tuple(static_cast<std::uint8_t>(kind)));
+  return std::string(b.data(), b.size());
+}
+
+template <class... T>
+std::string pack_ctl(Ctl kind, const T&... values) {
+  internal::Buffer b;
+  msgpack::pack(b, std::make_tuple(static_cast<std::uint8_t>(kind), values...));
+  return std::string(b.data(), b.size());
+}
+
+}  // namespace
+
+Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
+               std::shared_ptr<spdlog::logger> logger, Hooks hooks)
+    : ctx_(ctx),
+      plan_(plan),
+      logger_(std::move(logger)),
+      hooks_(std::move(hooks)),
+      reports_(plan.actors.size()),
+      logs_expected_(plan.actors.size(), kNotAnnounced),
+      ack_since_(plan.actors.size()) {
+  control_ = internal::make_socket(ctx_, zmq::socket_type::router);
+  control_.set(zmq::sockopt::rcvhwm, 0);
+  control_.bind(plan_.control_endpoint);
+  logs_ = internal::make_socket(ctx_, zmq::socket_type::sub);
+  logs_.set(zmq::sockopt::rcvhwm, 0);
+  logs_.set(zmq::sockopt::subscribe, "");
+  logs_.bind(plan_.log_endpoint);
+  abort_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (abort_fd_ < 0) throw Error(std::string("broker: eventfd: ") + std::strerror(errno));
+}
+
+Broker::~Broker() {
+  if (abort_fd_ >= 0) ::close(abort_fd_);
+}
+
+void Broker::watch(int fd, std::function<bool()> on_readable) {
+  watches_.push_back({fd, std::move(on_readable)});
+}
+
+void Broker::request_abort(const std::string& reason) {
+  {
+    std::lock_guard lock(abort_mu_);
+    if (requested_abort_.empty()) requested_abort_ = reason;
+  }
+  const std::uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(abort_fd_, &one, sizeof one);
+}
+
+bool Broker::all_exited() const {
+  for (const ActorReport& r : reports_) {
+    if (!r.exitcode) return false;
+  }
+  return true;
+}
+
+void Broker::run() {
+  std::vector<zmq::pollitem_t> items;
+  while (!all_exited()) {
+    items.clear();
+    items.push_back({control_.handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back({logs_.handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back({nullptr, abort_fd_, ZMQ_POLLIN, 0});
+    items.push_back({nullptr, pending_puts_.empty() ? -1 : hooks_.queue_space_fd, ZMQ_POLLIN, 0});
+    for (const Watch& w : watches_) items.push_back({nullptr, w.fd, ZMQ_POLLIN, 0});
+    zmq::poll(items, std::chrono::milliseconds(100));
+
+    // Control and logs first: an actor's last report is read before its exit
+    // is handled.
+    zmq::message_t from;
+    zmq::message_t frame;
+    for (int i = 0; i < 10000 && control_.recv(from, zmq::recv_flags::dontwait); ++i) {
+      if (!from.more() || !control_.recv(frame, zmq::recv_flags::dontwait)) {
+        reject("control message without a frame");
+        continue;
+      }
+      if (frame.more()) {
+        zmq::message_t rest;
+        while (control_.recv(rest, zmq::recv_flags::dontwait) && rest.more()) {
+        }
+        reject("multipart control message");
+        continue;
+      }
+      handle_control(from, frame);
+    }
+    for (int i = 0; i < 10000 && logs_.recv(frame, zmq::recv_flags::dontwait); ++i) {
+      handle_log(frame);
+    }
+    settle_pending_acks(false);
+    if (items[2].revents & ZMQ_POLLIN) {
+      std::uint64_t n;
+      [[maybe_unused]] ssize_t r = ::read(abort_fd_, &n, sizeof n);
+      std::string reason;
+      {
+        std::lock_guard lock(abort_mu_);
+        reason = requested_abort_;
+      }
+      abort(reason);
+    }
+    if (items[3].revents & ZMQ_POLLIN) {
+      std::uint64_t n;
+      [[maybe_unused]] ssize_t r = ::read(hooks_.queue_space_fd, &n, sizeof n);
+      retry_puts();
+    }
+    for (std::size_t i = watches_.size(); i-- > 0;) {
+      if (items[4 + i].revents & ZMQ_POLLIN) {
+        if (!watches_[i].on_readable()) watches_.erase(watches_.begin() + static_cast<long>(i));
+      }
+    }
+    if (kill_at_ && std::chrono::steady_clock::now() >= *kill_at_) {
+      kill_at_.reset();
+      for (std::uint32_t id = 0; id < reports_.size(); ++id) {
+        if (!reports_[id].exitcode) hooks_.signal_actor(id, SIGKILL);
+      }
+    }
+  }
+  // Whatever log records are still in the pipe belong to the run.
+  zmq::message_t frame;
+  for (int i = 0; i < 100000 && logs_.recv(frame, zmq::recv_flags::dontwait); ++i) {
+    handle_log(frame);
+  }
+}
+
+void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
+  const auto id = internal::parse_routing_id(from.data(), from.size());
+  if (!id || *id >= reports_.size()) {
+    reject("control message from an unknown peer");
+    return;
+  }
+  ActorReport& r = reports_[*id];
+  const internal::ActorSlot& slot = plan_.actors[*id];
+  try {
+    msgpack::zone zone;
+    const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
+    if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) {
+      throw EncodeError("not a msgpack array");
+    }
+    const msgpack::object* a = o.via.array.ptr;
+    const std::uint32_t n = o.via.array.size;
+    auto need = [&](std::uint32_t k) {
+      if (n < k) throw EncodeError("too few fields");
+    };
+    switch (static_cast<Ctl>(a[0].as<std::uint8_t>())) {
+      case Ctl::hello: {
+        need(5);
+        if (r.hello) throw EncodeError("second hello");
+        r.hello = true;
+        r.pid = a[2].as<int>();
+        r.host = a[3].as<std::string>();
+        r.endpoint = a[4].as<std::string>();
+        if (++hellos_ == reports_.size() && !abort_reason_) {
+          started_ = true;
+          std::vector<std::string> endpoints;
+          for (const ActorReport& x : reports_) endpoints.push_back(x.endpoint);
+          const std::string start = pack_ctl(Ctl::start, endpoints);
+          for (std::uint32_t k = 0; k < reports_.size(); ++k) send_to(k, start);
+        }
+        return;
+      }
+      case Ctl::put: {
+        need(4);
+        const auto queue = a[1].as<std::uint64_t>();
+        const bool bounded = a[2].as<bool>();
+        if (a[3].type != msgpack::type::BIN) throw EncodeError("put without a bin payload");
+        const char* data = a[3].via.bin.ptr;
+        const std::size_t size = a[3].via.bin.size;
+        if (bounded) {
+          bool queued_behind = false;
+          for (const PendingPut& p : pending_puts_) queued_behind |= p.queue == queue;
+          if (queued_behind) {
+            pending_puts_.push_back({*id, queue, std::string(data, size)});
+            return;
+          }
+        }
+        internal::Delivery d = hooks_.deliver(queue, data, size);
+        if (d == internal::Delivery::full) {
+          pending_puts_.push_back({*id, queue, std::string(data, size)});
+          return;
+        }
+        if (d == internal::Delivery::unknown_queue) {
+          logger_->error("[{}] ({}) put to a queue that the main process does not own; dropped",
+                         slot.group_name, slot.name);
+        }
+        if (bounded) send_to(*id, pack_ctl(Ctl::put_ack, queue));
+        return;
+      }
+      case Ctl::fail: {
+        need(3);
+        if (!r.failure) {
+          r.failure = a[1].as<std::string>();
+          logger_->error("[{}] ({}) failed (pid {} on {}): {}", slot.group_name, slot.name, r.pid,
+                         r.host, *r.failure);
+        }
+        logs_expected_[*id] = a[2].as<std::uint64_t>();
+        ack_since_[*id] = std::chrono::steady_clock::now();
+        abort("actor '" + slot.name + "' in group '" + slot.group_name + "' failed");
+        return;
+      }
+      case Ctl::bye: {
+        need(5);
+        if (r.bye) throw EncodeError("second bye");
+        r.bye = true;
+        logs_expected_[*id] = a[1].as<std::uint64_t>();
+        ack_since_[*id] = std::chrono::steady_clock::now();
+        for (const auto& [to, count] :
+             a[2].as<std::vector<std::pair<std::uint32_t, std::uint64_t>>>()) {
+          r.sent[to] = count;
+        }
+        for (const auto& [src, count] :
+             a[3].as<std::vector<std::pair<std::uint32_t, std::uint64_t>>>()) {
+          r.received[src] = count;
+        }
+        r.rejected = a[4].as<std::uint64_t>();
+        return;
+      }
+      default:
+        throw EncodeError("unknown control kind");
+    }
+  } catch (const std::exception& e) {
+    reject(std::string("bad control message from ") + slot.name + ": " + e.what());
+  }
+}
+
+void Broker::handle_log(const zmq::message_t& frame) {
+  try {
+    msgpack::zone zone;
+    const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
+    const auto [id, level, text] = o.as<std::tuple<std::uint32_t, std::uint8_t, std::string>>();
+    if (id >= reports_.size()) throw EncodeError("unknown actor id");
+    if (level > static_cast<std::uint8_t>(Level::critical)) throw EncodeError("bad level");
+    const internal::ActorSlot& slot = plan_.actors[id];
+    logger_->log(static_cast<spdlog::level::level_enum>(level), "[{}] ({}) {}", slot.group_name,
+                 slot.name, text);
+    ++reports_[id].logs_received;
+  } catch (const std::exception& e) {
+    reject(std::string("bad log record: ") + e.what());
+  }
+}
+
+void Broker::settle_pending_acks(bool force) {
+  const auto now = std::chrono::steady_clock::now();
+  for (std::uint32_t id = 0; id < reports_.size(); ++id) {
+    if (logs_expected_[id] == kNotAnnounced) continue;
+    ActorReport& r = reports_[id];
+    const bool late = force || now - ack_since_[id] > kLogWait;
+    if (r.logs_received < logs_expected_[id] && !late) continue;
+    if (r.logs_received < logs_expected_[id]) {
+      logger_->warn("[{}] ({}) {} log record(s) did not arrive", plan_.actors[id].group_name,
+                    plan_.actors[id].name, logs_expected_[id] - r.logs_received);
+    }
+    logs_expected_[id] = kNotAnnounced;
+    send_to(id, pack_ctl(Ctl::ack));
+  }
+}
+
+void Broker::retry_puts() {
+  std::set<std::uint64_t> still_full;
+  for (auto it = pending_puts_.begin(); it != pending_puts_.end();) {
+    if (still_full.count(it->queue)) {
+      ++it;
+      continue;
+    }
+    internal::Delivery d = internal::Delivery::unknown_queue;
+    try {
+      d = hooks_.deliver(it->queue, it->bytes.data(), it->bytes.size());
+    } catch (const std::exception& e) {
+      reject(std::string("bad put: ") + e.what());
+    }
+    if (d == internal::Delivery::full) {
+      still_full.insert(it->queue);
+      ++it;
+      continue;
+    }
+    send_to(it->actor, pack_ctl(Ctl::put_ack, it->queue));
+    it = pending_puts_.erase(it);
+  }
+}
+
+void Broker::send_to(std::uint32_t id, const std::string& frame) {
+  try {
+    control_.send(zmq::buffer(internal::routing_id(id)), zmq::send_flags::sndmore);
+    control_.send(zmq::buffer(frame), zmq::send_flags::none);
+  } catch (const zmq::error_t& e) {
+    logger_->warn("broker: cannot send to actor {}: {}", plan_.actors[id].name, e.what());
+  }
+}
+
+void Broker::abort(const std::string& reason) {
+  if (abort_reason_) return;
+  abort_reason_ = reason;
+  const std::string frame = pack_ctl(Ctl::abort, reason);
+  for (std::uint32_t id = 0; id < reports_.size(); ++id) {
+    if (reports_[id].exitcode) continue;
+    send_to(id, frame);
+    // An actor that reported its failure leaves by itself once acknowledged;
+    // a signal now could cut off its last log records.
+    if (logs_expected_[id] == kNotAnnounced) hooks_.signal_actor(id, SIGTERM);
+  }
+  kill_at_ = std::chrono::steady_clock::now() + kGrace;
+}
+
+void Broker::actor_exited(std::uint32_t id, int exitcode) {
+  ActorReport& r = reports_[id];
+  r.exitcode = exitcode;
+  logs_expected_[id] = kNotAnnounced;
+  const bool clean = r.bye && exitcode == 0;
+  if (clean || r.failure) {
+    if (r.failure) abort("actor '" + plan_.actors[id].name + "' failed");
+    return;
+  }
+  if (abort_reason_ && (exitcode == -SIGTERM || exitcode == -SIGKILL ||
+                        exitcode == internal::kAbortedStatus)) {
+    r.stopped = true;
+    return;
+  }
+  logger_->error("[{}] ({}) {} (pid {})", plan_.actors[id].group_name, plan_.actors[id].name,
+                 failure_reason(id), r.pid);
+  abort("actor '" + plan_.actors[id].name + "' in group '" + plan_.actors[id].group_name +
+        "' " + internal::describe_exit(exitcode));
+}
+
+bool Broker::failed(std::uint32_t id) const {
+  const ActorReport& r = reports_[id];
+  if (r.failure) return true;
+  if (!r.exitcode || r.stopped) return false;
+  return !(r.bye && *r.exitcode == 0);
+}
+
+std::string Broker::failure_reason(std::uint32_t id) const {
+  const ActorReport& r = reports_[id];
+  if (r.failure) return *r.failure;
+  if (!r.exitcode) return "still running";
+  if (*r.exitcode == 0) return "exited with status 0 before the end of its stream";
+  std::string text = internal::describe_exit(*r.exitcode);
+  if (!r.bye) text += " before the end of its stream";
+  return text;
+}
+
+std::vector<EdgeCount> Broker::edges() const {
+  std::vector<EdgeCount> out;
+  for (std::uint32_t g = 0; g + 1 < plan_.groups.size(); ++g) {
+    EdgeCount e;
+    e.from_group = g;
+    const internal::GroupSlot& a = plan_.groups[g];
+    const internal::GroupSlot& b = plan_.groups[g + 1];
+    for (std::uint32_t s = a.first; s < a.first + a.size; ++s) {
+      for (std::uint32_t t = b.first; t < b.first + b.size; ++t) {
+        const auto sit = reports_[s].sent.find(t);
+        const auto rit = reports_[t].received.find(s);
+        const std::uint64_t sent = sit == reports_[s].sent.end() ? 0 : sit->second;
+        const std::uint64_t received = rit == reports_[t].received.end() ? 0 : rit->second;
+        e.sent += sent;
+        e.received += received;
+        if (sent != received) {
+          e.mismatches.push_back(plan_.actors[s].name + " -> " + plan_.actors[t].name +
+                                 ": sent " + std::to_string(sent) + ", received " +
+                                 std::to_string(received));
+        }
+      }
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+void Broker::reject(const std::string& what) {
+  ++rejected_;
+  if (rejected_ <= 10) {
+    logger_->warn("broker: rejected: {}", what);
+  } else if (rejected_ == 11) {
+    logger_->warn("broker: rejecting more messages; counting them without logging");
+  }
+}
+
+}  // namespace relay::broker

@@ -1,0 +1,147 @@
+// broker/broker.h: the owner of a run's fabric.
+//
+// The broker binds the control endpoint (a ROUTER every actor's DEALER joins)
+// and the log endpoint (a SUB every actor's XPUB joins). It
+//   - holds the start barrier: once every actor said hello it sends each the
+//     table of data endpoints, so senders connect straight to receivers;
+//   - delivers queue puts to the owning process and acknowledges bounded ones
+//     only when there is room;
+//   - writes every log record with spdlog, prefixed "[group] (name)";
+//   - acknowledges an actor's bye (end of run, with its counts) or failure
+//     report only once every log record it announced has arrived, so nothing
+//     is lost when the actor exits;
+//   - learns of each actor's exit (from the supervisor through actor_exited()),
+//     and on the first failure stops the others: abort over the control
+//     channel, SIGTERM to local actors, SIGKILL after a grace period.
+// run() returns once every actor has exited; reports() then tells what
+// happened to each, and edges() what was sent and received between groups.
+//
+// It runs on one thread; every method but request_abort() must be called on
+// it (watch callbacks run there).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
+#include <zmq.hpp>
+
+#include "relay/internal/plan.h"
+#include "relay/internal/delivery.h"
+
+namespace relay::broker {
+
+// What the broker learned of one actor.
+struct ActorReport {
+  bool hello = false;
+  int pid = 0;
+  std::string host;
+  std::string endpoint;
+  bool bye = false;
+  std::optional<std::string> failure;  // its own report, from its process
+  std::optional<int> exitcode;
+  bool stopped = false;                // ended because the broker stopped the run
+  std::uint64_t logs_received = 0;
+  std::map<std::uint32_t, std::uint64_t> sent;      // to receiver id
+  std::map<std::uint32_t, std::uint64_t> received;  // from sender id
+  std::uint64_t rejected = 0;
+};
+
+// One edge between two consecutive groups: totals over every pair.
+struct EdgeCount {
+  std::uint32_t from_group = 0;
+  std::uint64_t sent = 0;
+  std::uint64_t received = 0;
+  std::vector<std::string> mismatches;  // "Producer-0 -> Worker-1: sent 5, received 4"
+};
+
+class Broker {
+ public:
+  struct Hooks {
+    // Delivers a put from another process to a queue of this one; never blocks.
+    std::function<internal::Delivery(std::uint64_t, const char*, std::size_t)> deliver;
+    // Readable when a bounded queue has room again.
+    int queue_space_fd = -1;
+    // Sends a signal to local actor `id` if its process is still alive.
+    std::function<void(std::uint32_t id, int sig)> signal_actor;
+  };
+
+  Broker(zmq::context_t& ctx, const internal::Plan& plan, std::shared_ptr<spdlog::logger> logger,
+         Hooks hooks);
+  ~Broker();
+  Broker(const Broker&) = delete;
+  Broker& operator=(const Broker&) = delete;
+
+  // Calls `on_readable` on the broker thread whenever `fd` is readable, until it
+  // returns false.
+  void watch(int fd, std::function<bool()> on_readable);
+  // Records that actor `id` exited with `exitcode` (negative: signal).
+  void actor_exited(std::uint32_t id, int exitcode);
+  // Stops the run: every actor is told to abort; local ones get SIGTERM, then
+  // SIGKILL after the grace period. The first reason is kept.
+  void abort(const std::string& reason);
+  // Thread-safe: asks the broker thread to abort.
+  void request_abort(const std::string& reason);
+
+  // Serves until every actor has exited.
+  void run();
+
+  const std::vector<ActorReport>& reports() const noexcept { return reports_; }
+  std::optional<std::string> abort_reason() const { return abort_reason_; }
+  // Whether actor `id` failed (rather than ended cleanly or being stopped).
+  bool failed(std::uint32_t id) const;
+  std::string failure_reason(std::uint32_t id) const;
+  // Sent and received counts for each edge, from the actors' bye reports.
+  std::vector<EdgeCount> edges() const;
+
+  // How long stopped actors get between SIGTERM and SIGKILL.
+  static constexpr std::chrono::milliseconds kGrace{1000};
+
+ private:
+  void handle_control(zmq::message_t& from, zmq::message_t& frame);
+  void handle_log(const zmq::message_t& frame);
+  void retry_puts();
+  void settle_pending_acks(bool force);
+  void send_to(std::uint32_t id, const std::string& frame);
+  void reject(const std::string& what);
+  bool all_exited() const;
+
+  zmq::context_t& ctx_;
+  const internal::Plan& plan_;
+  std::shared_ptr<spdlog::logger> logger_;
+  Hooks hooks_;
+  zmq::socket_t control_;
+  zmq::socket_t logs_;
+  std::vector<ActorReport> reports_;
+  std::vector<std::uint64_t> logs_expected_;  // announced by bye/fail; UINT64_MAX: not yet
+  std::vector<std::chrono::steady_clock::time_point> ack_since_;
+  struct Watch {
+    int fd;
+    std::function<bool()> on_readable;
+  };
+  std::vector<Watch> watches_;
+  struct PendingPut {
+    std::uint32_t actor;
+    std::uint64_t queue;
+    std::string bytes;
+  };
+  std::deque<PendingPut> pending_puts_;
+  std::size_t hellos_ = 0;
+  bool started_ = false;
+  std::optional<std::string> abort_reason_;
+  std::optional<std::chrono::steady_clock::time_point> kill_at_;
+  int abort_fd_ = -1;
+  std::mutex abort_mu_;
+  std::string requested_abort_;
+  std::uint64_t rejected_ = 0;
+};
+
+}  // namespace relay::broker

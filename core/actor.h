@@ -1,0 +1,181 @@
+// relay/actor.h: relay::Actor, one stage member running in its own process.
+//
+// Users derive from Actor. A Relay wires actors into groups; Relay::start()
+// forks one process per actor, and that process runs the actor's lifecycle:
+//
+//   startup();  loop();  shutdown();
+//
+// The first group's actors (sources) have no inbox and must override loop();
+// later groups' actors (receivers) must override recv(), which the default
+// loop() calls once per message until every actor of the group before has
+// finished. Every group but the last has an outbox: send() passes one message
+// to exactly one actor of the next group. Breaking these rules makes
+// Relay::start() throw std::invalid_argument naming the actor.
+//
+//   class Worker : public relay::Actor {
+//    public:
+//     void recv(const relay::Message& m) override {
+//       auto [i, s] = m.as<int, std::string>();
+//       send(i + 1, s);
+//     }
+//   };
+//
+// Which process calls what: startup/loop/recv/shutdown, send() and log() run in
+// the actor's process. The process API (pid(), join(), terminate(), ...) is for
+// the main process, where the Actor object keeps the handle of its child.
+// An exception escaping a hook ends the actor; Relay::start() then stops every
+// other actor and throws relay::ActorError.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "relay/control.h"
+#include "relay/errors.h"
+#include "relay/internal/codec.h"
+#include "relay/message.h"
+
+namespace relay {
+
+class Relay;
+class Actor;
+class Handler;
+namespace internal {
+struct RelayState;
+void run_relay(RelayState& state, Handler* handler);
+struct ProcessHandle;
+class ActorRuntime;
+void send_packed(const Actor& actor, Buffer& message);
+void log_text(const Actor& actor, Level level, std::string text);
+}  // namespace internal
+
+class Actor {
+ public:
+  // An actor named after its class and position, e.g. "Worker-2".
+  Actor();
+  // An actor with a name of its own.
+  explicit Actor(std::string name);
+  virtual ~Actor();
+  Actor(const Actor&) = delete;
+  Actor& operator=(const Actor&) = delete;
+
+  // ---- Lifecycle hooks: run in the actor's process ----
+
+  // Runs once, before loop().
+  virtual void startup() {}
+  // Keeps the actor alive. Sources override it; for a receiver the default
+  // receives messages and calls recv() for each, until end of stream.
+  virtual void loop();
+  // Handles one message. Receivers override it.
+  virtual void recv(const Message& message);
+  // Runs once, after loop(); a receiver has seen all its messages by then. It may
+  // still send().
+  virtual void shutdown() {}
+
+  // Runs the lifecycle: startup(), loop(), shutdown(). Relay calls it in the
+  // actor's process; it is not meant to be called directly.
+  void run();
+
+  // ---- Messaging: from the actor's process ----
+
+  // Sends one message holding `args` to exactly one actor of the next group.
+  // Blocks while the next group holds as many unprocessed messages as the
+  // Relay's maxsize allows. Throws relay::Error if the actor has no outbox (it
+  // is in the last group) or is not running, EncodeError if a value cannot be
+  // encoded.
+  template <class... Args>
+  void send(const Args&... args) {
+    internal::Buffer& buffer = send_buffer();
+    buffer.clear();
+    buffer.put(kDataFrame);
+    internal::pack_message(buffer, args...);
+    internal::send_packed(*this, buffer);
+  }
+
+  // Logs a fmt-style message. The record is written by spdlog in the main
+  // process under the Relay's logger name, prefixed "[group] (name)". Never
+  // throws (a formatting error is logged as such).
+  template <class... Args>
+  void log(fmt::format_string<Args...> format, Args&&... args) const {
+    log(Level::info, format, std::forward<Args>(args)...);
+  }
+  template <class... Args>
+  void log(Level level, fmt::format_string<Args...> format, Args&&... args) const {
+    std::string text;
+    try {
+      text = fmt::format(format, std::forward<Args>(args)...);
+    } catch (const std::exception& e) {
+      text = std::string("(log format error: ") + e.what() + ")";
+    }
+    internal::log_text(*this, level, std::move(text));
+  }
+
+  // Whether the actor has an outbox (is not in the last group). Known after
+  // Relay::connect().
+  bool sender() const noexcept { return sender_; }
+  // Whether the actor has an inbox (is not in the first group).
+  bool receiver() const noexcept { return receiver_; }
+
+  // ---- Process API (Python's multiprocessing.Process): main process ----
+
+  const std::string& name() const noexcept { return name_; }
+  // The name of the actor's group: given with relay::group(), else "group-N".
+  const std::string& group() const noexcept { return group_; }
+  // The process id, once started.
+  std::optional<int> pid() const;
+  std::optional<int> ident() const { return pid(); }
+  // Empty while running or not started; the exit status once ended; minus the
+  // signal number if a signal ended it (as in Python).
+  std::optional<int> exitcode() const;
+  bool is_alive() const;
+  // Blocks until the process has ended.
+  void join();
+  // Blocks until the process has ended or `timeout` passed; returns whether it
+  // has ended.
+  template <class Rep, class Period>
+  bool join(std::chrono::duration<Rep, Period> timeout) {
+    return join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+  }
+  // Sends SIGTERM / SIGKILL to the process (nothing if it has ended).
+  void terminate();
+  void kill();
+  // Releases the process handle. Throws relay::Error if the process still runs.
+  void close();
+  // A file descriptor that becomes readable when the process ends (a pidfd),
+  // or -1 before start and after close().
+  int sentinel() const;
+  bool daemon() const noexcept { return daemon_; }
+  // Actors always end with the main process; the flag is kept for Python's API.
+  void set_daemon(bool daemon) noexcept { daemon_ = daemon; }
+  // The run's authentication key: random bytes shared by the actors of a run.
+  std::string authkey() const;
+
+ private:
+  friend class Relay;
+  friend class internal::ActorRuntime;
+  friend void internal::send_packed(const Actor&, internal::Buffer&);
+  friend void internal::log_text(const Actor&, Level, std::string);
+  friend void internal::run_relay(internal::RelayState&, Handler*);
+
+  static constexpr char kDataFrame = 'D';
+  bool join_for(std::chrono::nanoseconds timeout);
+  internal::Buffer& send_buffer();
+
+  std::string name_;
+  std::string group_;
+  bool sender_ = false;
+  bool receiver_ = false;
+  bool daemon_ = false;
+  bool named_ = false;
+  int id_ = -1;                                       // position in the relay
+  const Relay* relay_ = nullptr;                      // the relay it is wired into
+  std::shared_ptr<internal::ProcessHandle> process_;  // main process: the child
+  std::unique_ptr<internal::Buffer> send_buffer_;
+};
+
+}  // namespace relay

@@ -1,0 +1,439 @@
+#include "relay/internal/actor_runtime.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <tuple>
+
+#include "relay/internal/queue_state.h"
+#include "relay/internal/signals.h"
+#include "relay/internal/transport.h"
+#include "relay/internal/wire.h"
+
+namespace relay::internal {
+namespace {
+
+ActorRuntime* g_current = nullptr;
+
+// Thrown when the broker says abort: the actor leaves without reporting a
+// failure of its own.
+struct Aborted {};
+
+void remote_put(std::uint64_t queue_id, bool bounded, const Buffer& message) {
+  if (g_current == nullptr) throw Error("Queue::put: the actor runtime is not running");
+  g_current->put(queue_id, bounded, message);
+}
+
+constexpr auto kPollPeriod = std::chrono::milliseconds(500);
+
+// What an exception that escaped a hook says, with its type.
+std::string describe(const std::exception& e) { return demangle(typeid(e)) + ": " + e.what(); }
+
+}  // namespace
+
+void run_actor_process(const Plan& plan, Actor& actor) {
+  // Die with the driver. PDEATHSIG fires when the forking *thread* ends, and
+  // the driver's thread stays inside Relay::start() until every actor ended.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != plan.driver_pid) ::_exit(kAbortedStatus);
+  // The driver handles Ctrl-C for the whole run and stops actors itself.
+  signals_after_fork_in_child();
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGTERM, SIG_DFL);
+  ::signal(SIGPIPE, SIG_IGN);
+  int status = 0;
+  try {
+    ActorRuntime runtime(plan, actor);
+    runtime.run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "relay: actor '%s' could not start: %s\n", actor.name().c_str(),
+                 e.what());
+    status = 1;
+  }
+  std::fflush(nullptr);
+  ::_exit(status);
+}
+
+ActorRuntime::ActorRuntime(const Plan& plan, Actor& actor)
+    : plan_(plan), actor_(actor), slot_(plan.actors.at(static_cast<std::size_t>(actor.id_))),
+      ctx_(1) {
+  g_current = this;
+  set_remote_put(&remote_put);
+  control_ = make_socket(ctx_, zmq::socket_type::dealer);
+  control_.set(zmq::sockopt::routing_id, zmq::buffer(routing_id(slot_.id)));
+  control_.connect(plan_.control_endpoint);
+}
+
+ActorRuntime* ActorRuntime::current() noexcept { return g_current; }
+
+void ActorRuntime::run() {
+  try {
+    connect();
+    actor_.run();
+    end_stream();
+    say_bye();
+  } catch (const Aborted&) {
+    ::_exit(kAbortedStatus);
+  } catch (const std::exception& e) {
+    fail(describe(e));
+  } catch (...) {
+    fail("an exception that is not a std::exception");
+  }
+  // Everything sent was acknowledged: nothing is left to flush.
+  std::fflush(nullptr);
+  ::_exit(0);
+}
+
+void ActorRuntime::connect() {
+  std::string endpoint;
+  if (actor_.receiver()) {
+    const GroupSlot& prev = plan_.groups[slot_.group - 1];
+    up_first_ = prev.first;
+    up_.resize(prev.size);
+    for (std::uint32_t i = 0; i < prev.size; ++i) up_[i].id = prev.first + i;
+    open_upstreams_ = prev.size;
+    const std::uint32_t window = plan_.window(slot_.group - 1);
+    credit_return_ = std::max<std::uint32_t>(1, window / 2);
+    inbox_ = make_socket(ctx_, zmq::socket_type::router);
+    // Credits keep each pipe below the window; the margin is for control frames.
+    inbox_.set(zmq::sockopt::rcvhwm, static_cast<int>(std::min<std::uint32_t>(window, 1 << 20) + 64));
+    inbox_.set(zmq::sockopt::router_mandatory, 1);
+    endpoint = plan_.data_prefix + std::to_string(slot_.id);
+    inbox_.bind(endpoint);
+  }
+  log_ = make_socket(ctx_, zmq::socket_type::xpub);
+  log_.set(zmq::sockopt::xpub_nodrop, 1);
+  log_.set(zmq::sockopt::sndhwm, 100000);
+  log_.connect(plan_.log_endpoint);
+
+  send_value(control_, std::make_tuple(static_cast<std::uint8_t>(Ctl::hello), slot_.id,
+                                       static_cast<int>(::getpid()), host_name(), endpoint));
+  // Wait for the broker's start (every actor is up) and for its log
+  // subscription: a record published before the subscription would be lost.
+  bool subscribed = false;
+  while (endpoints_.empty() || !subscribed) {
+    zmq::pollitem_t items[] = {{control_.handle(), 0, ZMQ_POLLIN, 0},
+                               {log_.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 2, kPollPeriod);
+    if (items[0].revents & ZMQ_POLLIN) {
+      zmq::message_t frame;
+      if (control_.recv(frame, zmq::recv_flags::dontwait)) handle_control(frame);
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      zmq::message_t sub;
+      if (log_.recv(sub, zmq::recv_flags::dontwait) && sub.size() >= 1 &&
+          sub.data<char>()[0] == 1) {
+        subscribed = true;
+      }
+    }
+    check_driver();
+  }
+  if (actor_.sender()) {
+    const GroupSlot& next = plan_.groups[slot_.group + 1];
+    const std::uint32_t window = plan_.window(slot_.group);
+    down_.resize(next.size);
+    for (std::uint32_t i = 0; i < next.size; ++i) {
+      Downstream& d = down_[i];
+      d.id = next.first + i;
+      d.credit = window;
+      d.socket = make_socket(ctx_, zmq::socket_type::dealer);
+      d.socket.set(zmq::sockopt::routing_id, zmq::buffer(routing_id(slot_.id)));
+      d.socket.set(zmq::sockopt::sndhwm, static_cast<int>(std::min<std::uint32_t>(window, 1 << 20) + 64));
+      d.socket.connect(endpoints_.at(d.id));
+    }
+    // Start each sender at a different receiver, so that n senders do not all
+    // begin with the same one.
+    next_ = slot_.id % next.size;
+  }
+}
+
+void ActorRuntime::send(Buffer& frame) {
+  if (down_.empty()) {
+    throw Error("send: actor '" + slot_.name + "' in group '" + slot_.group_name +
+                "' has no outbox (it is in the last group)");
+  }
+  for (;;) {
+    const std::size_t n = down_.size();
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::size_t i = (next_ + k) % n;
+      Downstream& d = down_[i];
+      if (d.credit == 0) continue;
+      (void)send_frame(d.socket, frame);
+      --d.credit;
+      ++d.sent;
+      next_ = i + 1;
+      return;
+    }
+    wait_downstream();
+  }
+}
+
+void ActorRuntime::read_downstream(std::size_t index) {
+  Downstream& d = down_[index];
+  zmq::message_t frame;
+  while (d.socket.recv(frame, zmq::recv_flags::dontwait)) {
+    const char* p = frame.data<char>();
+    if (frame.size() >= 1 && p[0] == kCredit) {
+      try {
+        msgpack::zone zone;
+        d.credit += decode_value(zone, p + 1, frame.size() - 1).as<std::uint64_t>();
+      } catch (const std::exception& e) {
+        reject(std::string("bad credit frame: ") + e.what());
+      }
+    } else if (frame.size() == 1 && p[0] == kEosAck) {
+      d.acked = true;
+    } else {
+      reject("unexpected frame from a receiver");
+    }
+    if (frame.more()) drain_multipart(d.socket);
+  }
+}
+
+void ActorRuntime::wait_downstream() {
+  std::vector<zmq::pollitem_t> items;
+  items.reserve(down_.size() + 1);
+  for (Downstream& d : down_) items.push_back({d.socket.handle(), 0, ZMQ_POLLIN, 0});
+  items.push_back({control_.handle(), 0, ZMQ_POLLIN, 0});
+  zmq::poll(items, kPollPeriod);
+  for (std::size_t i = 0; i < down_.size(); ++i) {
+    if (items[i].revents & ZMQ_POLLIN) read_downstream(i);
+  }
+  if (items.back().revents & ZMQ_POLLIN) {
+    zmq::message_t frame;
+    while (control_.recv(frame, zmq::recv_flags::dontwait)) handle_control(frame);
+  }
+  check_driver();
+}
+
+void ActorRuntime::end_stream() {
+  for (Downstream& d : down_) (void)send_tagged(d.socket, kEos, d.sent);
+  auto all_acked = [&] {
+    for (const Downstream& d : down_) {
+      if (!d.acked) return false;
+    }
+    return true;
+  };
+  while (!all_acked()) wait_downstream();
+}
+
+void ActorRuntime::receive_loop() {
+  zmq::message_t from;
+  zmq::message_t frame;
+  while (open_upstreams_ > 0) {
+    if (inbox_.recv(from, zmq::recv_flags::dontwait)) {
+      // A ROUTER delivers [routing id][frame...]; the parts of one message
+      // arrive together.
+      if (!from.more() || !inbox_.recv(frame, zmq::recv_flags::dontwait)) {
+        reject("frame without routing id");
+        continue;
+      }
+      if (frame.more()) drain_multipart(inbox_);
+      handle_inbound(from, frame);
+      continue;
+    }
+    zmq::pollitem_t items[] = {{inbox_.handle(), 0, ZMQ_POLLIN, 0},
+                               {control_.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 2, kPollPeriod);
+    if (items[1].revents & ZMQ_POLLIN) {
+      zmq::message_t c;
+      while (control_.recv(c, zmq::recv_flags::dontwait)) handle_control(c);
+    }
+    check_driver();
+  }
+}
+
+void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
+  const auto id = parse_routing_id(from.data(), from.size());
+  if (!id || *id < up_first_ || *id - up_first_ >= up_.size()) {
+    reject("frame from a peer that is not in the group before");
+    return;
+  }
+  Upstream& u = up_[*id - up_first_];
+  const char* p = frame.data<char>();
+  const std::size_t size = frame.size();
+  if (size == 0) {
+    reject("empty frame from actor " + plan_.actors[u.id].name);
+    return;
+  }
+  if (p[0] == kData) {
+    if (u.ended) {
+      reject("data after end of stream from actor " + plan_.actors[u.id].name);
+      return;
+    }
+    std::optional<Message> message;
+    try {
+      // Small frames are copied into the decoder's zone; large ones are kept
+      // and referred to, without a copy.
+      constexpr std::size_t kKeepFrameAtLeast = 1024;
+      if (size >= kKeepFrameAtLeast) {
+        auto owner = std::make_shared<zmq::message_t>(std::move(frame));
+        const char* q = owner->data<char>();
+        message.emplace(decode_message(q + 1, size - 1, owner));
+      } else {
+        message.emplace(decode_message(p + 1, size - 1, nullptr));
+      }
+    } catch (const EncodeError& e) {
+      reject(std::string("from actor ") + plan_.actors[u.id].name + ": " + e.what());
+    }
+    if (message) {
+      ++u.received;
+      actor_.recv(*message);
+    }
+    if (++u.unreturned >= credit_return_) {
+      inbox_.send(zmq::buffer(routing_id(u.id)), zmq::send_flags::sndmore);
+      (void)send_tagged(inbox_, kCredit, u.unreturned);
+      u.unreturned = 0;
+    }
+  } else if (p[0] == kEos) {
+    if (u.ended) {
+      reject("second end of stream from actor " + plan_.actors[u.id].name);
+      return;
+    }
+    u.ended = true;
+    --open_upstreams_;
+    // The count is checked by the broker against what the sender reports.
+    inbox_.send(zmq::buffer(routing_id(u.id)), zmq::send_flags::sndmore);
+    inbox_.send(zmq::buffer(&kEosAck, 1), zmq::send_flags::none);
+  } else {
+    reject("unknown frame kind from actor " + plan_.actors[u.id].name);
+  }
+}
+
+void ActorRuntime::drain_multipart(zmq::socket_t& socket) {
+  zmq::message_t part;
+  do {
+    if (!socket.recv(part, zmq::recv_flags::dontwait)) return;
+  } while (part.more());
+  reject("unexpected multipart message");
+}
+
+Ctl ActorRuntime::handle_control(const zmq::message_t& frame) {
+  msgpack::zone zone;
+  try {
+    const msgpack::object o = decode_value(zone, frame.data<char>(), frame.size());
+    if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) throw EncodeError("not an array");
+    const auto kind = static_cast<Ctl>(o.via.array.ptr[0].as<std::uint8_t>());
+    switch (kind) {
+      case Ctl::start:
+        endpoints_ = o.via.array.ptr[1].as<std::vector<std::string>>();
+        if (endpoints_.size() != plan_.actors.size()) throw EncodeError("bad endpoint table");
+        return kind;
+      case Ctl::put_ack:
+        acked_puts_.push_back(o.via.array.ptr[1].as<std::uint64_t>());
+        return kind;
+      case Ctl::ack:
+        return kind;
+      case Ctl::abort:
+        throw Aborted{};
+      default:
+        throw EncodeError("unknown control kind");
+    }
+  } catch (const Aborted&) {
+    throw;
+  } catch (const std::exception& e) {
+    reject(std::string("bad control frame: ") + e.what());
+  }
+  return Ctl{0};
+}
+
+void ActorRuntime::wait_control(Ctl kind, std::uint64_t queue_id) {
+  for (;;) {
+    if (kind == Ctl::put_ack) {
+      auto it = std::find(acked_puts_.begin(), acked_puts_.end(), queue_id);
+      if (it != acked_puts_.end()) {
+        acked_puts_.erase(it);
+        return;
+      }
+    }
+    zmq::message_t frame;
+    if (control_.recv(frame, zmq::recv_flags::dontwait)) {
+      if (handle_control(frame) == kind && kind != Ctl::put_ack) return;
+      continue;
+    }
+    zmq::pollitem_t items[] = {{control_.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 1, kPollPeriod);
+    check_driver();
+  }
+}
+
+void ActorRuntime::put(std::uint64_t queue_id, bool bounded, const Buffer& message) {
+  Buffer b;
+  msgpack::packer<Buffer> pk(b);
+  pk.pack_array(4);
+  pk.pack(static_cast<std::uint8_t>(Ctl::put));
+  pk.pack(queue_id);
+  pk.pack(bounded);
+  pk.pack_bin(static_cast<std::uint32_t>(message.size()));
+  pk.pack_bin_body(message.data(), static_cast<std::uint32_t>(message.size()));
+  (void)send_frame(control_, b);
+  if (bounded) wait_control(Ctl::put_ack, queue_id);
+}
+
+void ActorRuntime::log(Level level, const std::string& text) noexcept {
+  try {
+    send_value(log_, std::make_tuple(slot_.id, static_cast<std::uint8_t>(level), text));
+    ++logs_;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "relay: [%s] (%s) log record lost (%s): %s\n", slot_.group_name.c_str(),
+                 slot_.name.c_str(), e.what(), text.c_str());
+  }
+}
+
+void ActorRuntime::say_bye() {
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> sent;
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> received;
+  for (const Downstream& d : down_) sent.emplace_back(d.id, d.sent);
+  for (const Upstream& u : up_) received.emplace_back(u.id, u.received);
+  send_value(control_, std::make_tuple(static_cast<std::uint8_t>(Ctl::bye), logs_, sent,
+                                       received, rejected_));
+  wait_control(Ctl::ack);
+}
+
+void ActorRuntime::fail(const std::string& text) noexcept {
+  bool acknowledged = false;
+  try {
+    send_value(control_, std::make_tuple(static_cast<std::uint8_t>(Ctl::fail), text, logs_));
+    // Wait a little for the broker to take the report (and every log record
+    // before it); a broker that is gone must not keep a failed actor alive.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!acknowledged && std::chrono::steady_clock::now() < deadline) {
+      zmq::pollitem_t items[] = {{control_.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 1, std::chrono::milliseconds(100));
+      zmq::message_t frame;
+      while (control_.recv(frame, zmq::recv_flags::dontwait)) {
+        msgpack::zone zone;
+        const msgpack::object o = decode_value(zone, frame.data<char>(), frame.size());
+        if (o.type == msgpack::type::ARRAY && o.via.array.size > 0 &&
+            o.via.array.ptr[0].as<std::uint8_t>() == static_cast<std::uint8_t>(Ctl::ack)) {
+          acknowledged = true;
+        }
+      }
+    }
+  } catch (...) {
+  }
+  if (!acknowledged) {
+    std::fprintf(stderr, "relay: [%s] (%s) failed (pid %d): %s\n", slot_.group_name.c_str(),
+                 slot_.name.c_str(), static_cast<int>(::getpid()), text.c_str());
+  }
+  std::fflush(nullptr);
+  ::_exit(1);
+}
+
+void ActorRuntime::reject(const std::string& what) {
+  ++rejected_;
+  // Log the first few in full; a flood of hostile frames must not become a
+  // flood of log records.
+  if (rejected_ <= 10) {
+    log(Level::warn, "rejected a frame: " + what);
+  } else if (rejected_ == 11) {
+    log(Level::warn, "rejected more frames; counting them without logging");
+  }
+}
+
+void ActorRuntime::check_driver() const {
+  if (::getppid() != plan_.driver_pid) ::_exit(kAbortedStatus);
+}
+
+}  // namespace relay::internal

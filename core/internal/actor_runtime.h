@@ -1,0 +1,93 @@
+// relay/internal/actor_runtime.h: what runs inside an actor's process.
+//
+// run_actor_process() is called in the child right after fork(). It sets the
+// process up (signals, death of the driver), connects to the broker and to the
+// next group, runs the actor's lifecycle, ends its stream with acknowledged
+// end-of-stream frames, reports its counts, and leaves with _exit(): a forked
+// child never returns into the parent's code.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "relay/actor.h"
+#include "relay/internal/plan.h"
+#include "relay/internal/wire.h"
+
+namespace relay::internal {
+
+[[noreturn]] void run_actor_process(const Plan& plan, Actor& actor);
+
+class ActorRuntime {
+ public:
+  ActorRuntime(const Plan& plan, Actor& actor);
+  ActorRuntime(const ActorRuntime&) = delete;
+  ActorRuntime& operator=(const ActorRuntime&) = delete;
+
+  // The runtime of this process, or nullptr in a process that runs no actor.
+  static ActorRuntime* current() noexcept;
+
+  // Runs the whole life of the actor process; never returns.
+  [[noreturn]] void run();
+
+  // Sends one data frame ('D' + message) to one receiver with credit.
+  void send(Buffer& frame);
+  // Receives messages and calls recv() until every sender has ended its stream.
+  void receive_loop();
+  void log(Level level, const std::string& text) noexcept;
+  void put(std::uint64_t queue_id, bool bounded, const Buffer& message);
+  const Actor& actor() const noexcept { return actor_; }
+
+ private:
+  struct Downstream {
+    std::uint32_t id = 0;
+    zmq::socket_t socket;
+    std::uint64_t credit = 0;
+    std::uint64_t sent = 0;
+    bool acked = false;
+  };
+  struct Upstream {
+    std::uint32_t id = 0;
+    std::uint64_t received = 0;
+    std::uint64_t unreturned = 0;  // consumed, credit not yet returned
+    bool ended = false;
+  };
+
+  void connect();
+  void end_stream();
+  void say_bye();
+  [[noreturn]] void fail(const std::string& text) noexcept;
+  // Reads every frame waiting on the downstream sockets (credits, acks).
+  void read_downstream(std::size_t index);
+  void wait_downstream();
+  void handle_inbound(zmq::message_t& from, zmq::message_t& frame);
+  void drain_multipart(zmq::socket_t& socket);
+  // Handles one control frame; returns its kind.
+  Ctl handle_control(const zmq::message_t& frame);
+  void wait_control(Ctl kind, std::uint64_t queue_id = 0);
+  void reject(const std::string& what);
+  void check_driver() const;
+
+  const Plan& plan_;
+  Actor& actor_;
+  const ActorSlot& slot_;
+  zmq::context_t ctx_;
+  zmq::socket_t control_;
+  zmq::socket_t log_;
+  zmq::socket_t inbox_;
+  std::vector<Downstream> down_;
+  std::vector<Upstream> up_;
+  std::uint32_t up_first_ = 0;  // id of the first upstream actor
+  std::uint32_t open_upstreams_ = 0;
+  std::uint64_t credit_return_ = 1;
+  std::size_t next_ = 0;
+  std::uint64_t logs_ = 0;
+  std::uint64_t rejected_ = 0;
+  std::vector<std::string> endpoints_;
+  std::vector<std::uint64_t> acked_puts_;
+};
+
+}  // namespace relay::internal

@@ -1,0 +1,133 @@
+// relay/internal/codec.h: msgpack encoding of messages. Not part of the public
+// API; the public headers include it only for their templates.
+//
+// A message on the wire is one msgpack array holding the values given to one
+// send() or put(). relay::Control values are msgpack ext values of type
+// kControlExt with one byte of payload.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+
+#include <msgpack.hpp>
+
+#include "relay/control.h"
+#include "relay/errors.h"
+
+namespace relay::internal {
+
+inline constexpr std::int8_t kControlExt = 0x52;  // 'R'
+
+// Returns a readable name of a C++ type: "int", "std::string", "std::vector<int>".
+std::string demangle(const std::type_info& type);
+template <class T>
+std::string type_name() {
+  return demangle(typeid(T));
+}
+
+// Returns the msgpack wire type of a value: "positive integer", "str", "array"...
+std::string wire_type(const msgpack::object& o);
+
+// A growable byte buffer, the packer's target. It can hand its storage off
+// without a copy (release()), so that a large message goes to ZeroMQ as it is.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { std::free(data_); }
+
+  void write(const char* p, std::size_t n) {
+    if (size_ + n > capacity_) grow(size_ + n);
+    std::memcpy(data_ + size_, p, n);
+    size_ += n;
+  }
+  void put(char c) { write(&c, 1); }
+  const char* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  void clear() noexcept { size_ = 0; }
+  // Gives up the storage (to be freed with std::free); the buffer is empty after.
+  char* release() noexcept {
+    char* p = data_;
+    data_ = nullptr;
+    size_ = capacity_ = 0;
+    return p;
+  }
+
+ private:
+  void grow(std::size_t need);
+  char* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+};
+
+// Appends one message (a msgpack array of the values) to `out`.
+template <class... Args>
+void pack_message(Buffer& out, const Args&... args) {
+  msgpack::packer<Buffer> pk(out);
+  pk.pack_array(sizeof...(Args));
+  try {
+    (pk.pack(args), ...);
+  } catch (const std::exception& e) {
+    throw EncodeError(std::string("cannot encode message: ") + e.what());
+  }
+}
+
+// One decoded message and the bytes it refers to.
+struct Payload {
+  msgpack::zone zone;
+  msgpack::object array;        // of type ARRAY
+  std::shared_ptr<void> bytes;  // keeps referenced str/bin/ext bytes alive
+};
+
+// Decodes one message: `data` must hold exactly one msgpack array. Sizes in the
+// frame are checked against its length, so a hostile frame cannot make the
+// decoder allocate more than a small multiple of its own size. Throws
+// EncodeError on anything else. Large str/bin values refer into `data`, which
+// `owner` must keep alive.
+std::shared_ptr<const Payload> decode_message(const char* data, std::size_t size,
+                                              std::shared_ptr<void> owner);
+
+// Decodes one msgpack value with the same limits (for control frames).
+// `reference` lets large str/bin/ext values point into `data` instead of the zone.
+msgpack::object decode_value(msgpack::zone& zone, const char* data, std::size_t size,
+                             bool reference = false);
+
+}  // namespace relay::internal
+
+namespace msgpack {
+MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
+namespace adaptor {
+
+template <>
+struct pack<relay::Control> {
+  template <class Stream>
+  packer<Stream>& operator()(packer<Stream>& o, relay::Control c) const {
+    const char b = static_cast<char>(c);
+    o.pack_ext(1, relay::internal::kControlExt);
+    o.pack_ext_body(&b, 1);
+    return o;
+  }
+};
+
+template <>
+struct convert<relay::Control> {
+  const msgpack::object& operator()(const msgpack::object& o, relay::Control& c) const {
+    if (o.type != msgpack::type::EXT || o.via.ext.type() != relay::internal::kControlExt ||
+        o.via.ext.size != 1 || static_cast<unsigned char>(o.via.ext.data()[0]) > 1) {
+      throw msgpack::type_error();
+    }
+    c = static_cast<relay::Control>(o.via.ext.data()[0]);
+    return o;
+  }
+};
+
+}  // namespace adaptor
+}  // MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS)
+}  // namespace msgpack

@@ -1,0 +1,48 @@
+// relay/internal/plan.h: what every process of a run knows about it.
+//
+// The plan is built in the driver before any actor starts. Local actors inherit
+// it at fork; a worker on another host builds the same plan by running the same
+// program, so actor ids agree everywhere.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace relay::internal {
+
+struct ActorSlot {
+  std::uint32_t id = 0;      // position in the relay, 0..n-1, group by group
+  std::uint32_t group = 0;   // index of its group
+  std::string name;
+  std::string group_name;
+};
+
+struct GroupSlot {
+  std::string name;
+  std::uint32_t first = 0;  // id of its first actor
+  std::uint32_t size = 0;
+};
+
+struct Plan {
+  std::vector<GroupSlot> groups;
+  std::vector<ActorSlot> actors;
+  std::optional<std::size_t> maxsize;
+  std::string control_endpoint;  // broker ROUTER: hello, puts, fail, bye
+  std::string log_endpoint;      // broker SUB: log records
+  std::string data_prefix;       // + actor id: a receiver's data ROUTER (local)
+  std::string authkey;
+  int driver_pid = 0;
+
+  // Credits a sender holds for one receiver of the next group: the messages that
+  // may be in flight on that pair. Every pair of an edge gets an equal share of
+  // maxsize, at least one, so an edge holds at most max(maxsize, n*m) messages.
+  std::uint32_t window(std::uint32_t sender_group) const;
+};
+
+// Default credit window per sender/receiver pair when no maxsize is given.
+inline constexpr std::uint32_t kDefaultWindow = 1000;
+
+}  // namespace relay::internal

@@ -1,0 +1,48 @@
+// relay/internal/queue_state.h: the shared state behind relay::Queue, and the
+// hooks the broker uses to deliver puts that arrive from other processes.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "relay/internal/delivery.h"
+#include "relay/message.h"
+
+namespace relay::internal {
+
+struct QueueState {
+  std::uint64_t id = 0;
+  pid_t owner = 0;
+  std::optional<std::size_t> maxsize;
+  std::mutex mu;
+  std::condition_variable not_empty;
+  std::condition_variable not_full;
+  std::deque<Message> items;
+};
+
+// Called by the broker thread with the bytes of one put() made in another
+// process. Never blocks: a bounded queue that is full answers `full`, and the
+// broker tries again once queue_space_fd() becomes readable.
+Delivery deliver_to_queue(std::uint64_t id, const char* data, std::size_t size);
+
+// An eventfd that becomes readable when a get() frees room in a bounded queue.
+int queue_space_fd();
+
+// Marks whether a relay run is in progress in this process; while none is, a
+// blocking get() on an empty queue throws instead of waiting forever. Wakes
+// every blocked get().
+void set_queues_running(bool running);
+
+// How an actor process sends a put() to the queue's owner (set by the actor
+// runtime in each actor process).
+using RemotePut = void (*)(std::uint64_t queue_id, bool bounded, const Buffer& message);
+void set_remote_put(RemotePut put);
+
+}  // namespace relay::internal

@@ -1,0 +1,54 @@
+#include "relay/internal/transport.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <random>
+
+namespace relay::internal {
+
+zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type) {
+  zmq::socket_t s(ctx, type);
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::reconnect_ivl, 2);
+  s.set(zmq::sockopt::reconnect_ivl_max, 100);
+  return s;
+}
+
+bool send_frame(zmq::socket_t& socket, Buffer& frame, zmq::send_flags flags) {
+  // Below this size a copy is cheaper than a malloc'd block freed by ZeroMQ's
+  // I/O thread.
+  constexpr std::size_t kZeroCopyAtLeast = 8192;
+  if (frame.size() >= kZeroCopyAtLeast) {
+    const std::size_t size = frame.size();
+    zmq::message_t msg(frame.release(), size, [](void* p, void*) { std::free(p); }, nullptr);
+    return socket.send(msg, flags).has_value();
+  }
+  return socket.send(zmq::const_buffer(frame.data(), frame.size()), flags).has_value();
+}
+
+std::string random_hex(std::size_t n) {
+  std::string bytes((n + 1) / 2, '\0');
+  std::ifstream urandom("/dev/urandom", std::ios::binary);
+  if (!urandom.read(bytes.data(), static_cast<std::streamsize>(bytes.size()))) {
+    std::random_device rd;
+    for (char& c : bytes) c = static_cast<char>(rd());
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  out.resize(n);
+  return out;
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "localhost";
+  return name;
+}
+
+}  // namespace relay::internal

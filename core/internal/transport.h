@@ -1,0 +1,50 @@
+// relay/internal/transport.h: ZeroMQ sockets as relay sets them up.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include <zmq.hpp>
+
+#include "relay/internal/codec.h"
+
+namespace relay::internal {
+
+// A socket with linger 0 (every exchange relay cares about is acknowledged, so
+// nothing is left to flush at close) and fast reconnects (actors may connect
+// before the broker has bound).
+zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type);
+
+// Sends `frame` as one message; large buffers are handed to ZeroMQ without a
+// copy (the buffer is empty afterwards). Blocks while the peer's pipe is full.
+// Returns false if `flags` has dontwait and the message would block.
+[[nodiscard]] bool send_frame(zmq::socket_t& socket, Buffer& frame,
+                              zmq::send_flags flags = zmq::send_flags::none);
+
+// Packs a msgpack value (a tuple for control frames) and sends it.
+template <class T>
+bool send_value(zmq::socket_t& socket, const T& value,
+                zmq::send_flags flags = zmq::send_flags::none) {
+  Buffer b;
+  msgpack::pack(b, value);
+  return send_frame(socket, b, flags);
+}
+
+// Sends a one-byte kind followed by a packed msgpack value.
+template <class T>
+bool send_tagged(zmq::socket_t& socket, char kind, const T& value,
+                 zmq::send_flags flags = zmq::send_flags::none) {
+  Buffer b;
+  b.put(kind);
+  msgpack::pack(b, value);
+  return send_frame(socket, b, flags);
+}
+
+// Returns a fresh random token of `n` hex digits (from /dev/urandom).
+std::string random_hex(std::size_t n);
+
+// Returns this host's name.
+std::string host_name();
+
+}  // namespace relay::internal

@@ -1,0 +1,66 @@
+// relay/internal/wire.h: the frames relay's processes exchange.
+//
+// Control channel: each actor's DEALER (routing id = 4-byte actor id) to the
+// broker's ROUTER. One frame per message: a msgpack array whose first element
+// is a Ctl kind.
+//   hello   [1, id, pid, host, data_endpoint]        actor -> broker
+//   put     [2, queue_id, bounded, bin message]      actor -> broker
+//   fail    [3, text, log_count]                     actor -> broker
+//   bye     [4, log_count, [[to, n]...], [[from, n]...], rejected]
+//   start   [101, [endpoint of each actor id]]       broker -> actor
+//   put_ack [102, queue_id]                          broker -> actor
+//   ack     [103]  (answers fail and bye, once every log record has arrived)
+//   abort   [105, reason]
+//
+// Log channel: each actor's XPUB to the broker's SUB; one msgpack frame
+// [id, level, text] per record.
+//
+// Data channel: a sender's DEALER per receiver (routing id = its actor id) to
+// the receiver's ROUTER. One frame, whose first byte is its kind:
+//   'D' + msgpack array   a message              sender -> receiver
+//   'E' + msgpack uint    end of stream: how many 'D' were sent on this pair
+//   'C' + msgpack uint    credits: that many more 'D' may be sent
+//   'A'                   end of stream acknowledged: all 'D' were received
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+
+namespace relay::internal {
+
+enum class Ctl : std::uint8_t {
+  hello = 1,
+  put = 2,
+  fail = 3,
+  bye = 4,
+  start = 101,
+  put_ack = 102,
+  ack = 103,
+  abort = 105,
+};
+
+inline constexpr char kData = 'D';
+inline constexpr char kEos = 'E';
+inline constexpr char kCredit = 'C';
+inline constexpr char kEosAck = 'A';
+
+// Exit status of an actor process that stopped because the broker said abort.
+inline constexpr int kAbortedStatus = 3;
+
+// Routing ids are the actor id as 4 big-endian bytes.
+inline std::string routing_id(std::uint32_t id) {
+  const char b[4] = {static_cast<char>(id >> 24), static_cast<char>(id >> 16),
+                     static_cast<char>(id >> 8), static_cast<char>(id)};
+  return std::string(b, 4);
+}
+inline std::optional<std::uint32_t> parse_routing_id(const void* data, std::size_t size) {
+  if (size != 4) return std::nullopt;
+  unsigned char b[4];
+  std::memcpy(b, data, 4);
+  return (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) | (std::uint32_t{b[2]} << 8) |
+         b[3];
+}
+
+}  // namespace relay::internal

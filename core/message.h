@@ -1,0 +1,72 @@
+// relay/message.h: one received message.
+//
+// A Message holds the values given to one send() or Queue::put(), decoded from
+// msgpack. It is cheap to copy (copies share the decoded data) and may be kept
+// after recv() returns. Reading a value as the wrong type throws
+// relay::TypeError, whose text names the index, the expected C++ type and the
+// actual wire type.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "relay/control.h"
+#include "relay/errors.h"
+#include "relay/internal/codec.h"
+
+namespace relay {
+
+class Message {
+ public:
+  // An empty message (size() == 0).
+  Message() = default;
+
+  // Returns how many values the message holds.
+  std::size_t size() const noexcept { return p_ ? p_->array.via.array.size : 0; }
+
+  // Returns value `i` as a T. Throws TypeError if there is no value `i` or it
+  // does not convert to T.
+  template <class T>
+  T get(std::size_t i) const {
+    const msgpack::object& o = at(i);
+    try {
+      return o.as<T>();
+    } catch (const msgpack::type_error&) {
+      throw_type_error(i, internal::type_name<T>(), o);
+    }
+  }
+
+  // Returns all values as a tuple. Throws TypeError if the message does not hold
+  // exactly sizeof...(Ts) values or one does not convert.
+  template <class... Ts>
+  std::tuple<Ts...> as() const {
+    if (size() != sizeof...(Ts)) throw_arity_error(sizeof...(Ts));
+    return as_impl<Ts...>(std::index_sequence_for<Ts...>{});
+  }
+
+  // Returns whether the message is exactly the one control value `c`.
+  bool is(Control c) const noexcept;
+
+  // Returns a readable form, e.g. `[1, "item", eol]`.
+  std::string to_string() const;
+
+  // For relay's own use: wraps decoded data.
+  explicit Message(std::shared_ptr<const internal::Payload> p) : p_(std::move(p)) {}
+
+ private:
+  template <class... Ts, std::size_t... I>
+  std::tuple<Ts...> as_impl(std::index_sequence<I...>) const {
+    return std::tuple<Ts...>(get<Ts>(I)...);
+  }
+  const msgpack::object& at(std::size_t i) const;
+  [[noreturn]] static void throw_type_error(std::size_t i, const std::string& expected,
+                                            const msgpack::object& actual);
+  [[noreturn]] void throw_arity_error(std::size_t expected) const;
+
+  std::shared_ptr<const internal::Payload> p_;
+};
+
+}  // namespace relay
