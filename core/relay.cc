@@ -139,8 +139,9 @@ void run_relay(RelayState& state, Handler* handler) {
   }
   signals.set_pidfds(pidfds);
 
-  std::optional<broker::Broker> broker;
+  // Declared before the broker: its sockets must close before the context ends.
   std::optional<zmq::context_t> ctx;
+  std::optional<broker::Broker> broker;
   try {
     ctx.emplace(1);
     broker::Broker::Hooks hooks;
