@@ -74,8 +74,7 @@ void run_relay(RelayState& state, Handler* handler) {
   Plan plan;
   plan.maxsize = state.maxsize;
   plan.driver_pid = ::getpid();
-  const std::string prefix =
-      "ipc://@relay-" + std::to_string(plan.driver_pid) + "-" + random_hex(12) + "-";
+  const std::string prefix = "ipc://@" + local_socket_prefix() + random_hex(8) + "-";
   plan.control_endpoint = prefix + "control";
   plan.log_endpoint = prefix + "log";
   plan.data_prefix = prefix + "data-";

@@ -104,9 +104,11 @@ Group group(std::string name, Members&&... members) {
 
 class Relay {
  public:
-  // `maxsize` bounds how many messages may wait between two groups (sent but
-  // not yet handled by recv()): the source blocks in send() instead. Unset,
-  // each sender/receiver pair may have 1000 in flight. `log` names the spdlog
+  // `maxsize` bounds how many messages each sender may have in flight to the
+  // next group (sent but not yet handled by recv()): send() blocks instead.
+  // The bound is split evenly over the receivers, at least one each, so an
+  // edge of n senders and m receivers holds at most n * max(maxsize, m).
+  // Unset, each sender/receiver pair may have 1000 in flight. `log` names the spdlog
   // logger actors' records are written with ("relay" if empty).
   explicit Relay(std::optional<std::size_t> maxsize = {}, std::string log = {});
   ~Relay();

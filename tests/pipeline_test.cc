@@ -1,7 +1,11 @@
 // End-to-end tests of the seed's scenarios, with real processes.
 #include <algorithm>
 #include <numeric>
+#include <map>
+#include <optional>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -104,6 +108,342 @@ TEST_F(PipelineTest, OneToManyToOne) {
   EXPECT_EQ(d.values, Range(1, 1001));
   EXPECT_EQ(workers[3]->name(), "Worker-3");
   EXPECT_EQ(workers[3]->group(), "group-1");
+}
+
+// A source whose values start at `start`, spaced `step`, sending `n`.
+class Counter : public relay::Actor {
+ public:
+  Counter(long long start, long long n) : start_(start), n_(n) {}
+  void loop() override {
+    for (long long i = 0; i < n_; ++i) send(start_ + i);
+  }
+
+ private:
+  long long start_;
+  long long n_;
+};
+
+class Forward : public relay::Actor {
+ public:
+  void recv(const relay::Message& m) override { send(m.get<long long>(0)); }
+};
+
+// A sink that reports its count, sum and startup/shutdown calls.
+class Tally : public relay::Actor {
+ public:
+  explicit Tally(relay::Queue& q) : q_(q) {}
+  void startup() override { ++startups_; }
+  void recv(const relay::Message& m) override {
+    ++count_;
+    sum_ += m.get<long long>(0);
+  }
+  void shutdown() override { q_.put(name(), count_, sum_, startups_); }
+
+ private:
+  relay::Queue& q_;
+  long long count_ = 0;
+  long long sum_ = 0;
+  int startups_ = 0;
+};
+
+struct Totals {
+  long long count = 0;
+  long long sum = 0;
+  int sinks = 0;
+};
+Totals Collect(relay::Queue& q) {
+  Totals t;
+  while (auto m = q.get_nowait()) {
+    auto [name, count, sum, startups] = m->as<std::string, long long, long long, int>();
+    EXPECT_EQ(startups, 1) << name;
+    t.count += count;
+    t.sum += sum;
+    ++t.sinks;
+  }
+  return t;
+}
+
+long long SumRange(long long from, long long n) { return n * from + n * (n - 1) / 2; }
+
+template <class T, class... Args>
+std::vector<std::unique_ptr<T>> Many(int n, Args&... args) {
+  std::vector<std::unique_ptr<T>> v;
+  for (int i = 0; i < n; ++i) v.push_back(std::make_unique<T>(args...));
+  return v;
+}
+
+// 1-n: every message reaches exactly one of the receivers; each sink's
+// startup and shutdown run once.
+TEST_F(PipelineTest, OneToMany) {
+  relay::Queue q;
+  Counter source(0, 3000);
+  auto sinks = Many<Tally>(3, q);
+  relay::Relay relay;
+  relay.connect(source, sinks);
+  relay.start();
+  Totals t = Collect(q);
+  EXPECT_EQ(t.sinks, 3);
+  EXPECT_EQ(t.count, 3000);
+  EXPECT_EQ(t.sum, SumRange(0, 3000));
+}
+
+// n-1: end of stream comes only after every sender finished.
+TEST_F(PipelineTest, ManyToOne) {
+  relay::Queue q;
+  Counter a(0, 1000), b(1000, 1000), c(2000, 1000);
+  Tally sink(q);
+  relay::Relay relay;
+  relay.connect(std::vector<relay::Actor*>{&a, &b, &c}, sink);
+  relay.start();
+  Totals t = Collect(q);
+  EXPECT_EQ(t.sinks, 1);
+  EXPECT_EQ(t.count, 3000);
+  EXPECT_EQ(t.sum, SumRange(0, 3000));
+}
+
+// n-m.
+TEST_F(PipelineTest, ManyToMany) {
+  relay::Queue q;
+  Counter a(0, 2000), b(2000, 2000), c(4000, 2000);
+  auto sinks = Many<Tally>(2, q);
+  relay::Relay relay(8);
+  relay.connect(std::vector<relay::Actor*>{&a, &b, &c}, sinks);
+  relay.start();
+  Totals t = Collect(q);
+  EXPECT_EQ(t.sinks, 2);
+  EXPECT_EQ(t.count, 6000);
+  EXPECT_EQ(t.sum, SumRange(0, 6000));
+}
+
+// 1-n-m-1 with a small maxsize: exact count and checksum.
+TEST_F(PipelineTest, ExactCountsThroughFourStagesWithSmallMaxsize) {
+  relay::Queue q;
+  Counter source(7, 20000);
+  auto first = Many<Forward>(3);
+  auto second = Many<Forward>(2);
+  Tally sink(q);
+  relay::Relay relay(4);
+  relay.connect(source, first, second, sink);
+  relay.start();
+  Totals t = Collect(q);
+  EXPECT_EQ(t.count, 20000);
+  EXPECT_EQ(t.sum, SumRange(7, 20000));
+}
+
+// Named groups name the actors' group; unnamed ones are numbered by position.
+TEST_F(PipelineTest, NamedGroups) {
+  relay::Queue q;
+  Counter source(0, 10);
+  auto prep = Many<Forward>(2);
+  Tally sink(q);
+  relay::Relay relay;
+  relay.connect(source, relay::group("prep", prep), relay::group("sink", sink));
+  EXPECT_EQ(source.group(), "group-0");
+  EXPECT_EQ(prep[1]->group(), "prep");
+  EXPECT_EQ(prep[1]->name(), "Forward-1");
+  EXPECT_EQ(sink.group(), "sink");
+  EXPECT_TRUE(source.sender());
+  EXPECT_FALSE(source.receiver());
+  EXPECT_TRUE(prep[0]->sender() && prep[0]->receiver());
+  EXPECT_FALSE(sink.sender());
+  relay.start();
+  EXPECT_EQ(Collect(q).count, 10);
+}
+
+// A Handler runs in the main process while the actors run and aggregates
+// what they put to its queue; the sink ends it with Control::eol.
+class EolSink : public relay::Actor {
+ public:
+  explicit EolSink(relay::Queue& q) : q_(q) {}
+  void recv(const relay::Message& m) override { q_.put(m.get<long long>(0)); }
+  void shutdown() override { q_.put(relay::Control::eol); }
+
+ private:
+  relay::Queue& q_;
+};
+
+class Summer : public relay::Handler {
+ public:
+  void run() override {
+    for (;;) {
+      relay::Message m = q.get();
+      if (m.is(relay::Control::eol)) return;
+      sum += m.get<long long>(0);
+      ++count;
+    }
+  }
+  long long sum = 0;
+  long long count = 0;
+};
+
+TEST_F(PipelineTest, HandlerAggregatesThroughItsQueue) {
+  Summer handler;
+  Counter source(0, 500);
+  auto workers = Many<Forward>(2);
+  EolSink sink(handler.q);
+  relay::Relay relay;
+  relay.connect(source, workers, sink);
+  relay.start(&handler);
+  EXPECT_EQ(handler.count, 500);
+  EXPECT_EQ(handler.sum, SumRange(0, 500));
+}
+
+// A bounded Queue never holds more than maxsize messages: put() blocks.
+class Flood : public relay::Actor {
+ public:
+  explicit Flood(relay::Queue& q) : q_(q) {}
+  void loop() override {
+    for (int i = 0; i < 200; ++i) q_.put(i);
+  }
+  void recv(const relay::Message&) override {}
+
+ private:
+  relay::Queue& q_;
+};
+class Idle : public relay::Actor {
+ public:
+  void recv(const relay::Message&) override {}
+};
+class SlowReader : public relay::Handler {
+ public:
+  explicit SlowReader(relay::Queue& bounded) : bounded_(bounded) {}
+  void run() override {
+    for (int i = 0; i < 200; ++i) {
+      max_seen = std::max<std::size_t>(max_seen, bounded_.qsize());
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      values.push_back(bounded_.get().get<int>(0));
+    }
+  }
+  std::size_t max_seen = 0;
+  std::vector<int> values;
+
+ private:
+  relay::Queue& bounded_;
+};
+
+TEST_F(PipelineTest, BoundedQueueBlocksPut) {
+  relay::Queue bounded(5);
+  Flood source(bounded);
+  Idle sink;
+  SlowReader reader(bounded);
+  relay::Relay relay;
+  relay.connect(source, sink);
+  relay.start(&reader);
+  EXPECT_LE(reader.max_seen, 5u);
+  EXPECT_EQ(reader.values, Range(0, 200));  // one putter: FIFO order kept
+}
+
+// Backpressure: with maxsize 10 on a 1-1 edge, the source is never more than
+// 10 messages ahead of what the sink has handled, and it does get there.
+class LeadSource : public relay::Actor {
+ public:
+  explicit LeadSource(relay::testing::SharedBlock& shm) : shm_(shm) {}
+  void loop() override {
+    for (long long i = 0; i < 3000; ++i) {
+      send(i);
+      const long long lead = i + 1 - shm_.at(1).load();
+      if (lead > shm_.at(2).load()) shm_.at(2).store(lead);
+    }
+  }
+
+ private:
+  relay::testing::SharedBlock& shm_;
+};
+class SlowSink : public relay::Actor {
+ public:
+  explicit SlowSink(relay::testing::SharedBlock& shm) : shm_(shm) {}
+  void recv(const relay::Message&) override {
+    if (shm_.at(1).load() % 100 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    shm_.at(1).fetch_add(1);
+  }
+
+ private:
+  relay::testing::SharedBlock& shm_;
+};
+
+TEST_F(PipelineTest, MaxsizeBoundsMessagesInFlight) {
+  relay::testing::SharedBlock shm;
+  LeadSource source(shm);
+  SlowSink sink(shm);
+  relay::Relay relay(10);
+  relay.connect(source, sink);
+  relay.start();
+  EXPECT_EQ(shm.at(1).load(), 3000);
+  EXPECT_LE(shm.at(2).load(), 10);
+  EXPECT_GE(shm.at(2).load(), 5);  // it ran ahead, then blocked
+}
+
+// Logs from every actor reach the main process, prefixed [group] (name), and
+// none is lost when an actor exits right after logging.
+class Chatty : public relay::Actor {
+ public:
+  void startup() override { log("up {}", 1); }
+  void loop() override { send(1); }
+  void shutdown() override {
+    for (int i = 0; i < 1000; ++i) log(relay::Level::warn, "bye {}", i);
+  }
+};
+class ChattySink : public relay::Actor {
+ public:
+  void recv(const relay::Message& m) override { log("got {}", m.to_string()); }
+};
+
+TEST_F(PipelineTest, LogsReachMainProcess) {
+  relay::testing::LogCapture capture("logtest");
+  Chatty source;
+  ChattySink sink;
+  relay::Relay relay({}, "logtest");
+  relay.connect(source, relay::group("sink", sink));
+  relay.start();
+  EXPECT_EQ(capture.count("info [group-0] (Chatty-0) up 1"), 1) << capture.text();
+  EXPECT_EQ(capture.count("info [sink] (ChattySink-0) got [1]"), 1) << capture.text();
+  EXPECT_EQ(capture.count("warning [group-0] (Chatty-0) bye "), 1000);
+  EXPECT_EQ(capture.count("bye 999"), 1);
+}
+
+// Values of every kind the API promises travel intact.
+struct Point {
+  int x = 0;
+  std::string label;
+  MSGPACK_DEFINE_MAP(x, label);
+};
+class Kinds : public relay::Actor {
+ public:
+  void loop() override {
+    send(true, 2.5, std::string("s"), std::vector<int>{1, 2}, std::map<std::string, int>{{"a", 1}},
+         std::optional<int>{}, std::make_tuple(1, std::string("t")), Point{3, "p"},
+         relay::Control::poison);
+  }
+};
+class KindsSink : public relay::Actor {
+ public:
+  explicit KindsSink(relay::Queue& q) : q_(q) {}
+  void recv(const relay::Message& m) override {
+    const auto [b, d, s, v, mp, opt, tup, pt, c] =
+        m.as<bool, double, std::string, std::vector<int>, std::map<std::string, int>,
+             std::optional<int>, std::tuple<int, std::string>, Point, relay::Control>();
+    const bool ok = b && d == 2.5 && s == "s" && v == std::vector<int>{1, 2} && mp.at("a") == 1 &&
+                    !opt && std::get<1>(tup) == "t" && pt.x == 3 && pt.label == "p" &&
+                    c == relay::Control::poison;
+    q_.put(ok, m.to_string());
+  }
+
+ private:
+  relay::Queue& q_;
+};
+
+TEST_F(PipelineTest, EveryValueKindTravels) {
+  relay::Queue q;
+  Kinds source;
+  KindsSink sink(q);
+  relay::Relay relay;
+  relay.connect(source, sink);
+  relay.start();
+  auto m = q.get_nowait();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_TRUE(m->get<bool>(0)) << m->get<std::string>(1);
+  EXPECT_EQ(m->get<std::string>(1),
+            R"([true, 2.5, "s", [1, 2], {"a": 1}, null, [1, "t"], {"x": 3, "label": "p"}, poison])");
 }
 
 }  // namespace

@@ -1,6 +1,9 @@
 #include "tests/testing.h"
 
+#include "relay/internal/transport.h"
+
 #include <dirent.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +13,9 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 namespace relay::testing {
 
@@ -28,11 +34,11 @@ std::vector<pid_t> ChildrenOf(pid_t pid) {
   return out;
 }
 
-std::vector<std::string> RelaySocketsOf(pid_t pid) {
+std::vector<std::string> LeftoverRelaySockets() {
   std::vector<std::string> out;
   std::ifstream in("/proc/net/unix");
   std::string line;
-  const std::string needle = "@relay-" + std::to_string(pid) + "-";
+  const std::string needle = "@" + relay::internal::local_socket_prefix();
   while (std::getline(in, line)) {
     if (auto at = line.find(needle); at != std::string::npos) out.push_back(line.substr(at));
   }
@@ -44,6 +50,40 @@ int KillAndReapChildren() {
   for (pid_t c : children) ::kill(c, SIGKILL);
   for (pid_t c : children) ::waitpid(c, nullptr, 0);
   return static_cast<int>(children.size());
+}
+
+SharedBlock::SharedBlock() {
+  void* p = ::mmap(nullptr, sizeof(std::atomic<long long>) * kCells, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) std::abort();
+  cells_ = static_cast<std::atomic<long long>*>(p);
+  for (int i = 0; i < kCells; ++i) new (&cells_[i]) std::atomic<long long>(0);
+}
+
+SharedBlock::~SharedBlock() { ::munmap(cells_, sizeof(std::atomic<long long>) * kCells); }
+
+LogCapture::LogCapture(const std::string& name)
+    : name_(name), out_(std::make_shared<std::ostringstream>()) {
+  spdlog::drop(name_);
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(*out_);
+  auto logger = std::make_shared<spdlog::logger>(name_, sink);
+  logger->set_pattern("%l %v");
+  logger->set_level(spdlog::level::trace);
+  spdlog::register_logger(logger);
+}
+
+LogCapture::~LogCapture() { spdlog::drop(name_); }
+
+std::string LogCapture::text() const {
+  spdlog::get(name_)->flush();
+  return out_->str();
+}
+
+int LogCapture::count(const std::string& needle) const {
+  std::istringstream in(text());
+  int n = 0;
+  for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
+  return n;
 }
 
 namespace {
@@ -83,7 +123,7 @@ void ProcessTest::TearDown() {
   // Sockets close asynchronously in the kernel once their processes are gone.
   std::vector<std::string> sockets;
   for (int i = 0; i < 50; ++i) {
-    sockets = RelaySocketsOf(::getpid());
+    sockets = LeftoverRelaySockets();
     if (sockets.empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

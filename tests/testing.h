@@ -4,7 +4,10 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
+#include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,12 +18,42 @@ namespace relay::testing {
 // The live children of `pid` (from /proc/<pid>/task/*/children).
 std::vector<pid_t> ChildrenOf(pid_t pid);
 
-// Abstract unix sockets named "@relay-<pid>-..." still open anywhere on the
+// Abstract unix sockets of this process's relays still open anywhere on the
 // host (from /proc/net/unix).
-std::vector<std::string> RelaySocketsOf(pid_t pid);
+std::vector<std::string> LeftoverRelaySockets();
 
 // Kills every child with SIGKILL and reaps it; returns how many there were.
 int KillAndReapChildren();
+
+// Memory shared with the actor processes forked after it is made: counters
+// and flags that actors write and the test reads. Unmapped on destruction.
+class SharedBlock {
+ public:
+  SharedBlock();
+  ~SharedBlock();
+  SharedBlock(const SharedBlock&) = delete;
+  SharedBlock& operator=(const SharedBlock&) = delete;
+  std::atomic<long long>& at(int i) { return cells_[i]; }
+  static constexpr int kCells = 64;
+
+ private:
+  std::atomic<long long>* cells_;
+};
+
+// Registers an spdlog logger `name` that writes into memory, for tests that
+// check what reached the main process's log. Dropped on destruction.
+class LogCapture {
+ public:
+  explicit LogCapture(const std::string& name);
+  ~LogCapture();
+  std::string text() const;
+  // How many lines hold `needle`.
+  int count(const std::string& needle) const;
+
+ private:
+  std::string name_;
+  std::shared_ptr<std::ostringstream> out_;
+};
 
 // Base fixture: arms a watchdog that kills every child and fails the process
 // with a message if a test runs longer than its limit, and after each test

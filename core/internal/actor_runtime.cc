@@ -72,6 +72,14 @@ void ActorRuntime::run() {
   try {
     connect();
     actor_.run();
+    if (open_upstreams_ > 0) {
+      // Its senders would wait forever for their end-of-stream acknowledgement.
+      throw Error("actor '" + slot_.name + "' in group '" + slot_.group_name +
+                  "' returned from loop() before the end of its stream (" +
+                  std::to_string(open_upstreams_) +
+                  " sender(s) still open); a receiver that overrides loop() must call "
+                  "relay::Actor::loop()");
+    }
     end_stream();
     say_bye();
   } catch (const Aborted&) {

@@ -36,9 +36,12 @@ struct Plan {
   std::string authkey;
   int driver_pid = 0;
 
-  // Credits a sender holds for one receiver of the next group: the messages that
-  // may be in flight on that pair. Every pair of an edge gets an equal share of
-  // maxsize, at least one, so an edge holds at most max(maxsize, n*m) messages.
+  // Credits a sender of group `sender_group` holds for each receiver of the
+  // next group: how many messages may be sent on that pair and not yet handled
+  // by recv(). With maxsize, a sender's credits over all receivers add up to
+  // maxsize (at least one per receiver), so a sender is never more than
+  // max(maxsize, receivers) messages ahead of the next group, and an edge with
+  // n senders holds at most n * max(maxsize, receivers).
   std::uint32_t window(std::uint32_t sender_group) const;
 };
 

@@ -45,6 +45,12 @@ std::string random_hex(std::size_t n) {
   return out;
 }
 
+const std::string& local_socket_prefix() {
+  static const std::string prefix =
+      "relay-" + std::to_string(::getpid()) + "-" + random_hex(8) + "-";
+  return prefix;
+}
+
 std::string host_name() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0) return "localhost";

@@ -44,6 +44,11 @@ bool send_tagged(zmq::socket_t& socket, char kind, const T& value,
 // Returns a fresh random token of `n` hex digits (from /dev/urandom).
 std::string random_hex(std::size_t n);
 
+// The start of every abstract ipc socket name a process's relays use:
+// "relay-<pid>-<random token of this process>-". The token keeps names apart
+// across PID namespaces that share one network namespace.
+const std::string& local_socket_prefix();
+
 // Returns this host's name.
 std::string host_name();
 
