@@ -255,6 +255,11 @@ void Broker::handle_log(const zmq::message_t& frame) {
   try {
     msgpack::zone zone;
     const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
+    // msgpack-c fills missing tuple fields with defaults and ignores extra ones:
+    // a short record would pass as actor 0's and count as one of its records.
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != 3) {
+      throw EncodeError("not [actor id, level, text]");
+    }
     const auto [id, level, text] = o.as<std::tuple<std::uint32_t, std::uint8_t, std::string>>();
     if (id >= reports_.size()) throw EncodeError("unknown actor id");
     if (level > static_cast<std::uint8_t>(Level::critical)) throw EncodeError("bad level");
@@ -338,8 +343,9 @@ void Broker::actor_exited(std::uint32_t id, int exitcode) {
     if (r.failure) abort("actor '" + plan_.actors[id].name + "' failed");
     return;
   }
-  if (abort_reason_ && (exitcode == -SIGTERM || exitcode == -SIGKILL ||
-                        exitcode == internal::kAbortedStatus)) {
+  // Stopped by the abort (SIGTERM from the driver or raised by the actor on
+  // the broker's word, SIGKILL after the grace period): not a failure.
+  if (abort_reason_ && (exitcode == -SIGTERM || exitcode == -SIGKILL)) {
     r.stopped = true;
     return;
   }

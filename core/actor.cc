@@ -82,6 +82,13 @@ void Actor::close() {
   process_->close_fd();
 }
 
+std::string Actor::authkey() const {
+  if (process_) return process_->authkey;
+  internal::ActorRuntime* runtime = internal::ActorRuntime::current();
+  if (runtime != nullptr && &runtime->actor() == this) return runtime->plan().authkey;
+  return {};
+}
+
 int Actor::sentinel() const {
   if (!process_) return -1;
   std::lock_guard lock(process_->mu);

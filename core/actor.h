@@ -152,7 +152,8 @@ class Actor {
   bool daemon() const noexcept { return daemon_; }
   // Actors always end with the main process; the flag is kept for Python's API.
   void set_daemon(bool daemon) noexcept { daemon_ = daemon; }
-  // The run's authentication key: random bytes shared by the actors of a run.
+  // The run's authentication key (64 random hex digits, shared by the actors
+  // of a run); empty before start().
   std::string authkey() const;
 
  private:

@@ -12,6 +12,10 @@ namespace relay {
 // get() throws relay::Error and start() throws the actor's failure.
 class Handler {
  public:
+  // A handler whose queue is unbounded.
+  Handler() = default;
+  // A handler whose queue holds at most `maxsize` messages.
+  explicit Handler(std::size_t maxsize) : q(maxsize) {}
   virtual ~Handler() = default;
   Queue q;
   virtual void run() = 0;

@@ -193,10 +193,20 @@ Message Queue::get() {
 std::optional<Message> Queue::get_for(std::chrono::nanoseconds timeout) {
   check_owner(*s_);
   std::unique_lock lock(s_->mu);
-  if (!s_->not_empty.wait_for(lock, timeout, [&] { return !s_->items.empty(); })) {
-    return std::nullopt;
+  if (timeout <= std::chrono::nanoseconds::zero()) {
+    if (s_->items.empty()) return std::nullopt;
+    return pop(*s_, lock);
   }
-  return pop(*s_, lock);
+  s_->not_empty.wait_for(lock, timeout,
+                         [&] { return !s_->items.empty() || !internal::relay_running(); });
+  if (!s_->items.empty()) return pop(*s_, lock);
+  if (!internal::relay_running()) {
+    // Polling on would only ever time out: say so instead of spinning.
+    throw Error(
+        "Queue::get: the queue is empty and no actor is running (the run ended or was "
+        "stopped), so get() would only time out");
+  }
+  return std::nullopt;
 }
 
 std::optional<Message> Queue::get_nowait() { return get_for(std::chrono::nanoseconds(0)); }

@@ -48,13 +48,17 @@ class Queue {
   // empty and no relay is running (every actor has ended, or the run stopped).
   Message get();
 
-  // Returns the next message, or nothing after `timeout`.
+  // Returns the next message, or nothing after `timeout`. Like get(), throws
+  // relay::Error if the queue is empty and no relay is running, as waiting
+  // could only time out (a Handler polling with a timeout ends that way when
+  // the run stops).
   template <class Rep, class Period>
   std::optional<Message> get(std::chrono::duration<Rep, Period> timeout) {
     return get_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
   }
 
-  // Returns the next message if one is there, without blocking.
+  // Returns the next message if one is there, without blocking; never throws
+  // for an empty queue (drain a queue with it after Relay::start()).
   std::optional<Message> get_nowait();
 
   // Returns how many messages wait in the queue (in the owning process).

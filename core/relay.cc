@@ -123,6 +123,7 @@ void run_relay(RelayState& state, Handler* handler) {
     }
     auto h = std::make_shared<ProcessHandle>();
     h->pid = pid;
+    h->authkey = plan.authkey;
     handles.push_back(h);
     a->process_ = h;
   }

@@ -104,12 +104,13 @@ Group group(std::string name, Members&&... members) {
 
 class Relay {
  public:
-  // `maxsize` bounds how many messages each sender may have in flight to the
-  // next group (sent but not yet handled by recv()): send() blocks instead.
-  // The bound is split evenly over the receivers, at least one each, so an
-  // edge of n senders and m receivers holds at most n * max(maxsize, m).
-  // Unset, each sender/receiver pair may have 1000 in flight. `log` names the spdlog
-  // logger actors' records are written with ("relay" if empty).
+  // `maxsize` bounds how many messages each sender may have waiting in the
+  // next group (sent, not yet taken by a receiver): send() blocks instead. It
+  // is split evenly over the receivers, at least one each, so an edge of n
+  // senders and m receivers holds at most n * max(maxsize, m) waiting
+  // messages, plus one per receiver inside recv(). Unset, each
+  // sender/receiver pair may have 1000 waiting. `log` names the spdlog logger
+  // that actors' records are written with ("relay" if empty).
   explicit Relay(std::optional<std::size_t> maxsize = {}, std::string log = {});
   ~Relay();
   Relay(const Relay&) = delete;

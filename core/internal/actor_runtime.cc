@@ -4,7 +4,9 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <tuple>
 
 #include "relay/internal/queue_state.h"
@@ -64,6 +66,9 @@ ActorRuntime::ActorRuntime(const Plan& plan, Actor& actor)
   control_ = make_socket(ctx_, zmq::socket_type::dealer);
   control_.set(zmq::sockopt::routing_id, zmq::buffer(routing_id(slot_.id)));
   control_.connect(plan_.control_endpoint);
+  if (const char* drop = std::getenv("RELAY_TESTING_DROP_NTH_MESSAGE")) {
+    drop_nth_ = std::strtoull(drop, nullptr, 10);
+  }
 }
 
 ActorRuntime* ActorRuntime::current() noexcept { return g_current; }
@@ -83,6 +88,11 @@ void ActorRuntime::run() {
     end_stream();
     say_bye();
   } catch (const Aborted&) {
+    // Stopped by the broker: end as an actor stopped from outside does, so
+    // that no exit status has to be reserved for it.
+    std::fflush(nullptr);
+    ::signal(SIGTERM, SIG_DFL);
+    ::raise(SIGTERM);
     ::_exit(kAbortedStatus);
   } catch (const std::exception& e) {
     fail(describe(e));
@@ -168,7 +178,7 @@ void ActorRuntime::send(Buffer& frame) {
       const std::size_t i = (next_ + k) % n;
       Downstream& d = down_[i];
       if (d.credit == 0) continue;
-      (void)send_frame(d.socket, frame);
+      if (++total_sent_ != drop_nth_) (void)send_frame(d.socket, frame);
       --d.credit;
       ++d.sent;
       next_ = i + 1;
@@ -252,6 +262,17 @@ void ActorRuntime::receive_loop() {
   }
 }
 
+void ActorRuntime::reply(std::uint32_t sender, Buffer& frame) {
+  try {
+    inbox_.send(zmq::buffer(routing_id(sender)), zmq::send_flags::sndmore);
+    (void)send_frame(inbox_, frame);
+  } catch (const zmq::error_t& e) {
+    // A sender that has gone away needs no credit; whether it ended well is
+    // for the supervisor to judge, not for this receiver.
+    if (e.num() != EHOSTUNREACH) throw;
+  }
+}
+
 void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
   const auto id = parse_routing_id(from.data(), from.size());
   if (!id || *id < up_first_ || *id - up_first_ >= up_.size()) {
@@ -285,14 +306,19 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     } catch (const EncodeError& e) {
       reject(std::string("from actor ") + plan_.actors[u.id].name + ": " + e.what());
     }
+    // The credit goes back as soon as the message is off the wire, before
+    // recv() runs: a recv() that blocks in send() on the next edge must not
+    // hold up this one, so edges do not chain their round trips.
+    if (++u.unreturned >= credit_return_) {
+      Buffer credit;
+      credit.put(kCredit);
+      msgpack::pack(credit, u.unreturned);
+      reply(u.id, credit);
+      u.unreturned = 0;
+    }
     if (message) {
       ++u.received;
       actor_.recv(*message);
-    }
-    if (++u.unreturned >= credit_return_) {
-      inbox_.send(zmq::buffer(routing_id(u.id)), zmq::send_flags::sndmore);
-      (void)send_tagged(inbox_, kCredit, u.unreturned);
-      u.unreturned = 0;
     }
   } else if (p[0] == kEos) {
     if (u.ended) {
@@ -302,8 +328,9 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     u.ended = true;
     --open_upstreams_;
     // The count is checked by the broker against what the sender reports.
-    inbox_.send(zmq::buffer(routing_id(u.id)), zmq::send_flags::sndmore);
-    inbox_.send(zmq::buffer(&kEosAck, 1), zmq::send_flags::none);
+    Buffer ack;
+    ack.put(kEosAck);
+    reply(u.id, ack);
   } else {
     reject("unknown frame kind from actor " + plan_.actors[u.id].name);
   }

@@ -40,6 +40,7 @@ class ActorRuntime {
   void log(Level level, const std::string& text) noexcept;
   void put(std::uint64_t queue_id, bool bounded, const Buffer& message);
   const Actor& actor() const noexcept { return actor_; }
+  const Plan& plan() const noexcept { return plan_; }
 
  private:
   struct Downstream {
@@ -64,6 +65,8 @@ class ActorRuntime {
   void read_downstream(std::size_t index);
   void wait_downstream();
   void handle_inbound(zmq::message_t& from, zmq::message_t& frame);
+  // Sends a frame back to upstream actor `sender` (credits, acks).
+  void reply(std::uint32_t sender, Buffer& frame);
   void drain_multipart(zmq::socket_t& socket);
   // Handles one control frame; returns its kind.
   Ctl handle_control(const zmq::message_t& frame);
@@ -88,6 +91,11 @@ class ActorRuntime {
   std::uint64_t rejected_ = 0;
   std::vector<std::string> endpoints_;
   std::vector<std::uint64_t> acked_puts_;
+  // Fault injection for relay's own tests (RELAY_TESTING_DROP_NTH_MESSAGE=N):
+  // the Nth message this actor sends is counted as sent but never sent, so
+  // the accounting check has something to catch.
+  std::uint64_t drop_nth_ = 0;
+  std::uint64_t total_sent_ = 0;
 };
 
 }  // namespace relay::internal

@@ -37,11 +37,13 @@ struct Plan {
   int driver_pid = 0;
 
   // Credits a sender of group `sender_group` holds for each receiver of the
-  // next group: how many messages may be sent on that pair and not yet handled
-  // by recv(). With maxsize, a sender's credits over all receivers add up to
-  // maxsize (at least one per receiver), so a sender is never more than
-  // max(maxsize, receivers) messages ahead of the next group, and an edge with
-  // n senders holds at most n * max(maxsize, receivers).
+  // next group: how many messages may be sent on that pair and not yet taken
+  // by the receiver (a receiver returns credit when it takes a message, before
+  // recv() runs). With maxsize, a sender's credits over all receivers add up
+  // to maxsize (at least one per receiver): a sender never has more than
+  // max(maxsize, receivers) messages waiting in the next group, and an edge
+  // with n senders holds at most n * max(maxsize, receivers) waiting messages,
+  // plus one per receiver inside recv().
   std::uint32_t window(std::uint32_t sender_group) const;
 };
 

@@ -19,6 +19,7 @@ struct ProcessHandle {
   pid_t pid = 0;
   int pidfd = -1;
   std::optional<int> exitcode;  // negative: killed by that signal
+  std::string authkey;          // the run's key
 
   ~ProcessHandle();
   // Sends `sig` unless the process has been reaped (pidfd: never a reused pid).

@@ -46,7 +46,8 @@ inline constexpr char kEos = 'E';
 inline constexpr char kCredit = 'C';
 inline constexpr char kEosAck = 'A';
 
-// Exit status of an actor process that stopped because the broker said abort.
+// Exit status of an actor process that found its driver gone (nobody reaps
+// it), or whose abort by SIGTERM did not take.
 inline constexpr int kAbortedStatus = 3;
 
 // Routing ids are the actor id as 4 big-endian bytes.
