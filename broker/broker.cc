@@ -7,8 +7,12 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <algorithm>
 #include <set>
 #include <tuple>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "relay/internal/codec.h"
 #include "relay/internal/process.h"
@@ -51,11 +55,32 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
       ack_since_(plan.actors.size()) {
   control_ = internal::make_socket(ctx_, zmq::socket_type::router);
   control_.set(zmq::sockopt::rcvhwm, 0);
-  control_.bind(plan_.control_endpoint);
+  // A worker reconnects with the routing id it joined with.
+  control_.set(zmq::sockopt::router_handover, 1);
   logs_ = internal::make_socket(ctx_, zmq::socket_type::sub);
   logs_.set(zmq::sockopt::rcvhwm, 0);
   logs_.set(zmq::sockopt::subscribe, "");
+  if (plan_.key) {
+    zap_.emplace(ctx_, *plan_.key, [logger = logger_](const std::string& address) {
+      logger->warn("refused a connection from {}: it does not hold the cluster key", address);
+    });
+    internal::curve_server(control_, *plan_.key);
+    internal::curve_server(logs_, *plan_.key);
+  }
+  control_.bind(plan_.control_endpoint);
   logs_.bind(plan_.log_endpoint);
+  if (!plan_.listen_endpoint.empty()) {
+    try {
+      control_.bind(plan_.listen_endpoint);
+      logs_.bind("tcp://" + plan_.data_host + ":*");
+    } catch (const zmq::error_t& e) {
+      throw Error("listen: cannot bind " + plan_.listen_endpoint + ": " + e.what());
+    }
+    log_tcp_endpoint_ = logs_.get(zmq::sockopt::last_endpoint);
+  }
+  actor_worker_.assign(plan_.actors.size(), -1);
+  began_ = std::chrono::steady_clock::now();
+  next_ping_ = began_;
   abort_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (abort_fd_ < 0) throw Error(std::string("broker: eventfd: ") + std::strerror(errno));
 }
@@ -137,12 +162,23 @@ void Broker::run() {
         if (!watches_[i].on_readable()) watches_.erase(watches_.begin() + static_cast<long>(i));
       }
     }
+    if (!plan_.listen_endpoint.empty()) check_workers();
     if (kill_at_ && std::chrono::steady_clock::now() >= *kill_at_) {
       kill_at_.reset();
       for (std::uint32_t id = 0; id < reports_.size(); ++id) {
         if (!reports_[id].exitcode) hooks_.signal_actor(id, SIGKILL);
       }
     }
+  }
+  // Tell the workers how the run ended. The control socket keeps this for a
+  // moment after close, so that it is not dropped with the socket.
+  if (!workers_.empty()) {
+    const std::string end = pack_ctl(Ctl::end, !abort_reason_.has_value(),
+                                     abort_reason_.value_or(std::string()));
+    for (const WorkerReport& w : workers_) {
+      if (!w.lost) send_to_worker(w.routing_id, end);
+    }
+    control_.set(zmq::sockopt::linger, 2000);
   }
   // Whatever log records are still in the pipe belong to the run.
   zmq::message_t frame;
@@ -152,6 +188,19 @@ void Broker::run() {
 }
 
 void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
+  if (from.size() == 9 && from.data<char>()[0] == 'W') {
+    try {
+      msgpack::zone zone;
+      const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
+      if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) {
+        throw EncodeError("not a msgpack array");
+      }
+      handle_worker(from.to_string(), o.via.array.ptr, o.via.array.size);
+    } catch (const std::exception& e) {
+      reject(std::string("bad message from a worker: ") + e.what());
+    }
+    return;
+  }
   const auto id = internal::parse_routing_id(from.data(), from.size());
   if (!id || *id >= reports_.size()) {
     reject("control message from an unknown peer");
@@ -311,6 +360,134 @@ void Broker::retry_puts() {
   }
 }
 
+void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std::uint32_t n) {
+  const auto kind = static_cast<Ctl>(a[0].as<std::uint8_t>());
+  auto it = std::find_if(workers_.begin(), workers_.end(),
+                         [&](const WorkerReport& w) { return w.routing_id == rid; });
+  if (kind == Ctl::whello) {
+    if (n < 5) throw EncodeError("too few fields");
+    if (it != workers_.end()) {
+      it->last_seen = std::chrono::steady_clock::now();
+      return;  // the same worker, reconnected after forking its actors
+    }
+    if (assigned_ || abort_reason_) {
+      send_to_worker(rid, pack_ctl(Ctl::end, false, std::string("the run needs no more workers")));
+      return;
+    }
+    WorkerReport w;
+    w.routing_id = rid;
+    w.host = a[1].as<std::string>();
+    w.labels = a[2].as<std::vector<std::string>>();
+    w.pid = a[3].as<int>();
+    w.address = a[4].as<std::string>();
+    w.last_seen = std::chrono::steady_clock::now();
+    logger_->info("worker joined: {} ({}), pid {}{}", w.host, w.address, w.pid,
+                  w.labels.empty() ? "" : ", labels " + fmt::format("{}", fmt::join(w.labels, ",")));
+    workers_.push_back(std::move(w));
+    if (workers_.size() >= plan_.expect_workers) assign_workers();
+    return;
+  }
+  if (it == workers_.end()) throw EncodeError("message from a worker that did not join");
+  it->last_seen = std::chrono::steady_clock::now();
+  switch (kind) {
+    case Ctl::ping:
+      return;
+    case Ctl::wexit: {
+      if (n < 3) throw EncodeError("too few fields");
+      const auto id = a[1].as<std::uint32_t>();
+      if (id >= actor_worker_.size() || actor_worker_[id] != it - workers_.begin()) {
+        throw EncodeError("exit of an actor that is not this worker's");
+      }
+      if (!reports_[id].exitcode) actor_exited(id, a[2].as<int>());
+      return;
+    }
+    default:
+      throw EncodeError("unknown worker message kind");
+  }
+}
+
+void Broker::assign_workers() {
+  assigned_ = true;
+  std::vector<std::vector<std::uint32_t>> given(workers_.size());
+  for (const internal::GroupSlot& g : plan_.groups) {
+    if (!plan_.remote(g.first)) continue;
+    const std::string& label = *plan_.placement[g.first];
+    std::vector<std::size_t> fit;
+    for (std::size_t w = 0; w < workers_.size(); ++w) {
+      const auto& labels = workers_[w].labels;
+      if (label.empty() || std::find(labels.begin(), labels.end(), label) != labels.end()) {
+        fit.push_back(w);
+      }
+    }
+    if (fit.empty()) {
+      abort(label.empty() ? "group '" + g.name + "' is placed on workers, but none joined"
+                          : "group '" + g.name + "' is placed on workers labelled '" + label +
+                                "', and none of the " + std::to_string(workers_.size()) +
+                                " that joined has that label");
+      return;
+    }
+    for (std::uint32_t i = 0; i < g.size; ++i) {
+      const std::size_t w = fit[i % fit.size()];
+      given[w].push_back(g.first + i);
+      actor_worker_[g.first + i] = static_cast<int>(w);
+    }
+  }
+  for (std::size_t w = 0; w < workers_.size(); ++w) {
+    workers_[w].actors = given[w];
+    send_to_worker(workers_[w].routing_id,
+                   pack_ctl(Ctl::assign, given[w], plan_.listen_endpoint, log_tcp_endpoint_));
+    std::vector<std::string> names;
+    for (std::uint32_t id : given[w]) names.push_back(plan_.actors[id].name);
+    logger_->info("worker {} runs {}", workers_[w].host,
+                  names.empty() ? "nothing" : fmt::format("{}", fmt::join(names, ", ")));
+  }
+}
+
+void Broker::check_workers() {
+  const auto now = std::chrono::steady_clock::now();
+  if (!assigned_ && !abort_reason_ && now - began_ > plan_.worker_wait) {
+    std::vector<std::string> hosts;
+    for (const WorkerReport& w : workers_) hosts.push_back(w.host);
+    abort("waited " + std::to_string(plan_.worker_wait.count() / 1000.0).substr(0, 4) +
+          " s for " + std::to_string(plan_.expect_workers) + " worker(s) at " +
+          plan_.listen_endpoint + "; " + std::to_string(workers_.size()) + " joined" +
+          (hosts.empty() ? "" : " (" + fmt::format("{}", fmt::join(hosts, ", ")) + ")"));
+  }
+  if (now >= next_ping_) {
+    next_ping_ = now + internal::kPingPeriod;
+    const std::string ping = pack_ctl(Ctl::pong);
+    for (const WorkerReport& w : workers_) {
+      if (!w.lost) send_to_worker(w.routing_id, ping);
+    }
+  }
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    WorkerReport& w = workers_[i];
+    if (w.lost || now - w.last_seen <= internal::kHostTimeout) continue;
+    bool running = false;
+    for (std::uint32_t id : w.actors) running = running || !reports_[id].exitcode;
+    if (!running && assigned_) continue;  // done with it
+    w.lost = true;
+    const std::string why = "host '" + w.host + "' (" + w.address + ") lost: no word from its worker for " +
+                            std::to_string(internal::kHostTimeout.count()) + " ms";
+    logger_->error("{}", why);
+    for (std::uint32_t id : w.actors) {
+      if (reports_[id].exitcode) continue;
+      reports_[id].failure = why;
+      reports_[id].exitcode = -SIGKILL;
+    }
+    abort(why);
+  }
+}
+
+void Broker::send_to_worker(const std::string& rid, const std::string& frame) {
+  try {
+    control_.send(zmq::buffer(rid), zmq::send_flags::sndmore);
+    control_.send(zmq::buffer(frame), zmq::send_flags::none);
+  } catch (const zmq::error_t& e) {
+    logger_->warn("broker: cannot send to a worker: {}", e.what());
+  }
+}
+
 void Broker::send_to(std::uint32_t id, const std::string& frame) {
   try {
     control_.send(zmq::buffer(internal::routing_id(id)), zmq::send_flags::sndmore);
@@ -330,6 +507,16 @@ void Broker::abort(const std::string& reason) {
     // An actor that reported its failure leaves by itself once acknowledged;
     // a signal now could cut off its last log records.
     if (logs_expected_[id] == kNotAnnounced) hooks_.signal_actor(id, SIGTERM);
+  }
+  for (const WorkerReport& w : workers_) {
+    if (!w.lost) send_to_worker(w.routing_id, frame);
+  }
+  // Remote actors no worker took never ran: they end with the abort.
+  for (std::uint32_t id = 0; id < reports_.size(); ++id) {
+    if (plan_.remote(id) && actor_worker_[id] < 0 && !reports_[id].exitcode) {
+      reports_[id].exitcode = -SIGKILL;
+      reports_[id].stopped = true;
+    }
   }
   kill_at_ = std::chrono::steady_clock::now() + kGrace;
 }

@@ -16,6 +16,13 @@
 // run() returns once every actor has exited; reports() then tells what
 // happened to each, and edges() what was sent and received between groups.
 //
+// Across hosts: with plan.listen_endpoint set, the broker also binds control
+// and logs on tcp (CURVE with a ZAP handler when the plan has a key). Workers
+// join there; once plan.expect_workers have joined it assigns each remote
+// actor to a worker (round robin over the workers that match its group's
+// placement) and the workers fork them. Workers and the broker ping each
+// other; a worker silent for kHostTimeout is lost, and so are its actors.
+//
 // It runs on one thread; every method but request_abort() must be called on
 // it (watch callbacks run there).
 #pragma once
@@ -31,10 +38,12 @@
 #include <string>
 #include <vector>
 
+#include <msgpack.hpp>
 #include <spdlog/logger.h>
 #include <zmq.hpp>
 
 #include "relay/internal/plan.h"
+#include "relay/internal/security.h"
 #include "relay/internal/delivery.h"
 
 namespace relay::broker {
@@ -56,6 +65,18 @@ struct ActorReport {
 };
 
 // One edge between two consecutive groups: totals over every pair.
+// A worker host that joined.
+struct WorkerReport {
+  std::string routing_id;
+  std::string host;
+  std::vector<std::string> labels;
+  int pid = 0;
+  std::string address;
+  std::vector<std::uint32_t> actors;
+  std::chrono::steady_clock::time_point last_seen;
+  bool lost = false;
+};
+
 struct EdgeCount {
   std::uint32_t from_group = 0;
   std::uint64_t sent = 0;
@@ -95,6 +116,7 @@ class Broker {
   void run();
 
   const std::vector<ActorReport>& reports() const noexcept { return reports_; }
+  const std::vector<WorkerReport>& workers() const noexcept { return workers_; }
   std::optional<std::string> abort_reason() const { return abort_reason_; }
   // Whether actor `id` failed (rather than ended cleanly or being stopped).
   bool failed(std::uint32_t id) const;
@@ -107,6 +129,10 @@ class Broker {
 
  private:
   void handle_control(zmq::message_t& from, zmq::message_t& frame);
+  void handle_worker(const std::string& rid, const msgpack::object* a, std::uint32_t n);
+  void assign_workers();
+  void check_workers();
+  void send_to_worker(const std::string& rid, const std::string& frame);
   void handle_log(const zmq::message_t& frame);
   void retry_puts();
   void settle_pending_acks(bool force);
@@ -142,6 +168,14 @@ class Broker {
   std::mutex abort_mu_;
   std::string requested_abort_;
   std::uint64_t rejected_ = 0;
+  // Across hosts.
+  std::optional<internal::ZapHandler> zap_;
+  std::string log_tcp_endpoint_;
+  std::vector<WorkerReport> workers_;
+  std::vector<int> actor_worker_;  // index into workers_, -1: local or unassigned
+  bool assigned_ = false;
+  std::chrono::steady_clock::time_point began_;
+  std::chrono::steady_clock::time_point next_ping_;
 };
 
 }  // namespace relay::broker

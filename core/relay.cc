@@ -4,7 +4,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -15,11 +17,13 @@
 #include <spdlog/spdlog.h>
 
 #include "broker/broker.h"
+#include "workers/worker.h"
 #include "relay/internal/actor_runtime.h"
 #include "relay/internal/overrides.h"
 #include "relay/internal/plan.h"
 #include "relay/internal/process.h"
 #include "relay/internal/queue_state.h"
+#include "relay/internal/security.h"
 #include "relay/internal/signals.h"
 #include "relay/internal/transport.h"
 
@@ -32,7 +36,43 @@ struct RelayState {
   std::vector<Group> groups;
   bool connected = false;
   bool started = false;
+  // Across hosts.
+  std::string listen;
+  std::vector<std::pair<std::string, Placement>> placements;
+  std::optional<std::size_t> expect_workers;
+  std::chrono::milliseconds worker_wait{30000};
+  std::string key_file;
+  bool insecure = false;
 };
+
+// What init() or the environment say about this process.
+struct ProcessRole {
+  std::string worker;  // the driver's endpoint, if a worker
+  std::vector<std::string> labels;
+  std::string key_file;
+};
+
+ProcessRole& role() {
+  static ProcessRole r = [] {
+    ProcessRole p;
+    if (const char* w = std::getenv("RELAY_WORKER")) p.worker = w;
+    if (const char* k = std::getenv("RELAY_KEY_FILE")) p.key_file = k;
+    if (const char* l = std::getenv("RELAY_LABELS")) {
+      std::string all = l;
+      for (std::size_t at = 0; at <= all.size();) {
+        const std::size_t comma = std::min(all.find(',', at), all.size());
+        if (comma > at) p.labels.push_back(all.substr(at, comma - at));
+        at = comma + 1;
+      }
+    }
+    return p;
+  }();
+  return r;
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "[::1]" || host == "::1";
+}
 
 namespace {
 
@@ -92,6 +132,74 @@ void run_relay(RelayState& state, Handler* handler) {
   }
   auto logger = logger_named(state.log_name);
 
+  // Placement, checked against the groups.
+  plan.placement.assign(actors.size(), std::nullopt);
+  bool any_remote = false;
+  for (const auto& [name, where] : state.placements) {
+    auto g = std::find_if(plan.groups.begin(), plan.groups.end(),
+                          [&](const GroupSlot& x) { return x.name == name; });
+    if (g == plan.groups.end()) {
+      throw std::invalid_argument("place: there is no group named '" + name + "'");
+    }
+    for (std::uint32_t i = 0; i < g->size; ++i) plan.placement[g->first + i] = where.where();
+    any_remote = any_remote || where.where().has_value();
+  }
+  const ProcessRole& me = role();
+  const std::string key_file = !me.key_file.empty() ? me.key_file : state.key_file;
+  if (!key_file.empty()) plan.key = load_curve_key(key_file);
+
+  if (!me.worker.empty()) {
+    workers::WorkerConfig config;
+    config.driver = me.worker;
+    config.labels = me.labels;
+    config.key = plan.key;
+    workers::run_worker(
+        plan, config,
+        [&](std::uint32_t id) {
+          logger->flush();
+          std::fflush(nullptr);
+          const pid_t pid = ::fork();
+          if (pid == 0) run_actor_process(plan, *actors[id]);
+          if (pid < 0) throw Error(std::string("worker: fork failed: ") + std::strerror(errno));
+          auto h = std::make_shared<ProcessHandle>();
+          h->pid = pid;
+          actors[id]->process_ = h;
+          return pid;
+        },
+        logger);
+    return;
+  }
+
+  if (any_remote && state.listen.empty()) {
+    throw std::invalid_argument(
+        "start: a group is placed on workers, but the relay does not listen for them; call "
+        "listen(\"tcp://ADDRESS:PORT\")");
+  }
+  if (!state.listen.empty()) {
+    const std::string rest = state.listen.substr(6);
+    const std::string host = rest.substr(0, rest.rfind(':'));
+    if (host == "*" || host == "0.0.0.0" || host.empty()) {
+      throw std::invalid_argument("listen: give the address workers reach this host at (e.g. "
+                                  "tcp://10.0.0.1:5555), not '" + host + "'");
+    }
+    if (!is_loopback(host) && !plan.key && !state.insecure) {
+      throw std::invalid_argument(
+          "listen: " + state.listen +
+          " is not a loopback address, and without a key anyone who reaches it could join, "
+          "inject messages and read logs; set a key with secure(FILE) (relay-keygen FILE "
+          "makes one), or call allow_insecure_network() if the network is trusted");
+    }
+    plan.distributed = true;
+    plan.data_host = host;
+    plan.listen_endpoint = state.listen;
+    plan.expect_workers = state.expect_workers.value_or(any_remote ? 1 : 0);
+    plan.worker_wait = state.worker_wait;
+    if (state.insecure && !plan.key) {
+      logger->warn("listening on {} WITHOUT encryption or authentication "
+                   "(allow_insecure_network())", state.listen);
+    }
+  }
+
   SignalGuard signals;
   std::vector<std::shared_ptr<ProcessHandle>> handles;
   auto kill_all_and_reap = [&] {
@@ -114,6 +222,11 @@ void run_relay(RelayState& state, Handler* handler) {
   std::cout.flush();
   std::cerr.flush();
   for (Actor* a : actors) {
+    if (plan.remote(static_cast<std::uint32_t>(a->id_))) {
+      a->process_ = std::make_shared<ProcessHandle>();  // lives on a worker
+      handles.push_back(a->process_);
+      continue;
+    }
     const pid_t pid = ::fork();
     if (pid == 0) run_actor_process(plan, *a);
     if (pid < 0) {
@@ -129,6 +242,7 @@ void run_relay(RelayState& state, Handler* handler) {
   }
   std::vector<int> pidfds;
   for (auto& h : handles) {
+    if (h->pid == 0) continue;  // remote
     h->pidfd = pidfd_open(h->pid);
     if (h->pidfd < 0) {
       const std::string why = std::strerror(errno);
@@ -155,6 +269,7 @@ void run_relay(RelayState& state, Handler* handler) {
   }
   int interrupted = 0;
   for (std::uint32_t id = 0; id < handles.size(); ++id) {
+    if (handles[id]->pid == 0) continue;  // remote: its worker reports the exit
     broker->watch(handles[id]->pidfd, [&, id] {
       if (!handles[id]->try_reap()) return true;
       broker->actor_exited(id, *handles[id]->exitcode);
@@ -198,8 +313,9 @@ void run_relay(RelayState& state, Handler* handler) {
   for (std::uint32_t id = 0; id < actors.size(); ++id) {
     if (!broker->failed(id)) continue;
     const broker::ActorReport& r = broker->reports()[id];
-    failures.push_back({plan.actors[id].group_name, plan.actors[id].name, handles[id]->pid,
-                        r.host, broker->failure_reason(id)});
+    failures.push_back({plan.actors[id].group_name, plan.actors[id].name,
+                        r.pid != 0 ? r.pid : handles[id]->pid, r.host,
+                        broker->failure_reason(id)});
   }
   if (!failures.empty()) throw ActorError(std::move(failures));
   if (interrupted != 0) throw Interrupted(interrupted);
@@ -285,6 +401,68 @@ void Relay::connect_groups(std::vector<Group> groups) {
   }
   state_->groups = std::move(groups);
   state_->connected = true;
+}
+
+void init(int& argc, char** argv) {
+  internal::ProcessRole& r = internal::role();
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&](const char* flag) {
+      if (i + 1 >= argc) throw std::invalid_argument(std::string(flag) + " needs a value");
+      return std::string(argv[++i]);
+    };
+    if (arg == "--relay-worker") {
+      r.worker = value("--relay-worker");
+    } else if (arg == "--relay-key") {
+      r.key_file = value("--relay-key");
+    } else if (arg == "--relay-labels") {
+      r.labels.clear();
+      const std::string all = value("--relay-labels");
+      for (std::size_t at = 0; at <= all.size();) {
+        const std::size_t comma = std::min(all.find(',', at), all.size());
+        if (comma > at) r.labels.push_back(all.substr(at, comma - at));
+        at = comma + 1;
+      }
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  argc = out;
+  argv[argc] = nullptr;
+}
+
+bool is_worker() { return !internal::role().worker.empty(); }
+
+Relay& Relay::listen(std::string endpoint) {
+  if (endpoint.rfind("tcp://", 0) != 0) {
+    throw std::invalid_argument("listen: '" + endpoint +
+                                "' is not a tcp://ADDRESS:PORT endpoint");
+  }
+  state_->listen = std::move(endpoint);
+  return *this;
+}
+
+Relay& Relay::place(const std::string& group, Placement where) {
+  state_->placements.emplace_back(group, std::move(where));
+  return *this;
+}
+
+Relay& Relay::expect_workers(std::size_t n, std::chrono::milliseconds timeout) {
+  state_->expect_workers = n;
+  state_->worker_wait = timeout;
+  return *this;
+}
+
+Relay& Relay::secure(const std::string& key_file) {
+  internal::load_curve_key(key_file);  // fail here, at the call, if it is unusable
+  state_->key_file = key_file;
+  return *this;
+}
+
+Relay& Relay::allow_insecure_network() {
+  state_->insecure = true;
+  return *this;
 }
 
 void Relay::start(Handler* handler) {

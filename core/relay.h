@@ -22,6 +22,7 @@
 // threads when start() is called: fork() copies only the calling thread.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -102,6 +103,34 @@ Group group(std::string name, Members&&... members) {
   return g;
 }
 
+// Where a group's actors run (Relay::place()).
+class Placement {
+ public:
+  // On the driver's host, forked by start(): the default.
+  static Placement local() { return Placement(std::nullopt); }
+  // Spread round robin over every worker that joined.
+  static Placement workers() { return Placement(std::string()); }
+  // Spread over the workers started with this label (--relay-labels).
+  static Placement label(std::string label) { return Placement(std::move(label)); }
+  const std::optional<std::string>& where() const noexcept { return where_; }
+
+ private:
+  explicit Placement(std::optional<std::string> where) : where_(std::move(where)) {}
+  std::optional<std::string> where_;
+};
+
+// Reads relay's own command-line flags and removes them from argv:
+//   --relay-worker tcp://HOST:PORT   run as a worker of the driver there
+//   --relay-labels a,b               this worker's labels (Placement::label)
+//   --relay-key FILE                 the cluster key (relay-keygen makes one)
+// The environment variables RELAY_WORKER, RELAY_LABELS and RELAY_KEY_FILE do
+// the same. In a worker, Relay::start() joins the driver and runs the actors
+// the driver assigns to it; the program is otherwise the same as the driver's.
+// Throws std::invalid_argument for a flag without its value.
+void init(int& argc, char** argv);
+// Whether this process runs as a worker (init() or RELAY_WORKER).
+bool is_worker();
+
 class Relay {
  public:
   // `maxsize` bounds how many messages each sender may have waiting in the
@@ -132,6 +161,26 @@ class Relay {
   // throws. Throws std::invalid_argument if called twice or before connect().
   void start(Handler* handler = nullptr);
   void start(Handler& handler) { start(&handler); }
+
+  // ---- Across hosts (see README "Across hosts") ----
+
+  // Accepts workers at `endpoint`, "tcp://ADDRESS:PORT", ADDRESS being where
+  // workers reach this host. Data then flows over tcp between hosts. Binding a
+  // non-loopback address needs a key (secure()) or allow_insecure_network().
+  Relay& listen(std::string endpoint);
+  // Runs group `group` where `where` says (default: Placement::local()).
+  Relay& place(const std::string& group, Placement where);
+  // Waits at most `timeout` in start() for `n` workers before assigning
+  // actors; start() fails with an error naming who joined if they do not come.
+  // Default: 1 if any group is placed on workers.
+  Relay& expect_workers(std::size_t n,
+                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Encrypts and authenticates every connection with the cluster key in
+  // `key_file` (ZeroMQ CURVE; peers without the key are refused).
+  Relay& secure(const std::string& key_file);
+  // Allows listen() on a non-loopback address without a key: traffic is then
+  // neither encrypted nor authenticated. Say it only on a network you trust.
+  Relay& allow_insecure_network();
 
   // The logger name actors' records are written under.
   const std::string& log_name() const noexcept;

@@ -65,6 +65,7 @@ ActorRuntime::ActorRuntime(const Plan& plan, Actor& actor)
   set_remote_put(&remote_put);
   control_ = make_socket(ctx_, zmq::socket_type::dealer);
   control_.set(zmq::sockopt::routing_id, zmq::buffer(routing_id(slot_.id)));
+  if (plan_.key) curve_client(control_, *plan_.key);
   control_.connect(plan_.control_endpoint);
   if (const char* drop = std::getenv("RELAY_TESTING_DROP_NTH_MESSAGE")) {
     drop_nth_ = std::strtoull(drop, nullptr, 10);
@@ -118,12 +119,24 @@ void ActorRuntime::connect() {
     // Credits keep each pipe below the window; the margin is for control frames.
     inbox_.set(zmq::sockopt::rcvhwm, static_cast<int>(std::min<std::uint32_t>(window, 1 << 20) + 64));
     inbox_.set(zmq::sockopt::router_mandatory, 1);
-    endpoint = plan_.data_prefix + std::to_string(slot_.id);
-    inbox_.bind(endpoint);
+    if (plan_.key) {
+      zap_.emplace(ctx_, *plan_.key);
+      curve_server(inbox_, *plan_.key);
+    }
+    if (plan_.distributed) {
+      // Senders may be on other hosts: bind where they can reach us and tell
+      // the broker the port the system chose.
+      inbox_.bind("tcp://" + plan_.data_host + ":*");
+      endpoint = inbox_.get(zmq::sockopt::last_endpoint);
+    } else {
+      endpoint = plan_.data_prefix + std::to_string(slot_.id);
+      inbox_.bind(endpoint);
+    }
   }
   log_ = make_socket(ctx_, zmq::socket_type::xpub);
   log_.set(zmq::sockopt::xpub_nodrop, 1);
   log_.set(zmq::sockopt::sndhwm, 100000);
+  if (plan_.key) curve_client(log_, *plan_.key);
   log_.connect(plan_.log_endpoint);
 
   send_value(control_, std::make_tuple(static_cast<std::uint8_t>(Ctl::hello), slot_.id,
@@ -159,6 +172,7 @@ void ActorRuntime::connect() {
       d.socket = make_socket(ctx_, zmq::socket_type::dealer);
       d.socket.set(zmq::sockopt::routing_id, zmq::buffer(routing_id(slot_.id)));
       d.socket.set(zmq::sockopt::sndhwm, static_cast<int>(std::min<std::uint32_t>(window, 1 << 20) + 64));
+      if (plan_.key) curve_client(d.socket, *plan_.key);
       d.socket.connect(endpoints_.at(d.id));
     }
     // Start each sender at a different receiver, so that n senders do not all

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 
 #include "relay/actor.h"
 #include "relay/internal/plan.h"
+#include "relay/internal/security.h"
 #include "relay/internal/wire.h"
 
 namespace relay::internal {
@@ -78,6 +80,7 @@ class ActorRuntime {
   Actor& actor_;
   const ActorSlot& slot_;
   zmq::context_t ctx_;
+  std::optional<ZapHandler> zap_;  // receivers of a secured run
   zmq::socket_t control_;
   zmq::socket_t log_;
   zmq::socket_t inbox_;

@@ -5,11 +5,14 @@
 // program, so actor ids agree everywhere.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "relay/internal/security.h"
 
 namespace relay::internal {
 
@@ -34,7 +37,24 @@ struct Plan {
   std::string log_endpoint;      // broker SUB: log records
   std::string data_prefix;       // + actor id: a receiver's data ROUTER (local)
   std::string authkey;
-  int driver_pid = 0;
+  int driver_pid = 0;  // the process that forked this one's actors
+
+  // ---- Across hosts ----
+  // Whether data endpoints are tcp (a run with workers): receivers bind
+  // tcp://<data_host>:* and senders connect to what they report.
+  bool distributed = false;
+  std::string data_host;
+  // The driver's broker endpoint for workers and remote actors (tcp).
+  std::string listen_endpoint;
+  // Where each actor runs: nothing for the driver's host, "" for any worker,
+  // else a worker label.
+  std::vector<std::optional<std::string>> placement;
+  std::size_t expect_workers = 0;
+  std::chrono::milliseconds worker_wait{30000};
+  // The cluster key: every socket uses CURVE when set.
+  std::optional<CurveKey> key;
+
+  bool remote(std::uint32_t id) const { return id < placement.size() && placement[id]; }
 
   // Credits a sender of group `sender_group` holds for each receiver of the
   // next group: how many messages may be sent on that pair and not yet taken

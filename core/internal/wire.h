@@ -12,6 +12,14 @@
 //   ack     [103]  (answers fail and bye, once every log record has arrived)
 //   abort   [105, reason]
 //
+// Workers (routing id 'W' + 8 hex digits) on the same ROUTER:
+//   whello  [20, host, [label...], pid, address]     worker -> broker
+//   wexit   [21, actor id, exitcode]                 worker -> broker
+//   ping    [22] / [122]                             both ways, every 500 ms
+//   assign  [120, [actor id...], control, log]       broker -> worker
+//   end     [123, ok, reason]                        broker -> worker
+//   (abort  [105, reason] also goes to workers)
+//
 // Log channel: each actor's XPUB to the broker's SUB; one msgpack frame
 // [id, level, text] per record.
 //
@@ -23,6 +31,7 @@
 //   'A'                   end of stream acknowledged: all 'D' were received
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -39,7 +48,18 @@ enum class Ctl : std::uint8_t {
   put_ack = 102,
   ack = 103,
   abort = 105,
+  whello = 20,
+  wexit = 21,
+  ping = 22,
+  assign = 120,
+  pong = 122,
+  end = 123,
 };
+
+// How often workers and the broker tell each other they are alive, and how
+// long a silence means the other side is gone.
+inline constexpr std::chrono::milliseconds kPingPeriod{500};
+inline constexpr std::chrono::milliseconds kHostTimeout{2500};
 
 inline constexpr char kData = 'D';
 inline constexpr char kEos = 'E';

@@ -1,0 +1,133 @@
+// Fuzzes the decoder every received frame goes through: decode_message() (with
+// and without an owner, i.e. with large values referenced or copied) and
+// decode_value(), then reads the result the way user code and relay's own
+// control handling do. Any input may be rejected with relay::Error; nothing may
+// crash, leak, hang or allocate far beyond the input's size.
+//
+//   bazel build --config=fuzz //core:codec_fuzzer
+//   bazel/run_fuzzer.sh 60
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "relay/errors.h"
+#include "relay/internal/codec.h"
+#include "relay/message.h"
+
+namespace {
+
+// Reads every value of `m` as the common types; each read either converts or
+// throws TypeError.
+void exercise(const relay::Message& m) {
+  (void)m.to_string();
+  const std::size_t n = m.size();
+  // Index n is one past the end: it must throw, not read out of bounds.
+  for (std::size_t i = 0; i <= n && i < 64; ++i) {
+    try {
+      (void)m.get<int>(i);
+    } catch (const relay::Error&) {
+    }
+    try {
+      (void)m.get<long long>(i);
+    } catch (const relay::Error&) {
+    }
+    try {
+      (void)m.get<double>(i);
+    } catch (const relay::Error&) {
+    }
+    try {
+      (void)m.get<std::string>(i);
+    } catch (const relay::Error&) {
+    }
+    try {
+      (void)m.get<std::vector<int>>(i);
+    } catch (const relay::Error&) {
+    }
+    try {
+      (void)m.get<relay::Control>(i);
+    } catch (const relay::Error&) {
+    }
+  }
+  try {
+    (void)m.as<int, std::string>();
+  } catch (const relay::Error&) {
+  }
+  try {
+    (void)m.as<long long>();
+  } catch (const relay::Error&) {
+  }
+  (void)m.is(relay::Control::eol);
+  (void)m.is(relay::Control::poison);
+}
+
+void decode_as_message(const char* data, std::size_t size, bool owned) {
+  std::shared_ptr<void> owner;
+  const char* p = data;
+  if (owned) {
+    // An owned frame outlives the call, as a zmq::message_t does in the actor.
+    auto copy = std::make_shared<std::string>(data, size);
+    p = copy->data();
+    owner = std::move(copy);
+  }
+  std::optional<relay::Message> m;
+  try {
+    m.emplace(relay::internal::decode_message(p, size, std::move(owner)));
+  } catch (const relay::Error&) {
+    return;
+  }
+  exercise(*m);
+  // A copy shares the decoded data and keeps the referenced bytes alive.
+  const relay::Message copy = *m;
+  m.reset();
+  (void)copy.to_string();
+}
+
+// What the broker and actors do with a control or log frame.
+void decode_as_value(const char* data, std::size_t size) {
+  msgpack::zone zone;
+  msgpack::object o;
+  try {
+    o = relay::internal::decode_value(zone, data, size, size % 2 == 0);
+  } catch (const relay::Error&) {
+    return;
+  }
+  (void)relay::internal::wire_type(o);
+  try {
+    (void)o.as<std::tuple<std::uint32_t, std::uint8_t, std::string>>();
+  } catch (const std::exception&) {
+  }
+  if (o.type == msgpack::type::ARRAY && o.via.array.size > 0) {
+    try {
+      (void)o.via.array.ptr[0].as<std::uint8_t>();
+    } catch (const std::exception&) {
+    }
+    for (std::uint32_t i = 1; i < o.via.array.size && i < 8; ++i) {
+      try {
+        (void)o.via.array.ptr[i]
+            .as<std::vector<std::pair<std::uint32_t, std::uint64_t>>>();
+      } catch (const std::exception&) {
+      }
+      try {
+        (void)o.via.array.ptr[i].as<std::vector<std::string>>();
+      } catch (const std::exception&) {
+      }
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
+                                      std::size_t size) {
+  const char* p = reinterpret_cast<const char*>(data);
+  decode_as_message(p, size, false);
+  decode_as_message(p, size, true);
+  decode_as_value(p, size);
+  return 0;
+}
