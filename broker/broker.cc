@@ -29,6 +29,12 @@ constexpr std::uint64_t kNotAnnounced = std::numeric_limits<std::uint64_t>::max(
 // How long a bye or failure report waits for its announced log records.
 constexpr auto kLogWait = std::chrono::seconds(2);
 
+std::int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 std::string pack_ctl(Ctl kind) {
   internal::Buffer b;
   msgpack::pack(b, std::make_tuple(static_cast<std::uint8_t>(kind)));
@@ -77,6 +83,17 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
       throw Error("listen: cannot bind " + plan_.listen_endpoint + ": " + e.what());
     }
     log_tcp_endpoint_ = logs_.get(zmq::sockopt::last_endpoint);
+  }
+  if (!plan_.monitor_endpoint.empty()) {
+    monitor_ = internal::make_socket(ctx_, zmq::socket_type::pub);
+    if (plan_.key) internal::curve_server(monitor_, *plan_.key);
+    try {
+      monitor_.bind(plan_.monitor_endpoint);
+    } catch (const zmq::error_t& e) {
+      throw Error("monitor: cannot bind " + plan_.monitor_endpoint + ": " + e.what());
+    }
+    monitor_bound_ = monitor_.get(zmq::sockopt::last_endpoint);
+    logger_->info("monitor stream at {}", monitor_bound_);
   }
   actor_worker_.assign(plan_.actors.size(), -1);
   began_ = std::chrono::steady_clock::now();
@@ -163,6 +180,7 @@ void Broker::run() {
       }
     }
     if (!plan_.listen_endpoint.empty()) check_workers();
+    check_stuck_senders();
     if (kill_at_ && std::chrono::steady_clock::now() >= *kill_at_) {
       kill_at_.reset();
       for (std::uint32_t id = 0; id < reports_.size(); ++id) {
@@ -185,10 +203,15 @@ void Broker::run() {
   for (int i = 0; i < 100000 && logs_.recv(frame, zmq::recv_flags::dontwait); ++i) {
     handle_log(frame);
   }
+  if (monitor_) {
+    publish("end", std::make_tuple(!abort_reason_.has_value(),
+                                   abort_reason_.value_or(std::string())));
+    monitor_.set(zmq::sockopt::linger, 1000);
+  }
 }
 
 void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
-  if (from.size() == 9 && from.data<char>()[0] == 'W') {
+  if (from.size() == 9 && from.data<char>()[0] == 'W' && !plan_.listen_endpoint.empty()) {
     try {
       msgpack::zone zone;
       const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
@@ -275,6 +298,15 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         abort("actor '" + slot.name + "' in group '" + slot.group_name + "' failed");
         return;
       }
+      case Ctl::stats: {
+        need(4);
+        r.sent_total = a[1].as<std::uint64_t>();
+        r.received_total = a[2].as<std::uint64_t>();
+        r.waiting = a[3].as<std::uint64_t>();
+        publish("stats", std::make_tuple(slot.group_name, slot.name, r.sent_total,
+                                         r.received_total, r.waiting, unix_ms()));
+        return;
+      }
       case Ctl::bye: {
         need(5);
         if (r.bye) throw EncodeError("second bye");
@@ -315,6 +347,7 @@ void Broker::handle_log(const zmq::message_t& frame) {
     const internal::ActorSlot& slot = plan_.actors[id];
     logger_->log(static_cast<spdlog::level::level_enum>(level), "[{}] ({}) {}", slot.group_name,
                  slot.name, text);
+    publish("log", std::make_tuple(slot.group_name, slot.name, level, text, unix_ms()));
     ++reports_[id].logs_received;
   } catch (const std::exception& e) {
     reject(std::string("bad log record: ") + e.what());
@@ -443,6 +476,39 @@ void Broker::assign_workers() {
   }
 }
 
+void Broker::check_stuck_senders() {
+  // A sender sends end of stream only after shutdown(), and says bye as soon as
+  // every receiver has acknowledged it. One still running well after every
+  // receiver it feeds has ended cleanly will never finish: something else
+  // (an impostor on its routing id, a lost frame) ended those streams. Say so
+  // rather than wait for ever.
+  if (abort_reason_) return;
+  const auto now = std::chrono::steady_clock::now();
+  for (std::uint32_t g = 0; g + 1 < plan_.groups.size(); ++g) {
+    const internal::GroupSlot& next = plan_.groups[g + 1];
+    std::optional<std::chrono::steady_clock::time_point> last_end;
+    for (std::uint32_t r = next.first; r < next.first + next.size; ++r) {
+      if (!reports_[r].exitcode || !reports_[r].bye) {
+        last_end.reset();
+        break;
+      }
+      if (!last_end || reports_[r].ended_at > *last_end) last_end = reports_[r].ended_at;
+    }
+    if (!last_end || now - *last_end < kStuckAfter) continue;
+    const internal::GroupSlot& from = plan_.groups[g];
+    for (std::uint32_t s = from.first; s < from.first + from.size; ++s) {
+      if (reports_[s].exitcode || reports_[s].bye) continue;
+      reports_[s].failure = "still sending after every actor of group '" + next.name +
+                            "' ended its stream: its end of stream was never acknowledged "
+                            "(another process took its place on a receiver?)";
+      logger_->error("[{}] ({}) {}", plan_.actors[s].group_name, plan_.actors[s].name,
+                     *reports_[s].failure);
+      abort("actor '" + plan_.actors[s].name + "' cannot finish its stream");
+      return;
+    }
+  }
+}
+
 void Broker::check_workers() {
   const auto now = std::chrono::steady_clock::now();
   if (!assigned_ && !abort_reason_ && now - began_ > plan_.worker_wait) {
@@ -476,6 +542,19 @@ void Broker::check_workers() {
       reports_[id].exitcode = -SIGKILL;
     }
     abort(why);
+  }
+}
+
+template <class T>
+void Broker::publish(const char* topic, const T& value) {
+  if (!monitor_) return;
+  try {
+    internal::Buffer b;
+    msgpack::pack(b, value);
+    monitor_.send(zmq::buffer(std::string_view(topic)), zmq::send_flags::sndmore);
+    (void)internal::send_frame(monitor_, b);
+  } catch (const zmq::error_t&) {
+    // A monitor is an onlooker: it never stops the run.
   }
 }
 
@@ -524,6 +603,7 @@ void Broker::abort(const std::string& reason) {
 void Broker::actor_exited(std::uint32_t id, int exitcode) {
   ActorReport& r = reports_[id];
   r.exitcode = exitcode;
+  r.ended_at = std::chrono::steady_clock::now();
   logs_expected_[id] = kNotAnnounced;
   const bool clean = r.bye && exitcode == 0;
   if (clean || r.failure) {

@@ -62,6 +62,11 @@ struct ActorReport {
   std::map<std::uint32_t, std::uint64_t> sent;      // to receiver id
   std::map<std::uint32_t, std::uint64_t> received;  // from sender id
   std::uint64_t rejected = 0;
+  // The latest counters the actor reported.
+  std::uint64_t sent_total = 0;
+  std::uint64_t received_total = 0;
+  std::uint64_t waiting = 0;
+  std::chrono::steady_clock::time_point ended_at;
 };
 
 // One edge between two consecutive groups: totals over every pair.
@@ -117,6 +122,8 @@ class Broker {
 
   const std::vector<ActorReport>& reports() const noexcept { return reports_; }
   const std::vector<WorkerReport>& workers() const noexcept { return workers_; }
+  // The monitor endpoint as bound (the port filled in), or empty.
+  const std::string& monitor_endpoint() const noexcept { return monitor_bound_; }
   std::optional<std::string> abort_reason() const { return abort_reason_; }
   // Whether actor `id` failed (rather than ended cleanly or being stopped).
   bool failed(std::uint32_t id) const;
@@ -126,13 +133,18 @@ class Broker {
 
   // How long stopped actors get between SIGTERM and SIGKILL.
   static constexpr std::chrono::milliseconds kGrace{1000};
+  // How long a sender may run on after every receiver it feeds has ended.
+  static constexpr std::chrono::milliseconds kStuckAfter{2000};
 
  private:
   void handle_control(zmq::message_t& from, zmq::message_t& frame);
   void handle_worker(const std::string& rid, const msgpack::object* a, std::uint32_t n);
   void assign_workers();
   void check_workers();
+  void check_stuck_senders();
   void send_to_worker(const std::string& rid, const std::string& frame);
+  template <class T>
+  void publish(const char* topic, const T& value);
   void handle_log(const zmq::message_t& frame);
   void retry_puts();
   void settle_pending_acks(bool force);
@@ -171,6 +183,8 @@ class Broker {
   // Across hosts.
   std::optional<internal::ZapHandler> zap_;
   std::string log_tcp_endpoint_;
+  zmq::socket_t monitor_;
+  std::string monitor_bound_;
   std::vector<WorkerReport> workers_;
   std::vector<int> actor_worker_;  // index into workers_, -1: local or unassigned
   bool assigned_ = false;

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -43,6 +44,9 @@ struct RelayState {
   std::chrono::milliseconds worker_wait{30000};
   std::string key_file;
   bool insecure = false;
+  std::string monitor;
+  std::string monitor_bound;  // set by start() once bound
+  std::mutex monitor_mu;
 };
 
 // What init() or the environment say about this process.
@@ -137,7 +141,7 @@ void run_relay(RelayState& state, Handler* handler) {
   bool any_remote = false;
   for (const auto& [name, where] : state.placements) {
     auto g = std::find_if(plan.groups.begin(), plan.groups.end(),
-                          [&](const GroupSlot& x) { return x.name == name; });
+                          [&name = name](const GroupSlot& x) { return x.name == name; });
     if (g == plan.groups.end()) {
       throw std::invalid_argument("place: there is no group named '" + name + "'");
     }
@@ -198,6 +202,18 @@ void run_relay(RelayState& state, Handler* handler) {
       logger->warn("listening on {} WITHOUT encryption or authentication "
                    "(allow_insecure_network())", state.listen);
     }
+  }
+
+  if (!state.monitor.empty()) {
+    const std::string rest = state.monitor.substr(6);
+    const std::string host = rest.substr(0, rest.rfind(':'));
+    if (!is_loopback(host) && !plan.key && !state.insecure) {
+      throw std::invalid_argument(
+          "monitor: " + state.monitor +
+          " is not a loopback address, and without a key anyone who reaches it could read "
+          "the logs; set a key with secure(FILE), or call allow_insecure_network()");
+    }
+    plan.monitor_endpoint = state.monitor;
   }
 
   SignalGuard signals;
@@ -266,6 +282,10 @@ void run_relay(RelayState& state, Handler* handler) {
   } catch (...) {
     kill_all_and_reap();
     throw;
+  }
+  {
+    std::lock_guard lock(state.monitor_mu);
+    state.monitor_bound = broker->monitor_endpoint();
   }
   int interrupted = 0;
   for (std::uint32_t id = 0; id < handles.size(); ++id) {
@@ -458,6 +478,19 @@ Relay& Relay::secure(const std::string& key_file) {
   internal::load_curve_key(key_file);  // fail here, at the call, if it is unusable
   state_->key_file = key_file;
   return *this;
+}
+
+Relay& Relay::monitor(std::string endpoint) {
+  if (endpoint.rfind("tcp://", 0) != 0) {
+    throw std::invalid_argument("monitor: '" + endpoint + "' is not a tcp://ADDRESS:PORT endpoint");
+  }
+  state_->monitor = std::move(endpoint);
+  return *this;
+}
+
+std::string Relay::monitor_endpoint() const {
+  std::lock_guard lock(state_->monitor_mu);
+  return state_->monitor_bound;
 }
 
 Relay& Relay::allow_insecure_network() {

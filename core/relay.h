@@ -182,6 +182,13 @@ class Relay {
   // neither encrypted nor authenticated. Say it only on a network you trust.
   Relay& allow_insecure_network();
 
+  // Publishes logs, per-actor counters (sent, received, waiting) and the end
+  // of the run at `endpoint` (tcp://ADDRESS:PORT, PORT may be *) for
+  // relay-monitor. The same key rule as listen() applies.
+  Relay& monitor(std::string endpoint);
+  // The monitor endpoint as bound, once start() has bound it (from a Handler).
+  std::string monitor_endpoint() const;
+
   // The logger name actors' records are written under.
   const std::string& log_name() const noexcept;
 

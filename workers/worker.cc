@@ -142,7 +142,9 @@ void run_worker(internal::Plan& plan, const WorkerConfig& config,
   send_ctl(s, Ctl::ping);
   auto last_heard = Clock::now();
   auto next_ping = Clock::now() + internal::kPingPeriod;
-  std::optional<Clock::time_point> kill_at;
+  // When to SIGKILL actors that ignored the abort's SIGTERM (max: not armed;
+  // not an optional, which g++ -O2 misreads as maybe-uninitialized).
+  Clock::time_point kill_at = Clock::time_point::max();
   std::optional<std::string> stopped;  // why the run stopped, if it did
   bool ended = false;
   std::size_t running = handles.size();
@@ -182,9 +184,9 @@ void run_worker(internal::Plan& plan, const WorkerConfig& config,
       send_ctl(s, Ctl::ping);
       next_ping = now + internal::kPingPeriod;
     }
-    if (kill_at && now >= *kill_at) {
+    if (now >= kill_at) {
       signal_all(SIGKILL);
-      kill_at.reset();
+      kill_at = Clock::time_point::max();
     }
     if (now - last_heard > internal::kHostTimeout) {
       signal_all(SIGKILL);

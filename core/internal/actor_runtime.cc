@@ -164,6 +164,7 @@ void ActorRuntime::connect() {
   if (actor_.sender()) {
     const GroupSlot& next = plan_.groups[slot_.group + 1];
     const std::uint32_t window = plan_.window(slot_.group);
+    window_out_ = window;
     down_.resize(next.size);
     for (std::uint32_t i = 0; i < next.size; ++i) {
       Downstream& d = down_[i];
@@ -196,6 +197,7 @@ void ActorRuntime::send(Buffer& frame) {
       --d.credit;
       ++d.sent;
       next_ = i + 1;
+      if ((++stats_tick_ & 255) == 0) report_stats();
       return;
     }
     wait_downstream();
@@ -236,6 +238,7 @@ void ActorRuntime::wait_downstream() {
     zmq::message_t frame;
     while (control_.recv(frame, zmq::recv_flags::dontwait)) handle_control(frame);
   }
+  report_stats();
   check_driver();
 }
 
@@ -272,8 +275,23 @@ void ActorRuntime::receive_loop() {
       zmq::message_t c;
       while (control_.recv(c, zmq::recv_flags::dontwait)) handle_control(c);
     }
+    report_stats();
     check_driver();
   }
+}
+
+void ActorRuntime::report_stats(bool force) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && now < next_stats_) return;
+  next_stats_ = now + std::chrono::milliseconds(500);
+  std::uint64_t sent = 0, received = 0, waiting = 0;
+  for (const Downstream& d : down_) {
+    sent += d.sent;
+    waiting += window_out_ - std::min<std::uint64_t>(d.credit, window_out_);
+  }
+  for (const Upstream& u : up_) received += u.received;
+  (void)send_value(control_, std::make_tuple(static_cast<std::uint8_t>(Ctl::stats), sent,
+                                             received, waiting));
 }
 
 void ActorRuntime::reply(std::uint32_t sender, Buffer& frame) {
@@ -333,6 +351,7 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     if (message) {
       ++u.received;
       actor_.recv(*message);
+      if ((++stats_tick_ & 255) == 0) report_stats();
     }
   } else if (p[0] == kEos) {
     if (u.ended) {
@@ -366,10 +385,12 @@ Ctl ActorRuntime::handle_control(const zmq::message_t& frame) {
     const auto kind = static_cast<Ctl>(o.via.array.ptr[0].as<std::uint8_t>());
     switch (kind) {
       case Ctl::start:
+        if (o.via.array.size < 2) throw EncodeError("start without endpoints");
         endpoints_ = o.via.array.ptr[1].as<std::vector<std::string>>();
         if (endpoints_.size() != plan_.actors.size()) throw EncodeError("bad endpoint table");
         return kind;
       case Ctl::put_ack:
+        if (o.via.array.size < 2) throw EncodeError("put_ack without a queue");
         acked_puts_.push_back(o.via.array.ptr[1].as<std::uint64_t>());
         return kind;
       case Ctl::ack:
@@ -431,6 +452,7 @@ void ActorRuntime::log(Level level, const std::string& text) noexcept {
 }
 
 void ActorRuntime::say_bye() {
+  report_stats(true);
   std::vector<std::pair<std::uint32_t, std::uint64_t>> sent;
   std::vector<std::pair<std::uint32_t, std::uint64_t>> received;
   for (const Downstream& d : down_) sent.emplace_back(d.id, d.sent);

@@ -7,6 +7,7 @@
 // child never returns into the parent's code.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -97,6 +98,11 @@ class ActorRuntime {
   // Fault injection for relay's own tests (RELAY_TESTING_DROP_NTH_MESSAGE=N):
   // the Nth message this actor sends is counted as sent but never sent, so
   // the accounting check has something to catch.
+  // Counters for the monitor, sent at most every kStatsPeriod.
+  void report_stats(bool force = false);
+  std::uint32_t stats_tick_ = 0;
+  std::uint64_t window_out_ = 0;
+  std::chrono::steady_clock::time_point next_stats_{};
   std::uint64_t drop_nth_ = 0;
   std::uint64_t total_sent_ = 0;
 };

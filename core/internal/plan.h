@@ -51,6 +51,9 @@ struct Plan {
   std::vector<std::optional<std::string>> placement;
   std::size_t expect_workers = 0;
   std::chrono::milliseconds worker_wait{30000};
+  // Where the broker publishes logs, counters and the end of the run for
+  // relay-monitor (empty: nowhere).
+  std::string monitor_endpoint;
   // The cluster key: every socket uses CURVE when set.
   std::optional<CurveKey> key;
 

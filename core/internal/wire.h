@@ -7,6 +7,8 @@
 //   put     [2, queue_id, bounded, bin message]      actor -> broker
 //   fail    [3, text, log_count]                     actor -> broker
 //   bye     [4, log_count, [[to, n]...], [[from, n]...], rejected]
+//   stats   [6, sent, received, waiting]  every ~500 ms while busy
+//           (waiting: sent, not yet taken by the next group)
 //   start   [101, [endpoint of each actor id]]       broker -> actor
 //   put_ack [102, queue_id]                          broker -> actor
 //   ack     [103]  (answers fail and bye, once every log record has arrived)
@@ -44,6 +46,7 @@ enum class Ctl : std::uint8_t {
   put = 2,
   fail = 3,
   bye = 4,
+  stats = 6,
   start = 101,
   put_ack = 102,
   ack = 103,
@@ -65,6 +68,12 @@ inline constexpr char kData = 'D';
 inline constexpr char kEos = 'E';
 inline constexpr char kCredit = 'C';
 inline constexpr char kEosAck = 'A';
+
+// Monitor stream (broker PUB -> relay-monitor SUB): two frames, a topic and a
+// msgpack array.
+//   "log"   [group, name, level, text, unix_ms]
+//   "stats" [group, name, sent, received, waiting, unix_ms]
+//   "end"   [ok, reason]
 
 // Exit status of an actor process that found its driver gone (nobody reaps
 // it), or whose abort by SIGTERM did not take.

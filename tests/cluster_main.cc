@@ -1,0 +1,198 @@
+// A driver-or-worker program for cluster_test: the same program is the driver
+// (run plainly) and every worker (run with --relay-worker URL, which
+// relay::init() strips), so both build the same Relay and agree on actor ids.
+//
+//   src (1 actor, local) -> work (4 forwarders, on workers) -> sink (local)
+//
+// The source sends 1..N; each forwarder passes the number on with its pid and
+// the value of $CLUSTER_HOST (the test gives each worker its own: hosts made
+// with network namespaces share one host name); the sink reports to the
+// driver's Handler, which prints "running" at the first item and, after a good
+// run:
+//   count=<n> sum=<s> forwarders=<distinct forwarder pids> hosts=<h1,h2,...>
+// and exits 0. A failed run prints "error: <what>" and exits 1. A worker
+// prints "worker done" (exit 0) or "worker error: <what>" (exit 1).
+//
+// Flags (after relay::init): --listen URL, --workers N (expected),
+// --items N, --delay-ms MS (per item, in each forwarder), --key FILE,
+// --place spread|label:NAME, --insecure, --join-timeout-ms MS.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "relay/relay.h"
+
+namespace {
+
+struct Options {
+  std::string listen;
+  std::size_t workers = 0;
+  long long items = 1000;
+  int delay_ms = 0;
+  std::string key;
+  std::string place = "spread";
+  bool insecure = false;
+  long long join_timeout_ms = 30000;
+};
+
+[[noreturn]] void Usage(const char* argv0, const std::string& why) {
+  std::fprintf(stderr,
+               "%s: %s\nusage: %s [--listen URL] [--workers N] [--items N] [--delay-ms MS]\n"
+               "  [--key FILE] [--place spread|label:NAME] [--insecure] [--join-timeout-ms MS]\n",
+               argv0, why.c_str(), argv0);
+  std::exit(2);
+}
+
+Options Parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) Usage(argv[0], "missing value for " + a);
+      return argv[++i];
+    };
+    if (a == "--listen") {
+      o.listen = value();
+    } else if (a == "--workers") {
+      o.workers = std::stoul(value());
+    } else if (a == "--items") {
+      o.items = std::stoll(value());
+    } else if (a == "--delay-ms") {
+      o.delay_ms = std::stoi(value());
+    } else if (a == "--key") {
+      o.key = value();
+    } else if (a == "--place") {
+      o.place = value();
+    } else if (a == "--insecure") {
+      o.insecure = true;
+    } else if (a == "--join-timeout-ms") {
+      o.join_timeout_ms = std::stoll(value());
+    } else {
+      Usage(argv[0], "unknown argument " + a);
+    }
+  }
+  if (o.place != "spread" && o.place.rfind("label:", 0) != 0) Usage(argv[0], "bad --place");
+  return o;
+}
+
+class Source : public relay::Actor {
+ public:
+  explicit Source(long long items) : items_(items) {}
+  void loop() override {
+    for (long long i = 1; i <= items_; ++i) send(i);
+  }
+
+ private:
+  long long items_;
+};
+
+class Forwarder : public relay::Actor {
+ public:
+  explicit Forwarder(int delay_ms) : delay_ms_(delay_ms) {}
+  void startup() override {
+    const char* h = std::getenv("CLUSTER_HOST");
+    host_ = h ? h : "?";
+  }
+  void recv(const relay::Message& m) override {
+    if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
+    send(m.get<long long>(0), static_cast<long long>(::getpid()), host_);
+  }
+
+ private:
+  int delay_ms_;
+  std::string host_;
+};
+
+// Reports the first item at once (so that the test knows the run is under
+// way), each new forwarder once, and the totals at the end.
+class Sink : public relay::Actor {
+ public:
+  explicit Sink(relay::Queue& q) : q_(q) {}
+  void recv(const relay::Message& m) override {
+    const auto [value, pid, host] = m.as<long long, long long, std::string>();
+    if (count_ == 0) q_.put(std::string("first"));
+    ++count_;
+    sum_ += value;
+    if (pids_.insert(pid).second) q_.put(std::string("forwarder"), pid, host);
+  }
+  void shutdown() override { q_.put(std::string("total"), count_, sum_); }
+
+ private:
+  relay::Queue& q_;
+  long long count_ = 0;
+  long long sum_ = 0;
+  std::set<long long> pids_;
+};
+
+class Report : public relay::Handler {
+ public:
+  void run() override {
+    for (;;) {
+      const relay::Message m = q.get();
+      const auto tag = m.get<std::string>(0);
+      if (tag == "first") {
+        std::printf("running\n");
+        std::fflush(stdout);
+      } else if (tag == "forwarder") {
+        pids.insert(m.get<long long>(1));
+        hosts.insert(m.get<std::string>(2));
+      } else if (tag == "total") {
+        count = m.get<long long>(1);
+        sum = m.get<long long>(2);
+        return;
+      }
+    }
+  }
+  long long count = -1;
+  long long sum = -1;
+  std::set<long long> pids;
+  std::set<std::string> hosts;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  relay::init(argc, argv);
+  const Options o = Parse(argc, argv);
+  const bool worker = relay::is_worker();
+  try {
+    Report report;
+    Source source(o.items);
+    std::vector<std::unique_ptr<Forwarder>> work;
+    for (int i = 0; i < 4; ++i) work.push_back(std::make_unique<Forwarder>(o.delay_ms));
+    Sink sink(report.q);
+
+    relay::Relay relay(/*maxsize=*/100);
+    relay.connect(relay::group("src", source), relay::group("work", work),
+                  relay::group("sink", sink));
+    relay.place("work", o.place == "spread" ? relay::Placement::workers()
+                                            : relay::Placement::label(o.place.substr(6)));
+    if (!o.key.empty()) relay.secure(o.key);
+    if (o.insecure) relay.allow_insecure_network();
+    if (!o.listen.empty()) relay.listen(o.listen);
+    if (o.workers > 0) {
+      relay.expect_workers(o.workers, std::chrono::milliseconds(o.join_timeout_ms));
+    }
+    relay.start(report);
+
+    if (worker) {
+      std::printf("worker done\n");
+      return 0;
+    }
+    std::string hosts;
+    for (const auto& h : report.hosts) hosts += (hosts.empty() ? "" : ",") + h;
+    std::printf("count=%lld sum=%lld forwarders=%zu hosts=%s\n", report.count, report.sum,
+                report.pids.size(), hosts.c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::printf("%s%s\n", worker ? "worker error: " : "error: ", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,389 @@
+// Across hosts: a driver and its workers on different hosts, simulated with
+// network namespaces (tests/netns.h). Host A (10.99.N.1) runs the driver,
+// host B (10.99.N.2) two worker processes, each with a host name of its own
+// ("b1", "b2"). All of them are tests/cluster_main (see its header for the
+// pipeline and what it prints). NetnsTest checks the harness itself.
+//
+// Needs root; tagged no-sandbox (ip netns fails in Bazel's sandbox) and
+// exclusive (timing bounds). CLUSTER_TEST_VERBOSE=1 (--test_env) prints every
+// program's output after each test.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/netns.h"
+#include "tests/testing.h"
+
+namespace {
+
+using relay::testing::Connect;
+using relay::testing::DescribeStatus;
+using relay::testing::Link;
+using relay::testing::Netns;
+using relay::testing::ProcessTest;
+using relay::testing::SetLinkDown;
+using relay::testing::Spawn;
+using relay::testing::Spawned;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+long long MsSince(Clock::time_point t) {
+  return std::chrono::duration_cast<milliseconds>(Clock::now() - t).count();
+}
+
+bool ExitedWith(int status, int code) { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
+
+// ---- The harness ----
+
+class NetnsTest : public ProcessTest {};
+
+// A program started in B reaches a socket the test listens on in A, and has
+// the host name it was given.
+TEST_F(NetnsTest, TwoHostsCanTalk) {
+  Netns a, b;
+  const Link link = Connect(a, b);
+  EXPECT_EQ(link.addr_a.rfind("10.99.", 0), 0u);
+  EXPECT_LE(link.veth_a.size(), 15u);
+  EXPECT_LE(link.veth_b.size(), 15u);
+
+  // The socket is made inside A and stays there.
+  int port = 0;
+  const int listener = a.Within([&] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    ::inet_pton(AF_INET, link.addr_a.c_str(), &addr.sin_addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 1) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    port = ntohs(addr.sin_port);
+    return fd;
+  });
+  ASSERT_GE(listener, 0) << "cannot listen on " << link.addr_a << " inside " << a.name();
+
+  auto client = Spawn(
+      b,
+      {"/bin/bash", "-c",
+       "echo \"hello from $(hostname)\" >/dev/tcp/" + link.addr_a + "/" + std::to_string(port)},
+      {}, "hostb");
+  pollfd p{listener, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1) << "no connection from B within 5 s\n"
+                                    << (Spawned::PumpAll(), client->Transcript());
+  const int conn = ::accept(listener, nullptr, nullptr);
+  ASSERT_GE(conn, 0);
+  std::string got;
+  char buf[256];
+  for (ssize_t n; (n = ::read(conn, buf, sizeof buf)) > 0;) got.append(buf, n);
+  ::close(conn);
+  ::close(listener);
+  EXPECT_EQ(got, "hello from hostb\n");
+  const int status = client->WaitExit(milliseconds(5000));
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << client->Transcript();
+}
+
+// After SetLinkDown nothing gets through: a connect from B fails.
+TEST_F(NetnsTest, LinkDownCutsTraffic) {
+  Netns a, b;
+  const Link link = Connect(a, b);
+  ASSERT_EQ(SetLinkDown(b, link.veth_b), "");
+  auto client = Spawn(b, {"/bin/bash", "-c", "exec 3<>/dev/tcp/" + link.addr_a + "/9"});
+  const int status = client->WaitExit(milliseconds(10000));
+  ASSERT_NE(status, -1) << "connect from B still pending 10 s after the cut";
+  EXPECT_FALSE(ExitedWith(status, 0)) << client->Transcript();
+}
+
+// Whether `pid` runs (exists and is not a zombie waiting for its parent).
+bool Running(pid_t pid) {
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return false;
+  int n = 0;
+  char comm[256] = {}, state = 0;
+  n = std::fscanf(f, "%*d (%255[^)]) %c", comm, &state);
+  std::fclose(f);
+  return n == 2 && state != 'Z' && state != 'X';
+}
+
+// Namespaces and every process started in them (also those that left the
+// program's process group) are gone after the scope.
+TEST_F(NetnsTest, CleansUpNamespacesAndProcesses) {
+  std::string path;
+  std::vector<pid_t> started;
+  {
+    Netns a;
+    path = a.path();
+    auto p = Spawn(a, {"/bin/bash", "-c", "setsid sleep 100 & sleep 100"});
+    for (int i = 0; i < 500 && p->Remaining().size() < 3; ++i) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    started = p->Remaining();
+    EXPECT_EQ(started.size(), 3u) << "bash and its two sleeps";
+  }
+  struct stat st;
+  EXPECT_NE(::stat(path.c_str(), &st), 0) << path << " still exists";
+  for (pid_t p : started) {
+    bool gone = false;
+    for (int i = 0; i < 200 && !(gone = !Running(p)); ++i) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    EXPECT_TRUE(gone) << "pid " << p << " survived its Spawned";
+  }
+}
+
+// ---- Across hosts ----
+
+constexpr int kPort = 5555;  // a namespace of our own: nothing else can hold it
+
+class ClusterTest : public ProcessTest {
+ protected:
+  void SetUp() override {
+    ProcessTest::SetUp();
+    try {
+      a_ = std::make_unique<Netns>();
+      b_ = std::make_unique<Netns>();
+      link_ = Connect(*a_, *b_);
+    } catch (const std::exception& e) {
+      GTEST_FAIL() << "cannot make the hosts: " << e.what();
+    }
+    url_ = "tcp://" + link_.addr_a + ":" + std::to_string(kPort);
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    tmp_ = tmp ? tmp : "/tmp";
+  }
+
+  void TearDown() override {
+    // CLUSTER_TEST_VERBOSE=1 shows what every program printed, also when
+    // the test passed.
+    if (std::getenv("CLUSTER_TEST_VERBOSE")) std::fprintf(stderr, "%s", All().c_str());
+    // Processes first (they keep the namespaces alive), then the hosts, then
+    // the base checks that no child is left.
+    procs_.clear();
+    b_.reset();
+    a_.reset();
+    ProcessTest::TearDown();
+  }
+
+  // The application flags, the same for the driver and its workers (both
+  // build the same Relay).
+  std::vector<std::string> AppArgs(long long items, int delay_ms) const {
+    return {"--items", std::to_string(items), "--delay-ms", std::to_string(delay_ms)};
+  }
+
+  Spawned& Start(Netns& ns, const std::string& host, std::vector<std::string> args) {
+    args.insert(args.begin(), "tests/cluster_main");
+    procs_.push_back(Spawn(ns, args, {"CLUSTER_HOST=" + host}, host));
+    return *procs_.back();
+  }
+
+  Spawned& Driver(std::vector<std::string> extra, std::size_t workers, long long items,
+                  int delay_ms) {
+    std::vector<std::string> args = {
+        "--listen", url_, "--workers", std::to_string(workers), "--join-timeout-ms", "20000"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    for (auto& a : AppArgs(items, delay_ms)) args.push_back(a);
+    return Start(*a_, "a", args);
+  }
+
+  Spawned& Worker(const std::string& host, std::vector<std::string> extra, long long items,
+                  int delay_ms) {
+    std::vector<std::string> args = {"--relay-worker", url_};
+    args.insert(args.end(), extra.begin(), extra.end());
+    for (auto& a : AppArgs(items, delay_ms)) args.push_back(a);
+    return Start(*b_, host, args);
+  }
+
+  // Makes a cluster key with relay-keygen; returns its path.
+  std::string MakeKey(const std::string& name) {
+    const std::string path = tmp_ + "/" + name + ".key";
+    ::unlink(path.c_str());
+    auto keygen = Spawn(*a_, {"workers/relay-keygen", path});
+    const int status = keygen->WaitExit(milliseconds(10000));
+    EXPECT_TRUE(ExitedWith(status, 0))
+        << "relay-keygen " << path << ": " << DescribeStatus(status) << "\n"
+        << keygen->Transcript();
+    return path;
+  }
+
+  // Every process's output, for failure messages.
+  std::string All() const {
+    Spawned::PumpAll();
+    std::string s;
+    for (const auto& p : procs_) s += p->Transcript() + "\n";
+    return s;
+  }
+
+  std::unique_ptr<Netns> a_, b_;
+  Link link_;
+  std::string url_;
+  std::string tmp_;
+  std::vector<std::unique_ptr<Spawned>> procs_;
+};
+
+// Two workers on host B run the four forwarders between a local source and a
+// local sink: every item arrives exactly once, and both workers did work.
+TEST_F(ClusterTest, EndToEndCountsExact) {
+  constexpr long long kItems = 2000;
+  Spawned& driver = Driver({"--insecure"}, 2, kItems, 0);
+  Spawned& w1 = Worker("b1", {"--insecure"}, kItems, 0);
+  Spawned& w2 = Worker("b2", {"--insecure"}, kItems, 0);
+
+  const int status = driver.WaitExit(milliseconds(40000));
+  ASSERT_NE(status, -1) << "driver still running after 40 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("count=2000 sum=2001000 forwarders=4 hosts=b1,b2\n"))
+      << All();
+
+  for (Spawned* w : {&w1, &w2}) {
+    const int ws = w->WaitExit(milliseconds(10000));
+    EXPECT_TRUE(ExitedWith(ws, 0)) << "worker " << w->pid() << " " << DescribeStatus(ws) << "\n"
+                                   << All();
+    EXPECT_THAT(w->out(), HasSubstr("worker done")) << All();
+  }
+  // No actor outlives its worker.
+  for (Spawned* w : {&driver, &w1, &w2}) {
+    std::vector<pid_t> left;
+    for (int i = 0; i < 200 && !(left = w->Remaining()).empty(); ++i) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    EXPECT_TRUE(left.empty()) << left.size() << " process(es) of pid " << w->pid()
+                              << " still running 2 s after it ended";
+  }
+}
+
+// With a cluster key, a worker holding another key does not join: the run
+// goes on with the good worker only (the driver expects one) and the bad
+// worker never runs to completion.
+TEST_F(ClusterTest, UnauthenticatedWorkerRefused) {
+  constexpr long long kItems = 500;
+  const std::string good = MakeKey("good");
+  const std::string bad = MakeKey("bad");
+  ASSERT_FALSE(HasFailure());
+
+  Spawned& driver = Driver({"--key", good}, 1, kItems, 0);
+  // The bad worker knocks first, so that a driver that accepts anyone would
+  // take it.
+  Spawned& intruder = Worker("bad", {"--relay-key", bad}, kItems, 0);
+  std::this_thread::sleep_for(milliseconds(1500));
+  Spawned::PumpAll();
+  Spawned& w = Worker("good", {"--relay-key", good}, kItems, 0);
+
+  const int status = driver.WaitExit(milliseconds(40000));
+  ASSERT_NE(status, -1) << "driver still running after 40 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=good\n")) << All();
+
+  const int ws = w.WaitExit(milliseconds(10000));
+  EXPECT_TRUE(ExitedWith(ws, 0)) << DescribeStatus(ws) << "\n" << All();
+
+  // The intruder may give up with an error or keep knocking; it must not
+  // have run the pipeline.
+  const int is = intruder.WaitExit(milliseconds(2000));
+  if (is != -1) {
+    EXPECT_FALSE(ExitedWith(is, 0)) << "the worker with the wrong key ended well\n" << All();
+  }
+  EXPECT_THAT(intruder.out(), Not(HasSubstr("worker done"))) << All();
+}
+
+// A slow run over two workers: the test kills one worker's main process with
+// SIGKILL. The driver's start() throws ActorError naming the lost host and
+// its actors within ~5 s; the lost worker's actors and the other worker end.
+TEST_F(ClusterTest, WorkerKilledMidRunIsReported) {
+  // 4 forwarders x 1 ms per item: about 25 s if nothing goes wrong.
+  constexpr long long kItems = 100000;
+  Spawned& driver = Driver({"--insecure"}, 2, kItems, 1);
+  Spawned& w1 = Worker("b1", {"--insecure"}, kItems, 1);
+  Spawned& w2 = Worker("b2", {"--insecure"}, kItems, 1);
+  ASSERT_TRUE(driver.WaitForOutput("running\n", milliseconds(30000)))
+      << "the run did not get under way within 30 s\n"
+      << All();
+  std::this_thread::sleep_for(milliseconds(300));
+
+  const auto cut = Clock::now();
+  w1.KillMain();
+  const int status = driver.WaitExit(milliseconds(8000));
+  ASSERT_NE(status, -1) << "driver did not report the lost worker within 8 s\n" << All();
+  const long long ms = MsSince(cut);
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_LE(ms, 6500) << "reported after " << ms << " ms\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("error: ")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("lost")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("host '")) << All();
+  // Hosts have host names of their own here; the error should name it.
+  EXPECT_THAT(driver.out(), HasSubstr("b1")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("work")) << "the lost actors' group is not named\n" << All();
+  EXPECT_THAT(driver.out(), Not(HasSubstr("count="))) << All();
+
+  // The killed worker's actors notice that their worker is gone.
+  std::vector<pid_t> left;
+  for (int i = 0; i < 500 && !(left = w1.Remaining()).empty(); ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_TRUE(left.empty()) << left.size()
+                            << " actor process(es) of the killed worker still run after 5 s";
+  // The surviving worker learns that the run failed and ends with an error.
+  const int ws = w2.WaitExit(milliseconds(10000));
+  EXPECT_NE(ws, -1) << "the surviving worker still runs 10 s after the driver ended\n" << All();
+  EXPECT_TRUE(ExitedWith(ws, 1)) << DescribeStatus(ws) << "\n" << All();
+  EXPECT_THAT(w2.out(), HasSubstr("worker error: ")) << All();
+}
+
+// A slow run over two workers: the link between the hosts goes down (a silent
+// cut: no FIN, no RST). The driver reports the lost host within ~5 s, and the
+// workers, cut off from their driver, stop their actors and exit.
+TEST_F(ClusterTest, NetworkCutIsDetected) {
+  constexpr long long kItems = 100000;
+  Spawned& driver = Driver({"--insecure"}, 2, kItems, 1);
+  Spawned& w1 = Worker("b1", {"--insecure"}, kItems, 1);
+  Spawned& w2 = Worker("b2", {"--insecure"}, kItems, 1);
+  ASSERT_TRUE(driver.WaitForOutput("running\n", milliseconds(30000)))
+      << "the run did not get under way within 30 s\n"
+      << All();
+  std::this_thread::sleep_for(milliseconds(300));
+
+  const auto cut = Clock::now();
+  ASSERT_EQ(SetLinkDown(*b_, link_.veth_b), "");
+  const int status = driver.WaitExit(milliseconds(10000));
+  ASSERT_NE(status, -1) << "driver did not notice the cut within 10 s\n" << All();
+  const long long ms = MsSince(cut);
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_LE(ms, 8000) << "reported after " << ms << " ms\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("error: ")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("lost")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("work")) << All();
+  EXPECT_THAT(driver.out(), Not(HasSubstr("count="))) << All();
+
+  // The workers are on their own now: they must notice and stop everything.
+  for (Spawned* w : {&w1, &w2}) {
+    const int ws = w->WaitExit(milliseconds(15000));
+    EXPECT_NE(ws, -1) << "worker " << w->pid() << " still runs 15 s after the cut\n" << All();
+    if (ws == -1) continue;
+    EXPECT_TRUE(ExitedWith(ws, 1)) << DescribeStatus(ws) << "\n" << All();
+    EXPECT_THAT(w->out(), HasSubstr("worker error: ")) << All();
+    std::vector<pid_t> left;
+    for (int i = 0; i < 300 && !(left = w->Remaining()).empty(); ++i) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    EXPECT_TRUE(left.empty()) << left.size() << " actor process(es) of worker " << w->pid()
+                              << " still run 3 s after it exited";
+  }
+}
+
+}  // namespace
