@@ -1,0 +1,82 @@
+#include "broker/monitor.h"
+
+#include <ctime>
+#include <ostream>
+#include <tuple>
+
+#include <fmt/format.h>
+
+#include "relay/internal/codec.h"
+#include "relay/internal/transport.h"
+
+namespace relay::monitor {
+namespace {
+
+constexpr const char* kLevels[] = {"trace", "debug", "info", "warning", "error", "critical"};
+
+std::string clock_text(std::int64_t unix_ms) {
+  const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  ::localtime_r(&seconds, &tm);
+  return fmt::format("{:02}:{:02}:{:02}.{:03}", tm.tm_hour, tm.tm_min, tm.tm_sec, unix_ms % 1000);
+}
+
+}  // namespace
+
+Outcome run(const Options& options, std::ostream& out) {
+  zmq::context_t ctx(1);
+  zmq::socket_t sub = internal::make_socket(ctx, zmq::socket_type::sub);
+  if (options.key) internal::curve_client(sub, *options.key);
+  sub.set(zmq::sockopt::subscribe, "log");
+  sub.set(zmq::sockopt::subscribe, "end");
+  if (options.stats) sub.set(zmq::sockopt::subscribe, "stats");
+  sub.connect(options.endpoint);
+  auto last_heard = std::chrono::steady_clock::now();
+  for (;;) {
+    zmq::pollitem_t items[] = {{sub.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 1, std::chrono::milliseconds(200));
+    zmq::message_t topic;
+    zmq::message_t body;
+    while (sub.recv(topic, zmq::recv_flags::dontwait)) {
+      last_heard = std::chrono::steady_clock::now();
+      if (!topic.more() || !sub.recv(body, zmq::recv_flags::dontwait)) continue;
+      const std::string kind = topic.to_string();
+      try {
+        msgpack::zone zone;
+        const msgpack::object o = internal::decode_value(zone, body.data<char>(), body.size());
+        if (kind == "log") {
+          const auto [group, name, level, text, at] =
+              o.as<std::tuple<std::string, std::string, int, std::string, std::int64_t>>();
+          if (level < options.min_level || level < 0 || level > 5) continue;
+          if (!options.groups.empty() && !options.groups.count(group)) continue;
+          out << clock_text(at) << ' ' << kLevels[level] << " [" << group << "] (" << name
+              << ") " << text << '\n';
+        } else if (kind == "stats") {
+          const auto [group, name, sent, received, waiting, at] =
+              o.as<std::tuple<std::string, std::string, std::uint64_t, std::uint64_t,
+                              std::uint64_t, std::int64_t>>();
+          if (!options.groups.empty() && !options.groups.count(group)) continue;
+          out << clock_text(at) << " stats [" << group << "] (" << name << ") sent=" << sent
+              << " received=" << received << " waiting=" << waiting << '\n';
+        } else if (kind == "end") {
+          const auto [ok, reason] = o.as<std::tuple<bool, std::string>>();
+          out << (ok ? std::string("end: the run ended well") : "end: the run stopped: " + reason)
+              << '\n';
+          out.flush();
+          return ok ? Outcome::ended_ok : Outcome::ended_failed;
+        }
+      } catch (const std::exception& e) {
+        out << "relay-monitor: skipped a malformed " << kind << " record: " << e.what() << '\n';
+      }
+      out.flush();
+    }
+    if (options.timeout.count() > 0 &&
+        std::chrono::steady_clock::now() - last_heard > options.timeout) {
+      out << "relay-monitor: nothing heard from " << options.endpoint << " for "
+          << options.timeout.count() / 1000.0 << " s\n";
+      return Outcome::timed_out;
+    }
+  }
+}
+
+}  // namespace relay::monitor

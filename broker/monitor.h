@@ -1,0 +1,34 @@
+// broker/monitor.h: relay-monitor, an onlooker on a running relay.
+//
+// It subscribes to the stream a relay publishes with Relay::monitor(): log
+// records, per-actor counters (sent, received, waiting) and the end of the
+// run, and prints them as they come, filtered by level and group. It joins
+// late runs as a subscriber does: what was published before it connected is
+// not shown.
+#pragma once
+
+#include <chrono>
+#include <iosfwd>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "relay/internal/security.h"
+
+namespace relay::monitor {
+
+struct Options {
+  std::string endpoint;            // tcp://HOST:PORT given to Relay::monitor()
+  int min_level = 0;               // relay::Level: 0 trace ... 5 critical
+  std::set<std::string> groups;    // empty: every group
+  bool stats = true;               // print counters
+  std::optional<internal::CurveKey> key;
+  std::chrono::milliseconds timeout{0};  // give up after this silence (0: never)
+};
+
+enum class Outcome { ended_ok = 0, ended_failed = 1, timed_out = 3 };
+
+// Prints the stream to `out` until the relay ends or `timeout` of silence.
+Outcome run(const Options& options, std::ostream& out);
+
+}  // namespace relay::monitor
