@@ -33,6 +33,7 @@ namespace {
 
 struct Options {
   std::string listen;
+  std::string monitor;
   std::size_t workers = 0;
   long long items = 1000;
   int delay_ms = 0;
@@ -45,7 +46,8 @@ struct Options {
 [[noreturn]] void Usage(const char* argv0, const std::string& why) {
   std::fprintf(stderr,
                "%s: %s\nusage: %s [--listen URL] [--workers N] [--items N] [--delay-ms MS]\n"
-               "  [--key FILE] [--place spread|label:NAME] [--insecure] [--join-timeout-ms MS]\n",
+               "  [--key FILE] [--place spread|label:NAME] [--insecure] [--join-timeout-ms MS]\n"
+               "  [--monitor URL]\n",
                argv0, why.c_str(), argv0);
   std::exit(2);
 }
@@ -60,6 +62,8 @@ Options Parse(int argc, char** argv) {
     };
     if (a == "--listen") {
       o.listen = value();
+    } else if (a == "--monitor") {
+      o.monitor = value();
     } else if (a == "--workers") {
       o.workers = std::stoul(value());
     } else if (a == "--items") {
@@ -103,11 +107,13 @@ class Forwarder : public relay::Actor {
   void recv(const relay::Message& m) override {
     if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
     send(m.get<long long>(0), static_cast<long long>(::getpid()), host_);
+    if (++count_ % 100 == 0) log("forwarded {} on {}", count_, host_);
   }
 
  private:
   int delay_ms_;
   std::string host_;
+  long long count_ = 0;
 };
 
 // Reports the first item at once (so that the test knows the run is under
@@ -122,7 +128,10 @@ class Sink : public relay::Actor {
     sum_ += value;
     if (pids_.insert(pid).second) q_.put(std::string("forwarder"), pid, host);
   }
-  void shutdown() override { q_.put(std::string("total"), count_, sum_); }
+  void shutdown() override {
+    log("sink got {}", count_);
+    q_.put(std::string("total"), count_, sum_);
+  }
 
  private:
   relay::Queue& q_;
@@ -177,6 +186,7 @@ int main(int argc, char** argv) {
     if (!o.key.empty()) relay.secure(o.key);
     if (o.insecure) relay.allow_insecure_network();
     if (!o.listen.empty()) relay.listen(o.listen);
+    if (!o.monitor.empty()) relay.monitor(o.monitor);
     if (o.workers > 0) {
       relay.expect_workers(o.workers, std::chrono::milliseconds(o.join_timeout_ms));
     }

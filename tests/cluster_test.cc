@@ -268,6 +268,44 @@ TEST_F(ClusterTest, EndToEndCountsExact) {
   }
 }
 
+// relay-monitor on another host sees the remote actors' logs, the counters
+// and the end of the run when it holds the cluster key; without it, it is
+// refused and hears nothing.
+TEST_F(ClusterTest, MonitorOnAnotherHostNeedsTheKey) {
+  constexpr long long kItems = 2000;
+  const std::string good = MakeKey("good");
+  const std::string bad = MakeKey("bad");
+  ASSERT_FALSE(HasFailure());
+  const std::string monitor_url = "tcp://" + link_.addr_a + ":" + std::to_string(kPort + 1);
+  // About 2 s of work, so that the monitors join while it runs.
+  Spawned& driver = Driver({"--key", good, "--monitor", monitor_url}, 1, kItems, 4);
+  procs_.push_back(Spawn(*b_, {"broker/relay-monitor", "--key", good, "--timeout", "30",
+                               monitor_url}));
+  Spawned& watcher = *procs_.back();
+  procs_.push_back(
+      Spawn(*b_, {"broker/relay-monitor", "--key", bad, "--timeout", "3", monitor_url}));
+  Spawned& snoop = *procs_.back();
+  Spawned& w = Worker("b1", {"--relay-key", good}, kItems, 4);
+
+  const int status = driver.WaitExit(milliseconds(40000));
+  ASSERT_NE(status, -1) << "driver still running after 40 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+
+  EXPECT_TRUE(ExitedWith(watcher.WaitExit(milliseconds(10000)), 0)) << All();
+  EXPECT_THAT(watcher.out(), HasSubstr("] (Forwarder-")) << All();  // remote actors' logs
+  EXPECT_THAT(watcher.out(), HasSubstr("forwarded 100 on b1")) << All();
+  EXPECT_THAT(watcher.out(), HasSubstr("info [sink] (Sink-0) sink got 2000\n")) << All();
+  EXPECT_THAT(watcher.out(), HasSubstr(" stats [work] (Forwarder-")) << All();
+  EXPECT_THAT(watcher.out(), HasSubstr("end: the run ended well\n")) << All();
+
+  EXPECT_TRUE(ExitedWith(snoop.WaitExit(milliseconds(40000)), 3)) << All();
+  EXPECT_THAT(snoop.out(), Not(HasSubstr("[sink]"))) << All();
+  // A peer with another key encrypts its hello to the wrong server key, so
+  // the CURVE handshake itself fails; the ZAP handler refuses the peers that
+  // get past it (those that know the cluster's public key but not its secret).
+}
+
 // With a cluster key, a worker holding another key does not join: the run
 // goes on with the good worker only (the driver expects one) and the bad
 // worker never runs to completion.
