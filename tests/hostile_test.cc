@@ -41,6 +41,7 @@
 #include "relay/internal/transport.h"
 #include "relay/internal/wire.h"
 #include "relay/relay.h"
+#include "tests/actors.h"
 #include "tests/testing.h"
 
 namespace {
@@ -87,26 +88,8 @@ class Source : public relay::Actor {
   SharedBlock* shm_;
 };
 
-class Forward : public relay::Actor {
- public:
-  void recv(const relay::Message& m) override { send(m.get<long long>(0)); }
-};
-
-// Reports how many messages it received and their sum.
-class Tally : public relay::Actor {
- public:
-  explicit Tally(relay::Queue& q) : q_(q) {}
-  void recv(const relay::Message& m) override {
-    ++count_;
-    sum_ += m.get<long long>(0);
-  }
-  void shutdown() override { q_.put(count_, sum_); }
-
- private:
-  relay::Queue& q_;
-  long long count_ = 0;
-  long long sum_ = 0;
-};
+using relay::testing::Forward;
+using relay::testing::Tally;
 
 // Counts log lines holding "rejected", safely while the broker thread logs
 // (LogCapture's text is read only after the run).

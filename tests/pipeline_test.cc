@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "relay/relay.h"
+#include "tests/actors.h"
 #include "tests/testing.h"
 
 namespace {
@@ -110,23 +111,6 @@ TEST_F(PipelineTest, OneToManyToOne) {
   EXPECT_EQ(workers[3]->group(), "group-1");
 }
 
-// A source whose values start at `start`, spaced `step`, sending `n`.
-class Counter : public relay::Actor {
- public:
-  Counter(long long start, long long n) : start_(start), n_(n) {}
-  void loop() override {
-    for (long long i = 0; i < n_; ++i) send(start_ + i);
-  }
-
- private:
-  long long start_;
-  long long n_;
-};
-
-class Forward : public relay::Actor {
- public:
-  void recv(const relay::Message& m) override { send(m.get<long long>(0)); }
-};
 
 // A sink that reports its count, sum and startup/shutdown calls.
 class Tally : public relay::Actor {
@@ -163,14 +147,10 @@ Totals Collect(relay::Queue& q) {
   return t;
 }
 
-long long SumRange(long long from, long long n) { return n * from + n * (n - 1) / 2; }
-
-template <class T, class... Args>
-std::vector<std::unique_ptr<T>> Many(int n, Args&... args) {
-  std::vector<std::unique_ptr<T>> v;
-  for (int i = 0; i < n; ++i) v.push_back(std::make_unique<T>(args...));
-  return v;
-}
+using relay::testing::Counter;
+using relay::testing::Forward;
+using relay::testing::Many;
+using relay::testing::SumRange;
 
 // 1-n: every message reaches exactly one of the receivers; each sink's
 // startup and shutdown run once.

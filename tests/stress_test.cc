@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "relay/relay.h"
+#include "tests/actors.h"
 #include "tests/testing.h"
 
 namespace {
@@ -20,56 +21,12 @@ namespace {
 using ::testing::HasSubstr;
 using relay::testing::ProcessTest;
 
-class Counter : public relay::Actor {
- public:
-  Counter(long long start, long long n) : start_(start), n_(n) {}
-  void loop() override {
-    for (long long i = 0; i < n_; ++i) send(start_ + i);
-  }
-
- private:
-  long long start_;
-  long long n_;
-};
-
-class Forward : public relay::Actor {
- public:
-  void recv(const relay::Message& m) override { send(m.get<long long>(0)); }
-};
-
-class Tally : public relay::Actor {
- public:
-  explicit Tally(relay::Queue& q) : q_(q) {}
-  void recv(const relay::Message& m) override {
-    ++count_;
-    sum_ += m.get<long long>(0);
-  }
-  void shutdown() override { q_.put(count_, sum_); }
-
- private:
-  relay::Queue& q_;
-  long long count_ = 0;
-  long long sum_ = 0;
-};
-
-std::pair<long long, long long> Collect(relay::Queue& q) {
-  long long count = 0, sum = 0;
-  while (auto m = q.get_nowait()) {
-    auto [c, s] = m->as<long long, long long>();
-    count += c;
-    sum += s;
-  }
-  return {count, sum};
-}
-
-long long SumRange(long long from, long long n) { return n * from + n * (n - 1) / 2; }
-
-template <class T, class... Args>
-std::vector<std::unique_ptr<T>> Many(int n, Args&... args) {
-  std::vector<std::unique_ptr<T>> v;
-  for (int i = 0; i < n; ++i) v.push_back(std::make_unique<T>(args...));
-  return v;
-}
+using relay::testing::Collect;
+using relay::testing::Counter;
+using relay::testing::Forward;
+using relay::testing::Many;
+using relay::testing::SumRange;
+using relay::testing::Tally;
 
 using StressTest = ProcessTest;
 
