@@ -3,7 +3,11 @@
 // and their sum, plus helpers to check those totals.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <exception>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -59,6 +63,22 @@ inline std::pair<long long, long long> Collect(relay::Queue& q) {
 
 // from + (from+1) + ... + (from+n-1).
 inline long long SumRange(long long from, long long n) { return n * from + n * (n - 1) / 2; }
+
+// Runs relay.start(handler) expecting it to throw E; returns E's text, or ""
+// after recording a test failure if it returned or threw something else.
+template <class E>
+std::string StartError(relay::Relay& relay, relay::Handler* handler = nullptr) {
+  try {
+    relay.start(handler);
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "start() threw another error: " << e.what();
+    return "";
+  }
+  ADD_FAILURE() << "start() returned normally";
+  return "";
+}
 
 // n actors of type T, each made from `args`.
 template <class T, class... Args>

@@ -1,5 +1,7 @@
 // Every kind of actor failure, in every position, is reported fast, names the
 // actor, and leaves nothing behind (issue "Never hang, never lose").
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -10,17 +12,15 @@
 #include <thread>
 #include <vector>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include "relay/relay.h"
+#include "tests/actors.h"
 #include "tests/testing.h"
 
 namespace {
 
-using ::testing::HasSubstr;
 using relay::testing::ProcessTest;
 using relay::testing::SharedBlock;
+using ::testing::HasSubstr;
 
 enum class Kind { kThrow, kExit, kAbort, kSegv, kKillFromOutside };
 enum class Hook { kStartup, kWork, kShutdown };  // kWork: loop() or recv()
@@ -28,11 +28,16 @@ enum class Position { kSource, kMiddle, kSink };
 
 std::string KindName(Kind k) {
   switch (k) {
-    case Kind::kThrow: return "Throw";
-    case Kind::kExit: return "Exit";
-    case Kind::kAbort: return "Abort";
-    case Kind::kSegv: return "Segv";
-    case Kind::kKillFromOutside: return "KillFromOutside";
+    case Kind::kThrow:
+      return "Throw";
+    case Kind::kExit:
+      return "Exit";
+    case Kind::kAbort:
+      return "Abort";
+    case Kind::kSegv:
+      return "Segv";
+    case Kind::kKillFromOutside:
+      return "KillFromOutside";
   }
   return "";
 }
@@ -234,13 +239,9 @@ TEST_F(ErrorTest, WrongTypeInRecvIsTheActorsFailure) {
   WantsInt sink;
   relay::Relay relay;
   relay.connect(source, relay::group("typed", sink));
-  try {
-    relay.start();
-    FAIL() << "start() returned normally";
-  } catch (const relay::ActorError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("[typed] (WantsInt-0)"));
-    EXPECT_THAT(e.what(), HasSubstr("relay::TypeError: value 0: expected int, got str"));
-  }
+  const std::string what = relay::testing::StartError<relay::ActorError>(relay);
+  EXPECT_THAT(what, HasSubstr("[typed] (WantsInt-0)"));
+  EXPECT_THAT(what, HasSubstr("relay::TypeError: value 0: expected int, got str"));
 }
 
 class Plain : public relay::Actor {
@@ -270,13 +271,9 @@ TEST_F(ErrorTest, ReceiverReturningBeforeEndOfStreamFails) {
   Deaf sink;
   relay::Relay relay;
   relay.connect(source, sink);
-  try {
-    relay.start();
-    FAIL();
-  } catch (const relay::ActorError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("(Deaf-0)"));
-    EXPECT_THAT(e.what(), HasSubstr("returned from loop() before the end of its stream"));
-  }
+  const std::string what = relay::testing::StartError<relay::ActorError>(relay);
+  EXPECT_THAT(what, HasSubstr("(Deaf-0)"));
+  EXPECT_THAT(what, HasSubstr("returned from loop() before the end of its stream"));
 }
 
 TEST_F(ErrorTest, FewerThanTwoGroups) {
@@ -387,12 +384,8 @@ TEST_F(ErrorTest, SendFromLastGroup) {
   SinkSends sink;
   relay::Relay relay;
   relay.connect(one, sink);
-  try {
-    relay.start();
-    FAIL();
-  } catch (const relay::ActorError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("has no outbox (it is in the last group)"));
-  }
+  EXPECT_THAT(relay::testing::StartError<relay::ActorError>(relay),
+              HasSubstr("has no outbox (it is in the last group)"));
 }
 
 // A handler blocked in q.get() is released when an actor fails, and start()
@@ -412,12 +405,8 @@ TEST_F(ErrorTest, HandlerBlockedInGetIsReleasedOnFailure) {
   Sink sink;
   relay::Relay relay;
   relay.connect(source, sink);
-  try {
-    relay.start(&handler);
-    FAIL();
-  } catch (const relay::ActorError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("std::logic_error: source broke"));
-  }
+  EXPECT_THAT(relay::testing::StartError<relay::ActorError>(relay, &handler),
+              HasSubstr("std::logic_error: source broke"));
 }
 
 // A handler waiting for a message that never comes does not hang the run.
@@ -427,12 +416,8 @@ TEST_F(ErrorTest, HandlerWaitingForNothingEndsWithError) {
   Sink sink;
   relay::Relay relay;
   relay.connect(source, sink);
-  try {
-    relay.start(&handler);
-    FAIL();
-  } catch (const relay::Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("would block forever"));
-  }
+  EXPECT_THAT(relay::testing::StartError<relay::Error>(relay, &handler),
+              HasSubstr("would block forever"));
 }
 
 }  // namespace
