@@ -431,7 +431,10 @@ void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std
       if (id >= actor_worker_.size() || actor_worker_[id] != it - workers_.begin()) {
         throw EncodeError("exit of an actor that is not this worker's");
       }
-      if (!reports_[id].exitcode) actor_exited(id, a[2].as<int>());
+      if (!reports_[id].exitcode) {
+        actor_exited(id, a[2].as<int>());
+        if (hooks_.remote_ended) hooks_.remote_ended(id, reports_[id].pid, *reports_[id].exitcode);
+      }
       return;
     }
     default:
@@ -540,6 +543,7 @@ void Broker::check_workers() {
       if (reports_[id].exitcode) continue;
       reports_[id].failure = why;
       reports_[id].exitcode = -SIGKILL;
+      if (hooks_.remote_ended) hooks_.remote_ended(id, reports_[id].pid, -SIGKILL);
     }
     abort(why);
   }
@@ -595,6 +599,7 @@ void Broker::abort(const std::string& reason) {
     if (plan_.remote(id) && actor_worker_[id] < 0 && !reports_[id].exitcode) {
       reports_[id].exitcode = -SIGKILL;
       reports_[id].stopped = true;
+      if (hooks_.remote_ended) hooks_.remote_ended(id, 0, -SIGKILL);
     }
   }
   kill_at_ = std::chrono::steady_clock::now() + kGrace;

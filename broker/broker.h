@@ -98,6 +98,9 @@ class Broker {
     int queue_space_fd = -1;
     // Sends a signal to local actor `id` if its process is still alive.
     std::function<void(std::uint32_t id, int sig)> signal_actor;
+    // Told of every exit the broker learns of from a worker (or of a lost
+    // host), with the actor's remote pid (0 if it never said hello).
+    std::function<void(std::uint32_t id, int pid, int exitcode)> remote_ended;
   };
 
   Broker(zmq::context_t& ctx, const internal::Plan& plan, std::shared_ptr<spdlog::logger> logger,

@@ -41,6 +41,8 @@ internal::Buffer& Actor::send_buffer() {
 
 std::optional<int> Actor::pid() const {
   if (!process_) return std::nullopt;
+  std::lock_guard lock(process_->mu);
+  if (process_->pid == 0) return std::nullopt;  // on a worker, not yet known
   return process_->pid;
 }
 

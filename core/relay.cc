@@ -167,8 +167,9 @@ void run_relay(RelayState& state, Handler* handler) {
           if (pid < 0) throw Error(std::string("worker: fork failed: ") + std::strerror(errno));
           auto h = std::make_shared<ProcessHandle>();
           h->pid = pid;
+          h->authkey = plan.authkey;
           actors[id]->process_ = h;
-          return pid;
+          return h;
         },
         logger);
     return;
@@ -278,6 +279,15 @@ void run_relay(RelayState& state, Handler* handler) {
     hooks.deliver = deliver_to_queue;
     hooks.queue_space_fd = queue_space_fd();
     hooks.signal_actor = [&](std::uint32_t id, int sig) { handles[id]->signal(sig); };
+    hooks.remote_ended = [&](std::uint32_t id, int pid, int exitcode) {
+      ProcessHandle& h = *handles[id];
+      {
+        std::lock_guard lock(h.mu);
+        h.pid = pid;
+        h.exitcode = exitcode;
+      }
+      h.ended.notify_all();
+    };
     broker.emplace(*ctx, plan, logger, std::move(hooks));
   } catch (...) {
     kill_all_and_reap();
@@ -329,6 +339,11 @@ void run_relay(RelayState& state, Handler* handler) {
   broker_thread.join();
   logger->flush();
 
+  std::uint64_t rejected = 0;
+  for (const broker::ActorReport& r : broker->reports()) rejected += r.rejected;
+  if (rejected > 0) {
+    logger->warn("actors rejected {} malformed or foreign frame(s) during the run", rejected);
+  }
   std::vector<ActorError::Failure> failures;
   for (std::uint32_t id = 0; id < actors.size(); ++id) {
     if (!broker->failed(id)) continue;

@@ -192,10 +192,16 @@ int main(int argc, char** argv) {
     }
     relay.start(report);
 
+    // Whichever process ran them, the forwarders' handles have ended.
+    std::string ended;
+    for (const auto& f : work) {
+      ended += f->is_alive() ? "alive," : "exit" + std::to_string(f->exitcode().value_or(-99)) + ",";
+    }
     if (worker) {
       std::printf("worker done\n");
       return 0;
     }
+    std::printf("forwarder handles: %s\n", ended.c_str());
     std::string hosts;
     for (const auto& h : report.hosts) hosts += (hosts.empty() ? "" : ",") + h;
     std::printf("count=%lld sum=%lld forwarders=%zu hosts=%s\n", report.count, report.sum,

@@ -250,6 +250,8 @@ TEST_F(ClusterTest, EndToEndCountsExact) {
   EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
   EXPECT_THAT(driver.out(), HasSubstr("count=2000 sum=2001000 forwarders=4 hosts=b1,b2\n"))
       << All();
+  // The driver's handles on the remote actors ended with them.
+  EXPECT_THAT(driver.out(), HasSubstr("forwarder handles: exit0,exit0,exit0,exit0,\n")) << All();
 
   for (Spawned* w : {&w1, &w2}) {
     const int ws = w->WaitExit(milliseconds(10000));

@@ -80,7 +80,8 @@ std::string local_address_towards(const std::string& endpoint) {
 }
 
 void run_worker(internal::Plan& plan, const WorkerConfig& config,
-                const std::function<pid_t(std::uint32_t)>& fork_actor,
+                const std::function<std::shared_ptr<internal::ProcessHandle>(std::uint32_t)>&
+                    fork_actor,
                 const std::shared_ptr<spdlog::logger>& logger) {
   const std::string rid = "W" + internal::random_hex(8);
   const std::string address = local_address_towards(config.driver);
@@ -127,8 +128,7 @@ void run_worker(internal::Plan& plan, const WorkerConfig& config,
 
   std::vector<std::shared_ptr<internal::ProcessHandle>> handles;
   for (std::uint32_t id : ids) {
-    auto h = std::make_shared<internal::ProcessHandle>();
-    h->pid = fork_actor(id);
+    auto h = fork_actor(id);
     h->pidfd = internal::pidfd_open(h->pid);
     handles.push_back(h);
   }

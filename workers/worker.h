@@ -19,6 +19,7 @@
 #include <spdlog/logger.h>
 
 #include "relay/internal/plan.h"
+#include "relay/internal/process.h"
 #include "relay/internal/security.h"
 
 namespace relay::workers {
@@ -32,10 +33,13 @@ struct WorkerConfig {
 
 // Joins the driver and runs the actors it assigns. `plan` is this program's
 // plan (the same as the driver's); run_worker() fills in its endpoints.
-// `fork_actor` forks the process of one actor and returns its pid. Returns
+// `fork_actor` forks the process of one actor and returns its handle (the
+// one its Actor object holds, so that pid(), is_alive() and join() work in
+// the worker too); run_worker() reaps it. Returns
 // when the run ended well; throws relay::Error otherwise.
 void run_worker(internal::Plan& plan, const WorkerConfig& config,
-                const std::function<pid_t(std::uint32_t id)>& fork_actor,
+                const std::function<std::shared_ptr<internal::ProcessHandle>(std::uint32_t id)>&
+                    fork_actor,
                 const std::shared_ptr<spdlog::logger>& logger);
 
 // The address of this host on the route to `endpoint`'s host (a tcp:// URL).

@@ -8,7 +8,9 @@
 //   fail    [3, text, log_count]                     actor -> broker
 //   bye     [4, log_count, [[to, n]...], [[from, n]...], rejected]
 //   stats   [6, sent, received, waiting]  every ~500 ms while busy
-//           (waiting: sent, not yet taken by the next group)
+//           (waiting: credits in use, i.e. sent and not yet credited back;
+//           credits return in batches of half a window, so up to that many
+//           may show after everything arrived)
 //   start   [101, [endpoint of each actor id]]       broker -> actor
 //   put_ack [102, queue_id]                          broker -> actor
 //   ack     [103]  (answers fail and bye, once every log record has arrived)
@@ -30,7 +32,8 @@
 //   'D' + msgpack array   a message              sender -> receiver
 //   'E' + msgpack uint    end of stream: how many 'D' were sent on this pair
 //   'C' + msgpack uint    credits: that many more 'D' may be sent
-//   'A'                   end of stream acknowledged: all 'D' were received
+//   'A'                   end of stream taken: every 'D' before it was read (the
+//                         broker, not the receiver, checks the counts)
 #pragma once
 
 #include <chrono>

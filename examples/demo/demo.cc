@@ -353,7 +353,7 @@ class ProgressDisplay : public relay::Handler {
       if (m) {
         count(*m);
       } else if (none_alive()) {
-        // get(timeout) does not notice that the run stopped; the actors do.
+        // Every actor has ended: nothing more will come.
         break;
       }
       if (const auto now = Clock::now(); now >= next_draw) {

@@ -1,0 +1,126 @@
+// examples/cluster/cluster.cc: one relay over several hosts (README "Across
+// hosts"), with the public API only.
+//
+//   numbers (driver) -> square (4 actors, on the workers) -> total (driver)
+//
+// The same program is the driver and every worker. Run plainly it is the
+// driver: it listens for workers at tcp://127.0.0.1:5555 and publishes a
+// monitor stream at tcp://127.0.0.1:5556. Run with --relay-worker URL (which
+// relay::init() reads and removes) it is a worker: it joins the driver and
+// runs the actors the driver gives it. --relay-key FILE secures both.
+//
+//   cluster [--items N] [--listen URL] [--monitor URL]
+//   cluster --relay-worker tcp://127.0.0.1:5555 [--relay-key FILE]
+//
+// Both sides must be given the same --items (they build the same Relay).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "relay/relay.h"
+
+namespace {
+
+class Numbers : public relay::Actor {  // source: 1..n
+ public:
+  explicit Numbers(long long n) : n_(n) {}
+  void loop() override {
+    for (long long i = 1; i <= n_; ++i) send(i);
+  }
+
+ private:
+  long long n_;
+};
+
+class Square : public relay::Actor {  // runs on a worker
+ public:
+  void recv(const relay::Message& m) override {
+    const long long i = m.get<long long>(0);
+    send(i * i);
+    ++count_;
+  }
+  void shutdown() override {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    log("squared {} numbers on {} (pid {})", count_, host, ::getpid());
+  }
+
+ private:
+  long long count_ = 0;
+};
+
+class Total : public relay::Actor {  // sink: runs on the driver's host
+ public:
+  explicit Total(relay::Queue& out) : out_(out) {}
+  void recv(const relay::Message& m) override {
+    sum_ += m.get<long long>(0);
+    ++count_;
+  }
+  void shutdown() override { out_.put(count_, sum_); }
+
+ private:
+  relay::Queue& out_;
+  long long count_ = 0;
+  long long sum_ = 0;
+};
+
+[[noreturn]] void usage(const char* argv0, const char* why) {
+  std::fprintf(stderr,
+               "%s: %s\nusage: %s [--items N] [--listen URL] [--monitor URL]\n"
+               "       %s --relay-worker URL [--relay-key FILE] [--items N]\n",
+               argv0, why, argv0, argv0);
+  std::exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  relay::init(argc, argv);  // takes --relay-worker, --relay-labels, --relay-key
+  long long items = 200000;
+  std::string listen = "tcp://127.0.0.1:5555";
+  std::string monitor = "tcp://127.0.0.1:5556";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (i + 1 >= argc) usage(argv[0], "every option needs a value");
+    if (arg == "--items") {
+      items = std::atoll(argv[++i]);
+    } else if (arg == "--listen") {
+      listen = argv[++i];
+    } else if (arg == "--monitor") {
+      monitor = argv[++i];
+    } else {
+      usage(argv[0], "unknown option");
+    }
+  }
+
+  relay::Queue results;
+  Numbers numbers(items);
+  std::vector<std::unique_ptr<Square>> squares;
+  for (int i = 0; i < 4; ++i) squares.push_back(std::make_unique<Square>());
+  Total total(results);
+
+  relay::Relay relay(/*maxsize=*/1000, /*log=*/"cluster");
+  relay.connect(relay::group("numbers", numbers), relay::group("square", squares),
+                relay::group("total", total));
+  relay.place("square", relay::Placement::workers());  // the rest stays local
+  relay.listen(listen);                                  // ignored in a worker
+  relay.monitor(monitor);
+  try {
+    relay.start();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", relay::is_worker() ? "worker" : "driver", e.what());
+    return 1;
+  }
+  if (relay::is_worker()) {
+    std::printf("worker: done\n");
+    return 0;
+  }
+  const relay::Message m = results.get();
+  std::printf("%lld squares, sum %lld\n", m.get<long long>(0), m.get<long long>(1));
+  return 0;
+}
