@@ -342,7 +342,7 @@ void run_relay(RelayState& state, Handler* handler) {
   std::uint64_t rejected = 0;
   for (const broker::ActorReport& r : broker->reports()) rejected += r.rejected;
   if (rejected > 0) {
-    logger->warn("actors rejected {} malformed or foreign frame(s) during the run", rejected);
+    logger->warn("actors turned away {} malformed or foreign frame(s) during the run", rejected);
   }
   std::vector<ActorError::Failure> failures;
   for (std::uint32_t id = 0; id < actors.size(); ++id) {

@@ -1,9 +1,11 @@
 #include "relay/internal/actor_runtime.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -29,6 +31,12 @@ void remote_put(std::uint64_t queue_id, bool bounded, const Buffer& message) {
 }
 
 constexpr auto kPollPeriod = std::chrono::milliseconds(500);
+// A receiver with an empty inbox, or a sender out of credit, first waits this
+// long on its data socket alone (a blocking recv: a few system calls fewer than
+// zmq_poll, and no look at control), then polls data and control together.
+constexpr int kBriefWaitMs = 2;
+// How often a busy actor looks at control, the driver and its stats.
+constexpr auto kHousekeepingPeriod = std::chrono::milliseconds(5);
 
 // What an exception that escaped a hook says, with its type.
 std::string describe(const std::exception& e) { return demangle(typeid(e)) + ": " + e.what(); }
@@ -45,6 +53,14 @@ void run_actor_process(const Plan& plan, Actor& actor) {
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGTERM, SIG_DFL);
   ::signal(SIGPIPE, SIG_IGN);
+  // Large messages: ZeroMQ mallocs every received frame on its I/O thread and
+  // this thread frees it, and a sender's blocks outgrow the pool when it runs
+  // a window ahead. With glibc's defaults those blocks are mmapped, or trimmed
+  // from the heap top, and each new one costs ~256 page faults per MiB; kept
+  // in the heap they are reused. Only this actor's process is affected; it
+  // may keep up to the trim threshold of freed memory after a burst.
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 64 << 20);
   int status = 0;
   try {
     ActorRuntime runtime(plan, actor);
@@ -67,6 +83,8 @@ ActorRuntime::ActorRuntime(const Plan& plan, Actor& actor)
   control_.set(zmq::sockopt::routing_id, zmq::buffer(routing_id(slot_.id)));
   if (plan_.key) curve_client(control_, *plan_.key);
   control_.connect(plan_.control_endpoint);
+  // Only here, in the actor's own process (see codec.h).
+  enable_block_pool();
   if (const char* drop = std::getenv("RELAY_TESTING_DROP_NTH_MESSAGE")) {
     drop_nth_ = std::strtoull(drop, nullptr, 10);
   }
@@ -119,6 +137,7 @@ void ActorRuntime::connect() {
     // Credits keep each pipe below the window; the margin is for control frames.
     inbox_.set(zmq::sockopt::rcvhwm, static_cast<int>(std::min<std::uint32_t>(window, 1 << 20) + 64));
     inbox_.set(zmq::sockopt::router_mandatory, 1);
+    inbox_.set(zmq::sockopt::rcvtimeo, kBriefWaitMs);
     if (plan_.key) {
       zap_.emplace(ctx_, *plan_.key);
       curve_server(inbox_, *plan_.key);
@@ -173,9 +192,12 @@ void ActorRuntime::connect() {
       d.socket = make_socket(ctx_, zmq::socket_type::dealer);
       d.socket.set(zmq::sockopt::routing_id, zmq::buffer(routing_id(slot_.id)));
       d.socket.set(zmq::sockopt::sndhwm, static_cast<int>(std::min<std::uint32_t>(window, 1 << 20) + 64));
+      d.socket.set(zmq::sockopt::rcvtimeo, kBriefWaitMs);
       if (plan_.key) curve_client(d.socket, *plan_.key);
       d.socket.connect(endpoints_.at(d.id));
     }
+    for (Downstream& d : down_) down_items_.push_back({d.socket.handle(), 0, ZMQ_POLLIN, 0});
+    down_items_.push_back({control_.handle(), 0, ZMQ_POLLIN, 0});
     // Start each sender at a different receiver, so that n senders do not all
     // begin with the same one.
     next_ = slot_.id % next.size;
@@ -197,47 +219,65 @@ void ActorRuntime::send(Buffer& frame) {
       --d.credit;
       ++d.sent;
       next_ = i + 1;
-      if ((++stats_tick_ & 255) == 0) report_stats();
+      if ((++stats_tick_ & 15) == 0) housekeeping();
       return;
     }
     wait_downstream();
   }
 }
 
+void ActorRuntime::read_credit(Downstream& d, const zmq::message_t& frame) {
+  const char* p = frame.data<char>();
+  if (frame.size() >= 1 && p[0] == kCredit) {
+    try {
+      // A credit is one small uint: a 64-byte first chunk will do, rather
+      // than msgpack's default of 8 KiB.
+      msgpack::zone zone(64);
+      d.credit += decode_value(zone, p + 1, frame.size() - 1).as<std::uint64_t>();
+    } catch (const std::exception& e) {
+      reject(std::string("bad credit frame: ") + e.what());
+    }
+  } else if (frame.size() == 1 && p[0] == kEosAck) {
+    d.acked = true;
+  } else {
+    reject("unexpected frame from a receiver");
+  }
+  if (frame.more()) drain_multipart(d.socket);
+}
+
 void ActorRuntime::read_downstream(std::size_t index) {
   Downstream& d = down_[index];
   zmq::message_t frame;
-  while (d.socket.recv(frame, zmq::recv_flags::dontwait)) {
-    const char* p = frame.data<char>();
-    if (frame.size() >= 1 && p[0] == kCredit) {
-      try {
-        msgpack::zone zone;
-        d.credit += decode_value(zone, p + 1, frame.size() - 1).as<std::uint64_t>();
-      } catch (const std::exception& e) {
-        reject(std::string("bad credit frame: ") + e.what());
-      }
-    } else if (frame.size() == 1 && p[0] == kEosAck) {
-      d.acked = true;
-    } else {
-      reject("unexpected frame from a receiver");
-    }
-    if (frame.more()) drain_multipart(d.socket);
-  }
+  while (d.socket.recv(frame, zmq::recv_flags::dontwait)) read_credit(d, frame);
 }
 
 void ActorRuntime::wait_downstream() {
-  std::vector<zmq::pollitem_t> items;
-  items.reserve(down_.size() + 1);
-  for (Downstream& d : down_) items.push_back({d.socket.handle(), 0, ZMQ_POLLIN, 0});
-  items.push_back({control_.handle(), 0, ZMQ_POLLIN, 0});
-  zmq::poll(items, kPollPeriod);
-  for (std::size_t i = 0; i < down_.size(); ++i) {
-    if (items[i].revents & ZMQ_POLLIN) read_downstream(i);
-  }
-  if (items.back().revents & ZMQ_POLLIN) {
+  if (down_.size() == 1) {
+    // One receiver: its credit usually comes within a moment, so wait on its
+    // socket alone first (rcvtimeo kBriefWaitMs).
+    Downstream& d = down_[0];
     zmq::message_t frame;
-    while (control_.recv(frame, zmq::recv_flags::dontwait)) handle_control(frame);
+    if (d.socket.recv(frame)) {
+      read_credit(d, frame);
+      read_downstream(0);
+      housekeeping();
+      return;
+    }
   }
+  for (zmq::pollitem_t& item : down_items_) item.revents = 0;
+  zmq::poll(down_items_.data(), down_items_.size(), kPollPeriod);
+  for (std::size_t i = 0; i < down_.size(); ++i) {
+    if (down_items_[i].revents & ZMQ_POLLIN) read_downstream(i);
+  }
+  housekeeping((down_items_.back().revents & ZMQ_POLLIN) != 0);
+}
+
+void ActorRuntime::housekeeping(bool force) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && now < next_housekeeping_) return;
+  next_housekeeping_ = now + kHousekeepingPeriod;
+  zmq::message_t frame;
+  while (control_.recv(frame, zmq::recv_flags::dontwait)) handle_control(frame);
   report_stats();
   check_driver();
 }
@@ -257,7 +297,8 @@ void ActorRuntime::receive_loop() {
   zmq::message_t from;
   zmq::message_t frame;
   while (open_upstreams_ > 0) {
-    if (inbox_.recv(from, zmq::recv_flags::dontwait)) {
+    // Waits up to kBriefWaitMs (rcvtimeo) for the next message.
+    if (inbox_.recv(from)) {
       // A ROUTER delivers [routing id][frame...]; the parts of one message
       // arrive together.
       if (!from.more() || !inbox_.recv(frame, zmq::recv_flags::dontwait)) {
@@ -268,15 +309,12 @@ void ActorRuntime::receive_loop() {
       handle_inbound(from, frame);
       continue;
     }
+    // Idle for a while: look after the rest, then wait for data or control.
+    housekeeping(true);
     zmq::pollitem_t items[] = {{inbox_.handle(), 0, ZMQ_POLLIN, 0},
                                {control_.handle(), 0, ZMQ_POLLIN, 0}};
     zmq::poll(items, 2, kPollPeriod);
-    if (items[1].revents & ZMQ_POLLIN) {
-      zmq::message_t c;
-      while (control_.recv(c, zmq::recv_flags::dontwait)) handle_control(c);
-    }
-    report_stats();
-    check_driver();
+    if ((items[1].revents & ZMQ_POLLIN) != 0) housekeeping(true);
   }
 }
 
@@ -305,6 +343,27 @@ void ActorRuntime::reply(std::uint32_t sender, Buffer& frame) {
   }
 }
 
+bool ActorRuntime::spare_unshared() const noexcept {
+  // use_count() == 1: no Message refers to it any more (recv() did not keep
+  // one). The count is read relaxed; the fence orders what follows after the
+  // last release by a thread of the user's that may have held a copy.
+  if (!spare_ || spare_.use_count() != 1) return false;
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return true;
+}
+
+std::shared_ptr<Payload> ActorRuntime::payload_for(std::size_t size) {
+  const std::size_t chunk = zone_chunk_for(size);
+  if (spare_unshared() && spare_->chunk >= chunk) {
+    spare_->zone.clear();
+    spare_->bytes.reset();
+    spare_->array = msgpack::object();
+    return spare_;
+  }
+  spare_ = std::make_shared<Payload>(chunk);
+  return spare_;
+}
+
 void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
   const auto id = parse_routing_id(from.data(), from.size());
   if (!id || *id < up_first_ || *id - up_first_ >= up_.size()) {
@@ -328,13 +387,15 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
       // Small frames are copied into the decoder's zone; large ones are kept
       // and referred to, without a copy.
       constexpr std::size_t kKeepFrameAtLeast = 1024;
+      std::shared_ptr<Payload> payload = payload_for(size - 1);
       if (size >= kKeepFrameAtLeast) {
         auto owner = std::make_shared<zmq::message_t>(std::move(frame));
         const char* q = owner->data<char>();
-        message.emplace(decode_message(q + 1, size - 1, owner));
+        decode_message_into(*payload, q + 1, size - 1, std::move(owner));
       } else {
-        message.emplace(decode_message(p + 1, size - 1, nullptr));
+        decode_message_into(*payload, p + 1, size - 1, nullptr);
       }
+      message.emplace(std::move(payload));
     } catch (const EncodeError& e) {
       reject(std::string("from actor ") + plan_.actors[u.id].name + ": " + e.what());
     }
@@ -351,7 +412,10 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     if (message) {
       ++u.received;
       actor_.recv(*message);
-      if ((++stats_tick_ & 255) == 0) report_stats();
+      message.reset();
+      // Not kept: let a large frame go now rather than at the next message.
+      if (spare_unshared()) spare_->bytes.reset();
+      if ((++stats_tick_ & 15) == 0) housekeeping();
     }
   } else if (p[0] == kEos) {
     if (u.ended) {

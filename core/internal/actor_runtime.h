@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -66,7 +67,16 @@ class ActorRuntime {
   [[noreturn]] void fail(const std::string& text) noexcept;
   // Reads every frame waiting on the downstream sockets (credits, acks).
   void read_downstream(std::size_t index);
+  void read_credit(Downstream& d, const zmq::message_t& frame);
   void wait_downstream();
+  // Control frames, the driver and stats: at most every kHousekeepingPeriod
+  // unless forced, as each look costs system calls.
+  void housekeeping(bool force = false);
+  // A Payload to decode the next message of `size` bytes into: the last one
+  // when recv() did not keep its Message, else a new one.
+  std::shared_ptr<Payload> payload_for(std::size_t size);
+  // Whether spare_ is held by nothing but this runtime.
+  bool spare_unshared() const noexcept;
   void handle_inbound(zmq::message_t& from, zmq::message_t& frame);
   // Sends a frame back to upstream actor `sender` (credits, acks).
   void reply(std::uint32_t sender, Buffer& frame);
@@ -86,6 +96,10 @@ class ActorRuntime {
   zmq::socket_t log_;
   zmq::socket_t inbox_;
   std::vector<Downstream> down_;
+  // wait_downstream()'s poll set: every downstream socket, then control.
+  std::vector<zmq::pollitem_t> down_items_;
+  std::chrono::steady_clock::time_point next_housekeeping_{};
+  std::shared_ptr<Payload> spare_;
   std::vector<Upstream> up_;
   std::uint32_t up_first_ = 0;  // id of the first upstream actor
   std::uint32_t open_upstreams_ = 0;

@@ -3,6 +3,8 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <new>
 
 namespace relay::internal {
@@ -47,6 +49,17 @@ std::string wire_type(const msgpack::object& o) {
 }
 
 void Buffer::grow(std::size_t need) {
+  if (need >= kPooledAtLeast && block_pool_enabled()) {
+    // A large message: take a block whose pages are already mapped rather
+    // than realloc() a fresh one.
+    std::size_t cap = 0;
+    char* p = take_block(std::max(need, capacity_ * 2), cap);
+    if (size_ > 0) std::memcpy(p, data_, size_);
+    std::free(data_);
+    data_ = p;
+    capacity_ = cap;
+    return;
+  }
   std::size_t cap = std::max<std::size_t>({need, capacity_ * 2, 256});
   char* p = static_cast<char*>(std::realloc(data_, cap));
   if (p == nullptr) throw std::bad_alloc();
@@ -55,6 +68,23 @@ void Buffer::grow(std::size_t need) {
 }
 
 namespace {
+
+// At most this many blocks, and bytes, wait in the pool: enough for the blocks
+// a steady stream has in flight, not a cache of every burst.
+constexpr std::size_t kPoolBlocks = 16;
+constexpr std::size_t kPoolBytes = std::size_t{64} << 20;
+
+struct BlockPool {
+  std::mutex mu;
+  std::size_t count = 0;
+  std::size_t bytes = 0;
+  struct Block {
+    void* p;
+    std::size_t capacity;
+  } blocks[kPoolBlocks];
+};
+
+std::atomic<BlockPool*> g_pool{nullptr};
 
 // Values of at least this many bytes are not copied into the zone.
 constexpr std::size_t kReferenceAtLeast = 256;
@@ -74,6 +104,64 @@ msgpack::unpack_limit limits_for(std::size_t size) {
 
 }  // namespace
 
+void enable_block_pool() noexcept {
+  if (g_pool.load(std::memory_order_acquire) == nullptr) {
+    // Never freed: blocks may come back from ZeroMQ's I/O thread at any time
+    // until the process exits.
+    g_pool.store(new (std::nothrow) BlockPool, std::memory_order_release);
+  }
+}
+
+bool block_pool_enabled() noexcept { return g_pool.load(std::memory_order_relaxed) != nullptr; }
+
+char* take_block(std::size_t need, std::size_t& capacity) {
+  if (BlockPool* pool = g_pool.load(std::memory_order_acquire)) {
+    std::lock_guard lock(pool->mu);
+    // The smallest block that fits: a big one is kept for a big message.
+    std::size_t best = pool->count;
+    for (std::size_t i = 0; i < pool->count; ++i) {
+      if (pool->blocks[i].capacity >= need &&
+          (best == pool->count || pool->blocks[i].capacity < pool->blocks[best].capacity)) {
+        best = i;
+      }
+    }
+    if (best != pool->count) {
+      const BlockPool::Block b = pool->blocks[best];
+      pool->blocks[best] = pool->blocks[--pool->count];
+      pool->bytes -= b.capacity;
+      capacity = b.capacity;
+      return static_cast<char*>(b.p);
+    }
+  }
+  // Whole pages, so that messages a few bytes apart in size share blocks.
+  constexpr std::size_t kPage = 4096;
+  capacity = (need + kPage - 1) / kPage * kPage;
+  char* p = static_cast<char*>(std::malloc(capacity));
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+
+void give_block(void* p, std::size_t capacity) noexcept {
+  if (BlockPool* pool = g_pool.load(std::memory_order_acquire);
+      pool != nullptr && capacity >= kPooledAtLeast) {
+    std::lock_guard lock(pool->mu);
+    if (pool->count < kPoolBlocks && pool->bytes + capacity <= kPoolBytes) {
+      pool->blocks[pool->count++] = {p, capacity};
+      pool->bytes += capacity;
+      return;
+    }
+  }
+  std::free(p);
+}
+
+std::size_t zone_chunk_for(std::size_t size) noexcept {
+  // A value takes at least one byte on the wire and one msgpack::object (24
+  // bytes) decoded, but usual messages are a few values, with strings copied:
+  // twice the frame fits them. A zone grows by itself when it does not fit.
+  constexpr std::size_t kMin = 128;
+  return std::min<std::size_t>(MSGPACK_ZONE_CHUNK_SIZE, std::max(kMin, 2 * size + 64));
+}
+
 msgpack::object decode_value(msgpack::zone& zone, const char* data, std::size_t size,
                              bool reference) {
   std::size_t offset = 0;
@@ -92,15 +180,20 @@ msgpack::object decode_value(msgpack::zone& zone, const char* data, std::size_t 
   return o;
 }
 
+void decode_message_into(Payload& into, const char* data, std::size_t size,
+                         std::shared_ptr<void> owner) {
+  into.array = decode_value(into.zone, data, size, owner != nullptr);
+  if (into.array.type != msgpack::type::ARRAY) {
+    throw EncodeError("malformed message: expected a msgpack array, got " +
+                      wire_type(into.array));
+  }
+  into.bytes = std::move(owner);
+}
+
 std::shared_ptr<const Payload> decode_message(const char* data, std::size_t size,
                                               std::shared_ptr<void> owner) {
-  auto p = std::make_shared<Payload>();
-  p->array = decode_value(p->zone, data, size, owner != nullptr);
-  if (p->array.type != msgpack::type::ARRAY) {
-    throw EncodeError("malformed message: expected a msgpack array, got " +
-                      wire_type(p->array));
-  }
-  p->bytes = std::move(owner);
+  auto p = std::make_shared<Payload>(zone_chunk_for(size));
+  decode_message_into(*p, data, size, std::move(owner));
   return p;
 }
 

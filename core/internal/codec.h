@@ -51,6 +51,7 @@ class Buffer {
   void put(char c) { write(&c, 1); }
   const char* data() const noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return capacity_; }
   void clear() noexcept { size_ = 0; }
   // Gives up the storage (to be freed with std::free); the buffer is empty after.
   char* release() noexcept {
@@ -79,12 +80,36 @@ void pack_message(Buffer& out, const Args&... args) {
   }
 }
 
+// Large buffers (zero-copy frames) are kept for reuse in an actor process:
+// a fresh block of 1 MiB costs ~256 page faults to fill, which made every large
+// send pay for its memory again. Blocks come back from ZeroMQ's free callback
+// (on its I/O thread), so the pool is locked. Off (plain malloc/free) until
+// enable_block_pool() is called: the driver and broker never use it, so a fork
+// can never inherit its lock held.
+inline constexpr std::size_t kPooledAtLeast = 64 * 1024;
+void enable_block_pool() noexcept;
+bool block_pool_enabled() noexcept;
+// Returns a block of at least `need` bytes (its size in `capacity`), from the
+// pool or else from malloc; to be freed with std::free or given back.
+char* take_block(std::size_t need, std::size_t& capacity);
+// Takes a block back (any thread), or frees it if the pool is full.
+void give_block(void* p, std::size_t capacity) noexcept;
+
 // One decoded message and the bytes it refers to.
 struct Payload {
+  Payload() = default;
+  // `chunk`: the size of the zone's first chunk (allocated at once).
+  explicit Payload(std::size_t chunk) : zone(chunk), chunk(chunk) {}
   msgpack::zone zone;
+  std::size_t chunk = MSGPACK_ZONE_CHUNK_SIZE;  // zone.clear() keeps this much
   msgpack::object array;        // of type ARRAY
   std::shared_ptr<void> bytes;  // keeps referenced str/bin/ext bytes alive
 };
+
+// A first zone chunk that fits the decoded form of a usual frame of `size`
+// bytes: msgpack's default of 8 KiB made a small message cost 8 KiB of fresh
+// memory, and a kept one hold it.
+std::size_t zone_chunk_for(std::size_t size) noexcept;
 
 // Decodes one message: `data` must hold exactly one msgpack array. Sizes in the
 // frame are checked against its length, so a hostile frame cannot make the
@@ -93,6 +118,11 @@ struct Payload {
 // `owner` must keep alive.
 std::shared_ptr<const Payload> decode_message(const char* data, std::size_t size,
                                               std::shared_ptr<void> owner);
+// The same into an existing Payload whose zone is empty (new or cleared), so
+// that a receiver can reuse one Payload for message after message. On error
+// `into` holds nothing usable and must be cleared before reuse.
+void decode_message_into(Payload& into, const char* data, std::size_t size,
+                         std::shared_ptr<void> owner);
 
 // Decodes one msgpack value with the same limits (for control frames).
 // `reference` lets large str/bin/ext values point into `data` instead of the zone.

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -22,6 +23,16 @@ bool send_frame(zmq::socket_t& socket, Buffer& frame, zmq::send_flags flags) {
   constexpr std::size_t kZeroCopyAtLeast = 8192;
   if (frame.size() >= kZeroCopyAtLeast) {
     const std::size_t size = frame.size();
+    if (frame.capacity() >= kPooledAtLeast && block_pool_enabled()) {
+      // Back to the pool when ZeroMQ is done with it (on its I/O thread); the
+      // hint carries the block's capacity.
+      const std::size_t capacity = frame.capacity();
+      zmq::message_t msg(
+          frame.release(), size,
+          [](void* p, void* hint) { give_block(p, reinterpret_cast<std::uintptr_t>(hint)); },
+          reinterpret_cast<void*>(static_cast<std::uintptr_t>(capacity)));
+      return socket.send(msg, flags).has_value();
+    }
     zmq::message_t msg(frame.release(), size, [](void* p, void*) { std::free(p); }, nullptr);
     return socket.send(msg, flags).has_value();
   }
