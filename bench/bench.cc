@@ -468,6 +468,18 @@ struct LatencyReport {
   double p99_us;
 };
 
+// Collects a latency run of two children: reaps both, reads the report.
+Latency finish_latency(DonePipe& done, ReportPipe& pipe, pid_t a, pid_t b, const char* what) {
+  done.close_all();
+  const bool ok = reap(a) & reap(b);
+  LatencyReport r{};
+  if (!ok || !pipe.get(r)) {
+    broken(std::string(what) + " run failed");
+    return Latency{};
+  }
+  return {true, r.p50_us, r.p99_us, r.samples};
+}
+
 // Raw one-way latency, the method relay's figure uses (see the header).
 Latency raw_one_way(const Options& o) {
   stage("raw one-way latency");
@@ -513,15 +525,7 @@ Latency raw_one_way(const Options& o) {
     zmq_ctx_term(ctx);
     return 0;
   });
-  done.close_all();
-  const bool ok = reap(rx) & reap(tx);
-  LatencyReport r{};
-  Latency l;
-  if (!ok || !pipe.get(r)) {
-    broken("raw one-way latency run failed");
-    return l;
-  }
-  return {true, r.p50_us, r.p99_us, r.samples};
+  return finish_latency(done, pipe, rx, tx, "raw one-way latency");
 }
 
 // Raw PAIR ping-pong, back to back: one-way = RTT/2. Reference only.
@@ -573,15 +577,7 @@ Latency raw_ping_pong(const Options& o) {
     zmq_ctx_term(ctx);
     return 0;
   });
-  done.close_all();
-  const bool ok = reap(echo) & reap(ping);
-  LatencyReport r{};
-  Latency l;
-  if (!ok || !pipe.get(r)) {
-    broken("raw ping-pong run failed");
-    return l;
-  }
-  return {true, r.p50_us, r.p99_us, r.samples};
+  return finish_latency(done, pipe, echo, ping, "raw ping-pong");
 }
 
 // The floor of starting and stopping 16 processes: fork, exit, reap.
