@@ -36,7 +36,12 @@
 // * Start-up + tear-down: wall time of Relay::start() for 16 actors
 //   (Source -> 14 Forward -> Sink) that pass one message; median. The raw floor
 //   is 16 forked children that each make a context, connect a socket, close it
-//   and exit, reaped by this process.
+//   and exit, reaped by this process; below it, 16 children that only exit.
+//   For reference, the seed's way (bench/python_startup.py, when python3 is
+//   there): Python multiprocessing with fork, 16 processes joined by queues,
+//   one message through. On 2 cores this figure is bound by the children's CPU
+//   time (page faults after fork, ZeroMQ's two threads per context); `--one
+//   startup:N` prints it per run.
 //
 // * RSS: VmRSS of an idle actor process (a Source sleeping 300 ms in loop()),
 //   read by a Handler in the main process while it sleeps; raw: a forked child
@@ -50,6 +55,7 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -110,7 +116,8 @@ constexpr const char* kUsage =
     "  --verbose     name each measurement on stderr as it starts\n"
     "  --one T:B:N   run one throughput measurement only and print it, for a\n"
     "                profiler: T is raw, 1-1, 1-2-1 or 2-2-2, B the payload bytes,\n"
-    "                N the message count (e.g. --one 1-1:16:2000000)\n"
+    "                N the message count (e.g. --one 1-1:16:2000000);\n"
+    "                --one startup:N runs the 16-process start-up figures N times\n"
     "  --help        this text\n"
     "\n"
     "Exit status 0 whatever the speed; 2 if a measurement broke; 3 if one hung\n"
@@ -616,6 +623,39 @@ double raw_startup(int actors) {
   return seconds_since(t0);
 }
 
+// The seed's way, for reference: Python multiprocessing (fork) starting 16
+// processes joined by queues and passing one message (bench/python_startup.py).
+// Returns the median of `runs` in ms, or nullopt (and why) without python3.
+std::optional<double> python_startup(int runs, std::string& why) {
+  stage("python start-up");
+  std::string script = "bench/python_startup.py";  // bazel run: runfiles root
+  if (::access(script.c_str(), R_OK) != 0) {
+    const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY");
+    script = std::string(ws ? ws : ".") + "/bench/python_startup.py";
+  }
+  if (::access(script.c_str(), R_OK) != 0) {
+    why = "bench/python_startup.py not found";
+    return std::nullopt;
+  }
+  const std::string command = "python3 " + script + " " + std::to_string(runs) + " 2>&1";
+  std::FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) {
+    why = "popen failed";
+    return std::nullopt;
+  }
+  char line[256] = {};
+  const bool got = std::fgets(line, sizeof line, p) != nullptr;
+  const int status = ::pclose(p);
+  char* end = nullptr;
+  const double ms = got ? std::strtod(line, &end) : 0;
+  if (!got || status != 0 || end == line) {
+    why = got ? std::string("python3 said: ") + line : "python3 printed nothing";
+    while (!why.empty() && why.back() == '\n') why.pop_back();
+    return std::nullopt;
+  }
+  return ms;
+}
+
 Rss raw_idle_rss() {
   stage("raw idle RSS");
   const std::string ep = endpoint("idle");
@@ -906,6 +946,37 @@ int main(int argc, char** argv) {
   // relay's own records (warnings and worse only) must not drown the figures.
   spdlog::set_level(spdlog::level::warn);
 
+  if (o.one.rfind("startup:", 0) == 0) {
+    const int runs = std::atoi(o.one.c_str() + 8);
+    if (runs <= 0) {
+      std::fprintf(stderr, "bench: --one startup:N wants N > 0 runs\n");
+      return 64;
+    }
+    // CPU time of the children (user + system), which is what the start-up of
+    // 16 processes on 2 cores is bound by.
+    auto children_cpu_ms = [] {
+      rusage u{};
+      ::getrusage(RUSAGE_CHILDREN, &u);
+      return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3 +
+             (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3;
+    };
+    for (int i = 0; i < runs; ++i) {
+      double c = children_cpu_ms();
+      const double fork_ms = fork_startup(16) * 1e3;
+      const double fork_cpu = children_cpu_ms() - c;
+      c = children_cpu_ms();
+      const double raw_ms = raw_startup(16) * 1e3;
+      const double raw_cpu = children_cpu_ms() - c;
+      c = children_cpu_ms();
+      const double relay_ms = relay_startup() * 1e3;
+      const double relay_cpu = children_cpu_ms() - c;
+      std::printf("16 processes: fork %.2f ms, raw ZeroMQ %.2f ms, relay %.2f ms; CPU of the "
+                  "children %.1f / %.1f / %.1f ms\n",
+                  fork_ms, raw_ms, relay_ms, fork_cpu, raw_cpu, relay_cpu);
+    }
+    ::alarm(0);
+    return g_broken ? 2 : 0;
+  }
   if (!o.one.empty()) {
     char topo[16] = {};
     unsigned long bytes = 0;
@@ -995,6 +1066,16 @@ int main(int argc, char** argv) {
     rows.push_back({"16-actor start + stop", fmt::format("{:.1f} ms", raw_ms),
                     fmt::format("{:.1f} ms", relay_ms), ratio(relay_ms, raw_ms), "< 25 ms",
                     pass(relay_ms < 25.0)});
+    std::string why;
+    if (const auto py = python_startup(o.startup_runs, why)) {
+      std::printf("  (reference) Python multiprocessing, fork, 16 processes and queues, one "
+                  "message: %.2f; relay/Python %.2fx\n\n", *py, relay_ms / *py);
+      rows.push_back({"(reference) Python multiprocessing (fork) 16 processes + queues, one message",
+                      "", fmt::format("{:.1f} ms", *py),
+                      fmt::format("relay/Python {:.2f}x", relay_ms / *py)});
+    } else {
+      std::printf("  (reference) Python multiprocessing: skipped (%s)\n\n", why.c_str());
+    }
   }
 
   // ---- latency, low load.
