@@ -22,6 +22,8 @@
 namespace relay::broker {
 
 using internal::Ctl;
+using internal::pack_ctl;
+using internal::pack_ctl_bin;
 
 namespace {
 
@@ -35,19 +37,6 @@ std::int64_t unix_ms() {
       .count();
 }
 
-std::string pack_ctl(Ctl kind) {
-  internal::Buffer b;
-  msgpack::pack(b, std::make_tuple(static_cast<std::uint8_t>(kind)));
-  return std::string(b.data(), b.size());
-}
-
-template <class... T>
-std::string pack_ctl(Ctl kind, const T&... values) {
-  internal::Buffer b;
-  msgpack::pack(b, std::make_tuple(static_cast<std::uint8_t>(kind), values...));
-  return std::string(b.data(), b.size());
-}
-
 }  // namespace
 
 Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
@@ -59,28 +48,58 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
       reports_(plan.actors.size()),
       logs_expected_(plan.actors.size(), kNotAnnounced),
       ack_since_(plan.actors.size()) {
-  control_ = internal::make_socket(ctx_, zmq::socket_type::router);
-  control_.set(zmq::sockopt::rcvhwm, 0);
-  // A worker reconnects with the routing id it joined with.
-  control_.set(zmq::sockopt::router_handover, 1);
-  logs_ = internal::make_socket(ctx_, zmq::socket_type::sub);
-  logs_.set(zmq::sockopt::rcvhwm, 0);
-  logs_.set(zmq::sockopt::subscribe, "");
+  control_ = make_control_socket(ctx_);
   if (plan_.key) {
     zap_.emplace(ctx_, *plan_.key, [logger = logger_](const std::string& address) {
       logger->warn("refused a connection from {}: it does not hold the cluster key", address);
     });
     internal::curve_server(control_, *plan_.key);
-    internal::curve_server(logs_, *plan_.key);
   }
   control_.bind(plan_.control_endpoint);
-  logs_.bind(plan_.log_endpoint);
   if (!plan_.listen_endpoint.empty()) {
     try {
-      control_.bind(plan_.listen_endpoint);
-      logs_.bind("tcp://" + plan_.data_host + ":*");
+      internal::bind_retrying(control_, plan_.listen_endpoint);
     } catch (const zmq::error_t& e) {
       throw Error("listen: cannot bind " + plan_.listen_endpoint + ": " + e.what());
+    }
+  }
+  bind_and_listen();
+}
+
+Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
+               std::shared_ptr<spdlog::logger> logger, zmq::socket_t control)
+    : ctx_(ctx),
+      plan_(plan),
+      logger_(std::move(logger)),
+      control_(std::move(control)),
+      reports_(plan.actors.size()),
+      logs_expected_(plan.actors.size(), kNotAnnounced),
+      ack_since_(plan.actors.size()),
+      standalone_(true) {
+  hooks_.signal_actor = [](std::uint32_t, int) {};  // every actor's host stops its own
+  bind_and_listen();
+}
+
+zmq::socket_t Broker::make_control_socket(zmq::context_t& ctx) {
+  zmq::socket_t s = internal::make_socket(ctx, zmq::socket_type::router);
+  s.set(zmq::sockopt::rcvhwm, 0);
+  // A worker reconnects with the routing id it joined with.
+  s.set(zmq::sockopt::router_handover, 1);
+  return s;
+}
+
+// The log endpoint(s), the monitor, and the rest of the set-up both share.
+void Broker::bind_and_listen() {
+  logs_ = internal::make_socket(ctx_, zmq::socket_type::sub);
+  logs_.set(zmq::sockopt::rcvhwm, 0);
+  logs_.set(zmq::sockopt::subscribe, "");
+  if (plan_.key) internal::curve_server(logs_, *plan_.key);
+  if (!plan_.log_endpoint.empty()) logs_.bind(plan_.log_endpoint);
+  if (!plan_.listen_endpoint.empty()) {
+    try {
+      logs_.bind("tcp://" + plan_.data_host + ":*");
+    } catch (const zmq::error_t& e) {
+      throw Error("listen: cannot bind a log endpoint on " + plan_.data_host + ": " + e.what());
     }
     log_tcp_endpoint_ = logs_.get(zmq::sockopt::last_endpoint);
   }
@@ -88,7 +107,7 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
     monitor_ = internal::make_socket(ctx_, zmq::socket_type::pub);
     if (plan_.key) internal::curve_server(monitor_, *plan_.key);
     try {
-      monitor_.bind(plan_.monitor_endpoint);
+      internal::bind_retrying(monitor_, plan_.monitor_endpoint);
     } catch (const zmq::error_t& e) {
       throw Error("monitor: cannot bind " + plan_.monitor_endpoint + ": " + e.what());
     }
@@ -188,25 +207,57 @@ void Broker::run() {
       }
     }
   }
-  // Tell the workers how the run ended. The control socket keeps this for a
-  // moment after close, so that it is not dropped with the socket.
-  if (!workers_.empty()) {
-    const std::string end = pack_ctl(Ctl::end, !abort_reason_.has_value(),
-                                     abort_reason_.value_or(std::string()));
-    for (const WorkerReport& w : workers_) {
-      if (!w.lost) send_to_worker(w.routing_id, end);
-    }
-    control_.set(zmq::sockopt::linger, 2000);
-  }
-  // Whatever log records are still in the pipe belong to the run.
+  // Whatever log records are still in the pipe belong to the run (and go to
+  // the driver before its result).
   zmq::message_t frame;
   for (int i = 0; i < 100000 && logs_.recv(frame, zmq::recv_flags::dontwait); ++i) {
     handle_log(frame);
   }
+  say_end();
   if (monitor_) {
     publish("end", std::make_tuple(!abort_reason_.has_value(),
                                    abort_reason_.value_or(std::string())));
     monitor_.set(zmq::sockopt::linger, 1000);
+  }
+}
+
+// Tells every worker (and a standalone broker's driver, with the result) how
+// the run ended, and repeats it until each has taken it (wend) or kEndWait has
+// passed: a worker that missed it would stop its actors and report the driver
+// lost although the run ended well.
+void Broker::say_end() {
+  if (workers_.empty()) return;
+  const std::string end =
+      pack_ctl(Ctl::end, !abort_reason_.has_value(), abort_reason_.value_or(std::string()));
+  std::string result_frame;
+  if (standalone_) {
+    result_frame = pack_ctl_bin(Ctl::result, pack_result(result()));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + kEndWait;
+  for (;;) {
+    bool waiting = false;
+    for (const WorkerReport& w : workers_) {
+      if (w.lost || w.ended) continue;
+      waiting = true;
+      if (w.driver) send_to_worker(w.routing_id, result_frame);
+      send_to_worker(w.routing_id, end);
+    }
+    if (!waiting || std::chrono::steady_clock::now() >= deadline) break;
+    zmq::pollitem_t items[] = {{control_.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 1, std::chrono::milliseconds(250));
+    zmq::message_t from;
+    zmq::message_t frame;
+    while (control_.recv(from, zmq::recv_flags::dontwait)) {
+      if (!from.more() || !control_.recv(frame, zmq::recv_flags::dontwait)) continue;
+      if (frame.more()) {
+        zmq::message_t rest;
+        while (control_.recv(rest, zmq::recv_flags::dontwait) && rest.more()) {
+        }
+        continue;
+      }
+      if (from.size() != 9 || from.data<char>()[0] != 'W') continue;  // actors are gone
+      handle_control(from, frame);
+    }
   }
 }
 
@@ -266,6 +317,15 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         if (a[3].type != msgpack::type::BIN) throw EncodeError("put without a bin payload");
         const char* data = a[3].via.bin.ptr;
         const std::size_t size = a[3].via.bin.size;
+        if (standalone_) {
+          // The driver owns the queues; it acknowledges a bounded put (qack)
+          // once the message is in.
+          if (!driver_rid_.empty()) {
+            send_to_worker(driver_rid_, pack_ctl_bin(Ctl::qput, std::string_view(data, size),
+                                                     *id, queue, bounded));
+          }
+          return;
+        }
         if (bounded) {
           bool queued_behind = false;
           for (const PendingPut& p : pending_puts_) queued_behind |= p.queue == queue;
@@ -348,6 +408,9 @@ void Broker::handle_log(const zmq::message_t& frame) {
     logger_->log(static_cast<spdlog::level::level_enum>(level), "[{}] ({}) {}", slot.group_name,
                  slot.name, text);
     publish("log", std::make_tuple(slot.group_name, slot.name, level, text, unix_ms()));
+    if (standalone_ && !driver_rid_.empty()) {
+      send_to_worker(driver_rid_, pack_ctl(Ctl::dlog, id, level, text));
+    }
     ++reports_[id].logs_received;
   } catch (const std::exception& e) {
     reject(std::string("bad log record: ") + e.what());
@@ -397,11 +460,17 @@ void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std
   const auto kind = static_cast<Ctl>(a[0].as<std::uint8_t>());
   auto it = std::find_if(workers_.begin(), workers_.end(),
                          [&](const WorkerReport& w) { return w.routing_id == rid; });
-  if (kind == Ctl::whello) {
+  if (kind == Ctl::whello || kind == Ctl::dhello) {
     if (n < 5) throw EncodeError("too few fields");
     if (it != workers_.end()) {
       it->last_seen = std::chrono::steady_clock::now();
       return;  // the same worker, reconnected after forking its actors
+    }
+    const bool driver = kind == Ctl::dhello;
+    if (driver && (!standalone_ || !driver_rid_.empty())) {
+      send_to_worker(rid, pack_ctl(Ctl::end, false,
+                                   std::string("this broker already serves a driver")));
+      return;
     }
     if (assigned_ || abort_reason_) {
       send_to_worker(rid, pack_ctl(Ctl::end, false, std::string("the run needs no more workers")));
@@ -410,20 +479,34 @@ void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std
     WorkerReport w;
     w.routing_id = rid;
     w.host = a[1].as<std::string>();
-    w.labels = a[2].as<std::vector<std::string>>();
-    w.pid = a[3].as<int>();
-    w.address = a[4].as<std::string>();
+    if (driver) {
+      w.pid = a[2].as<int>();
+      w.address = a[3].as<std::string>();
+      w.driver = true;
+      driver_rid_ = rid;
+      logger_->info("driver joined: {} ({}), pid {}", w.host, w.address, w.pid);
+    } else {
+      w.labels = a[2].as<std::vector<std::string>>();
+      w.pid = a[3].as<int>();
+      w.address = a[4].as<std::string>();
+      logger_->info("worker joined: {} ({}), pid {}{}", w.host, w.address, w.pid,
+                    w.labels.empty() ? "" : ", labels " + fmt::format("{}", fmt::join(w.labels, ",")));
+    }
     w.last_seen = std::chrono::steady_clock::now();
-    logger_->info("worker joined: {} ({}), pid {}{}", w.host, w.address, w.pid,
-                  w.labels.empty() ? "" : ", labels " + fmt::format("{}", fmt::join(w.labels, ",")));
     workers_.push_back(std::move(w));
-    if (workers_.size() >= plan_.expect_workers) assign_workers();
+    const std::size_t joined = workers_.size() - (driver_rid_.empty() ? 0 : 1);
+    if (joined >= plan_.expect_workers && (!standalone_ || !driver_rid_.empty())) {
+      assign_workers();
+    }
     return;
   }
   if (it == workers_.end()) throw EncodeError("message from a worker that did not join");
   it->last_seen = std::chrono::steady_clock::now();
   switch (kind) {
     case Ctl::ping:
+      return;
+    case Ctl::wend:
+      it->ended = true;
       return;
     case Ctl::wexit: {
       if (n < 3) throw EncodeError("too few fields");
@@ -433,12 +516,44 @@ void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std
       }
       if (!reports_[id].exitcode) {
         actor_exited(id, a[2].as<int>());
-        if (hooks_.remote_ended) hooks_.remote_ended(id, reports_[id].pid, *reports_[id].exitcode);
+        actor_ended_remotely(id);
       }
       return;
     }
+    case Ctl::dabort:
+    case Ctl::qack:
+      if (!it->driver) throw EncodeError("a driver's message from a worker");
+      handle_driver(*it, kind, a, n);
+      return;
     default:
       throw EncodeError("unknown worker message kind");
+  }
+}
+
+void Broker::handle_driver(WorkerReport& driver, Ctl kind, const msgpack::object* a,
+                           std::uint32_t n) {
+  if (kind == Ctl::dabort) {
+    if (n < 2) throw EncodeError("too few fields");
+    const std::string reason = a[1].as<std::string>();
+    logger_->warn("the driver on {} stops the run: {}", driver.host, reason);
+    abort(reason);
+    return;
+  }
+  // qack: a bounded put is in the driver's queue.
+  if (n < 3) throw EncodeError("too few fields");
+  const auto id = a[1].as<std::uint32_t>();
+  if (id >= reports_.size()) throw EncodeError("put acknowledged for an unknown actor");
+  send_to(id, pack_ctl(Ctl::put_ack, a[2].as<std::uint64_t>()));
+}
+
+// Tells whoever holds handles on the driver's side that a remote actor ended.
+void Broker::actor_ended_remotely(std::uint32_t id) {
+  const ActorReport& r = reports_[id];
+  if (hooks_.remote_ended) hooks_.remote_ended(id, r.pid, *r.exitcode);
+  if (standalone_ && !driver_rid_.empty() &&
+      (actor_worker_[id] < 0 || workers_[static_cast<std::size_t>(actor_worker_[id])].routing_id !=
+                                    driver_rid_)) {
+    send_to_worker(driver_rid_, pack_ctl(Ctl::rended, id, r.pid, *r.exitcode));
   }
 }
 
@@ -446,13 +561,22 @@ void Broker::assign_workers() {
   assigned_ = true;
   std::vector<std::vector<std::uint32_t>> given(workers_.size());
   for (const internal::GroupSlot& g : plan_.groups) {
-    if (!plan_.remote(g.first)) continue;
-    const std::string& label = *plan_.placement[g.first];
     std::vector<std::size_t> fit;
-    for (std::size_t w = 0; w < workers_.size(); ++w) {
-      const auto& labels = workers_[w].labels;
-      if (label.empty() || std::find(labels.begin(), labels.end(), label) != labels.end()) {
-        fit.push_back(w);
+    std::string label;
+    if (!plan_.remote(g.first)) {
+      if (!standalone_) continue;  // forked by the driver, which hosts this broker
+      // On the driver's host: the driver runs them.
+      for (std::size_t w = 0; w < workers_.size(); ++w) {
+        if (workers_[w].driver) fit.push_back(w);
+      }
+    } else {
+      label = *plan_.placement[g.first];
+      for (std::size_t w = 0; w < workers_.size(); ++w) {
+        const auto& labels = workers_[w].labels;
+        if (workers_[w].driver) continue;
+        if (label.empty() || std::find(labels.begin(), labels.end(), label) != labels.end()) {
+          fit.push_back(w);
+        }
       }
     }
     if (fit.empty()) {
@@ -474,7 +598,7 @@ void Broker::assign_workers() {
                    pack_ctl(Ctl::assign, given[w], plan_.listen_endpoint, log_tcp_endpoint_));
     std::vector<std::string> names;
     for (std::uint32_t id : given[w]) names.push_back(plan_.actors[id].name);
-    logger_->info("worker {} runs {}", workers_[w].host,
+    logger_->info("{} {} runs {}", workers_[w].driver ? "driver" : "worker", workers_[w].host,
                   names.empty() ? "nothing" : fmt::format("{}", fmt::join(names, ", ")));
   }
 }
@@ -516,10 +640,12 @@ void Broker::check_workers() {
   const auto now = std::chrono::steady_clock::now();
   if (!assigned_ && !abort_reason_ && now - began_ > plan_.worker_wait) {
     std::vector<std::string> hosts;
-    for (const WorkerReport& w : workers_) hosts.push_back(w.host);
+    for (const WorkerReport& w : workers_) {
+      if (!w.driver) hosts.push_back(w.host);
+    }
     abort("waited " + std::to_string(plan_.worker_wait.count() / 1000.0).substr(0, 4) +
           " s for " + std::to_string(plan_.expect_workers) + " worker(s) at " +
-          plan_.listen_endpoint + "; " + std::to_string(workers_.size()) + " joined" +
+          plan_.listen_endpoint + "; " + std::to_string(hosts.size()) + " joined" +
           (hosts.empty() ? "" : " (" + fmt::format("{}", fmt::join(hosts, ", ")) + ")"));
   }
   if (now >= next_ping_) {
@@ -543,7 +669,7 @@ void Broker::check_workers() {
       if (reports_[id].exitcode) continue;
       reports_[id].failure = why;
       reports_[id].exitcode = -SIGKILL;
-      if (hooks_.remote_ended) hooks_.remote_ended(id, reports_[id].pid, -SIGKILL);
+      actor_ended_remotely(id);
     }
     abort(why);
   }
@@ -596,10 +722,10 @@ void Broker::abort(const std::string& reason) {
   }
   // Remote actors no worker took never ran: they end with the abort.
   for (std::uint32_t id = 0; id < reports_.size(); ++id) {
-    if (plan_.remote(id) && actor_worker_[id] < 0 && !reports_[id].exitcode) {
+    if ((plan_.remote(id) || standalone_) && actor_worker_[id] < 0 && !reports_[id].exitcode) {
       reports_[id].exitcode = -SIGKILL;
       reports_[id].stopped = true;
-      if (hooks_.remote_ended) hooks_.remote_ended(id, 0, -SIGKILL);
+      actor_ended_remotely(id);
     }
   }
   kill_at_ = std::chrono::steady_clock::now() + kGrace;
@@ -669,6 +795,70 @@ std::vector<EdgeCount> Broker::edges() const {
     out.push_back(std::move(e));
   }
   return out;
+}
+
+RunResult Broker::result() const {
+  RunResult out;
+  for (std::uint32_t id = 0; id < reports_.size(); ++id) {
+    out.rejected += reports_[id].rejected;
+    if (!failed(id)) continue;
+    const ActorReport& r = reports_[id];
+    out.failures.push_back({id, plan_.actors[id].group_name, plan_.actors[id].name, r.pid, r.host,
+                            failure_reason(id)});
+  }
+  for (const EdgeCount& e : edges()) {
+    if (e.mismatches.empty()) continue;
+    if (!out.accounting.empty()) out.accounting += "; ";
+    out.accounting += "edge '" + plan_.groups[e.from_group].name + "' -> '" +
+                      plan_.groups[e.from_group + 1].name + "': sent " + std::to_string(e.sent) +
+                      ", received " + std::to_string(e.received) + " (" +
+                      fmt::format("{}", fmt::join(e.mismatches, ", ")) + ")";
+  }
+  out.stopped = abort_reason_;
+  return out;
+}
+
+namespace {
+using PackedFailure =
+    std::tuple<std::uint32_t, std::string, std::string, int, std::string, std::string>;
+using PackedResult = std::tuple<std::vector<PackedFailure>, std::string, bool, std::string,
+                                std::uint64_t>;
+}  // namespace
+
+std::string pack_result(const RunResult& r) {
+  PackedResult p;
+  for (const RunResult::Failure& f : r.failures) {
+    std::get<0>(p).emplace_back(f.id, f.group, f.name, f.pid, f.host, f.reason);
+  }
+  std::get<1>(p) = r.accounting;
+  std::get<2>(p) = r.stopped.has_value();
+  std::get<3>(p) = r.stopped.value_or(std::string());
+  std::get<4>(p) = r.rejected;
+  internal::Buffer b;
+  msgpack::pack(b, p);
+  return std::string(b.data(), b.size());
+}
+
+RunResult unpack_result(const char* data, std::size_t size) {
+  PackedResult p;
+  try {
+    msgpack::zone zone;
+    const msgpack::object o = internal::decode_value(zone, data, size);
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != std::tuple_size_v<PackedResult>) {
+      throw EncodeError("not a run result");
+    }
+    o.convert(p);
+  } catch (const msgpack::type_error&) {
+    throw EncodeError("run result: a field has the wrong type");
+  }
+  RunResult r;
+  for (auto& [id, group, name, pid, host, reason] : std::get<0>(p)) {
+    r.failures.push_back({id, group, name, pid, host, reason});
+  }
+  r.accounting = std::get<1>(p);
+  if (std::get<2>(p)) r.stopped = std::get<3>(p);
+  r.rejected = std::get<4>(p);
+  return r;
 }
 
 void Broker::reject(const std::string& what) {

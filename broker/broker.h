@@ -23,6 +23,12 @@
 // placement) and the workers fork them. Workers and the broker ping each
 // other; a worker silent for kHostTimeout is lost, and so are its actors.
 //
+// Standalone (relay-broker): the broker is given a control socket already
+// bound on the listen endpoint, and the driver joins it like a worker (dhello,
+// with its plan): the driver runs the actors placed on its own host, and the
+// broker forwards it what an embedded broker hands over in-process: queue
+// puts, log records, the exits of actors on workers, and the run's result.
+//
 // It runs on one thread; every method but request_abort() must be called on
 // it (watch callbacks run there).
 #pragma once
@@ -45,6 +51,7 @@
 #include "relay/internal/plan.h"
 #include "relay/internal/security.h"
 #include "relay/internal/delivery.h"
+#include "relay/internal/wire.h"
 
 namespace relay::broker {
 
@@ -80,6 +87,8 @@ struct WorkerReport {
   std::vector<std::uint32_t> actors;
   std::chrono::steady_clock::time_point last_seen;
   bool lost = false;
+  bool driver = false;  // the driver, joined to a standalone broker
+  bool ended = false;   // took the end of the run (wend)
 };
 
 struct EdgeCount {
@@ -88,6 +97,25 @@ struct EdgeCount {
   std::uint64_t received = 0;
   std::vector<std::string> mismatches;  // "Producer-0 -> Worker-1: sent 5, received 4"
 };
+
+// How a run ended, as the driver turns it into start()'s outcome.
+struct RunResult {
+  struct Failure {
+    std::uint32_t id = 0;
+    std::string group;
+    std::string name;
+    int pid = 0;  // 0: it never said hello
+    std::string host;
+    std::string reason;
+  };
+  std::vector<Failure> failures;
+  // Empty when every pair's sent and received counts agree, else which differ.
+  std::string accounting;
+  std::optional<std::string> stopped;  // why the run was stopped, if it was
+  std::uint64_t rejected = 0;          // frames the actors turned away
+};
+std::string pack_result(const RunResult& result);
+RunResult unpack_result(const char* data, std::size_t size);  // throws EncodeError
 
 class Broker {
  public:
@@ -105,6 +133,11 @@ class Broker {
 
   Broker(zmq::context_t& ctx, const internal::Plan& plan, std::shared_ptr<spdlog::logger> logger,
          Hooks hooks);
+  // Standalone: `control` is a ROUTER already bound on plan.listen_endpoint
+  // (set up as a CURVE server, with the caller's ZAP handler, when the plan
+  // has a key); nothing is bound on ipc. The driver joins as a member.
+  Broker(zmq::context_t& ctx, const internal::Plan& plan, std::shared_ptr<spdlog::logger> logger,
+         zmq::socket_t control);
   ~Broker();
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
@@ -122,6 +155,13 @@ class Broker {
 
   // Serves until every actor has exited.
   void run();
+  // The control ROUTER as the broker sets it up (not bound).
+  static zmq::socket_t make_control_socket(zmq::context_t& ctx);
+  // Handles a control message received before the broker existed (a
+  // standalone broker reads the driver's join itself).
+  void accept(zmq::message_t& from, zmq::message_t& frame) { handle_control(from, frame); }
+  // The outcome, once run() has returned.
+  RunResult result() const;
 
   const std::vector<ActorReport>& reports() const noexcept { return reports_; }
   const std::vector<WorkerReport>& workers() const noexcept { return workers_; }
@@ -138,9 +178,16 @@ class Broker {
   static constexpr std::chrono::milliseconds kGrace{1000};
   // How long a sender may run on after every receiver it feeds has ended.
   static constexpr std::chrono::milliseconds kStuckAfter{2000};
+  // How long the end of a run is repeated to workers that have not taken it.
+  static constexpr std::chrono::milliseconds kEndWait{2000};
 
  private:
+  void bind_and_listen();
   void handle_control(zmq::message_t& from, zmq::message_t& frame);
+  void handle_driver(WorkerReport& driver, internal::Ctl kind, const msgpack::object* a,
+                     std::uint32_t n);
+  void actor_ended_remotely(std::uint32_t id);
+  void say_end();
   void handle_worker(const std::string& rid, const msgpack::object* a, std::uint32_t n);
   void assign_workers();
   void check_workers();
@@ -191,6 +238,8 @@ class Broker {
   std::vector<WorkerReport> workers_;
   std::vector<int> actor_worker_;  // index into workers_, -1: local or unassigned
   bool assigned_ = false;
+  bool standalone_ = false;
+  std::string driver_rid_;  // standalone: the driver's routing id, once joined
   std::chrono::steady_clock::time_point began_;
   std::chrono::steady_clock::time_point next_ping_;
 };

@@ -1,11 +1,13 @@
 #include "relay/relay.h"
 
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <cstdlib>
 #include <cstdio>
 #include <cstring>
@@ -45,6 +47,7 @@ struct RelayState {
   std::string key_file;
   bool insecure = false;
   std::string monitor;
+  std::string broker;         // a standalone relay-broker's endpoint
   std::string monitor_bound;  // set by start() once bound
   std::mutex monitor_mu;
 };
@@ -111,6 +114,229 @@ std::string describe_current_exception() {
 
 }  // namespace
 
+// What the handler did, for the outcome.
+struct HandlerOutcome {
+  std::exception_ptr error;
+  std::string abort_reason;  // the reason it asked the broker to stop with
+};
+
+// Turns how a run ended into start()'s outcome: returns if it went well. A
+// handler's exception is the outcome if it stopped the run (or the run ended
+// well otherwise); if the run had stopped for another reason, that reason is
+// (the handler's queue then ran dry, and its exception says only that).
+void throw_outcome(broker::RunResult result,
+                   const std::vector<std::shared_ptr<ProcessHandle>>& handles, int interrupted,
+                   const HandlerOutcome& handler, std::exception_ptr other_error,
+                   const std::shared_ptr<spdlog::logger>& logger) {
+  if (result.rejected > 0) {
+    logger->warn("actors turned away {} malformed or foreign frame(s) during the run",
+                 result.rejected);
+  }
+  std::vector<ActorError::Failure> failures;
+  for (broker::RunResult::Failure& f : result.failures) {
+    const int pid = f.pid != 0 || f.id >= handles.size() ? f.pid : handles[f.id]->pid;
+    failures.push_back({std::move(f.group), std::move(f.name), pid, std::move(f.host),
+                        std::move(f.reason)});
+  }
+  if (!failures.empty()) throw ActorError(std::move(failures));
+  if (interrupted != 0) throw Interrupted(interrupted);
+  if (handler.error && (!result.stopped || *result.stopped == handler.abort_reason)) {
+    std::rethrow_exception(handler.error);
+  }
+  if (other_error) std::rethrow_exception(other_error);
+  if (!result.accounting.empty()) {
+    throw AccountingError("relay: messages lost or duplicated: " + result.accounting);
+  }
+  if (result.stopped) throw Error("relay: run stopped: " + *result.stopped);
+  if (handler.error) std::rethrow_exception(handler.error);
+}
+
+// Forks actor `a` of `plan`: the child runs it and never returns.
+// `slot` is the actor's own handle (Actor::process_), set here.
+std::shared_ptr<ProcessHandle> fork_actor(const Plan& plan, Actor& a,
+                                          std::shared_ptr<ProcessHandle>& slot,
+                                          const std::shared_ptr<spdlog::logger>& logger) {
+  // A child inherits unflushed stdio buffers and would print them again.
+  logger->flush();
+  std::fflush(nullptr);
+  std::cout.flush();
+  std::cerr.flush();
+  const pid_t pid = ::fork();
+  if (pid == 0) run_actor_process(plan, a);
+  if (pid < 0) {
+    throw Error("start: fork failed for actor '" + a.name() + "': " + std::strerror(errno));
+  }
+  auto h = std::make_shared<ProcessHandle>();
+  h->pid = pid;
+  h->authkey = plan.authkey;
+  slot = h;
+  return h;
+}
+
+// The driver's side of a run with a standalone relay-broker: it joins the
+// broker as a member that brings the plan, forks the actors placed on this
+// host (before any thread exists), then serves on a thread while the handler
+// runs on this one. Queue puts, log records and remote exits arrive from the
+// broker; so does the result, which becomes start()'s outcome.
+// `slots` are the actors' own handles (Actor::process_), by id.
+void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& actors,
+                     const std::vector<std::shared_ptr<ProcessHandle>*>& slots, Handler* handler,
+                     const std::shared_ptr<spdlog::logger>& logger) {
+  // Placement is the broker's business now; the plan keeps who runs here.
+  plan.control_endpoint.clear();
+  plan.log_endpoint.clear();
+  std::vector<std::shared_ptr<ProcessHandle>> handles;
+  for (auto* slot : slots) {
+    *slot = std::make_shared<ProcessHandle>();  // replaced if forked here
+    handles.push_back(*slot);
+  }
+  SignalGuard signals;
+  workers::WorkerConfig config;
+  config.driver = state.broker;
+  config.key = plan.key;
+  // For the broker's first answer; then it pings while it waits for workers.
+  config.join_wait = std::chrono::milliseconds(10000);
+
+  std::optional<broker::RunResult> result;
+  std::deque<std::tuple<std::uint32_t, std::uint64_t, std::string>> pending;  // bounded puts
+  int interrupted = 0;
+  std::mutex abort_mu;
+  std::string abort_reason;
+  const int wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake < 0) throw Error(std::string("start: eventfd: ") + std::strerror(errno));
+  struct CloseFd {
+    int fd;
+    ~CloseFd() { ::close(fd); }
+  } close_wake{wake};
+
+  workers::DriverPart part;
+  part.plan = pack_broker_plan(plan);
+  auto send = [&](const std::string& frame) {
+    if (part.send) part.send(frame);
+  };
+  auto deliver = [&](std::uint32_t actor, std::uint64_t queue, bool bounded, const char* data,
+                     std::size_t size) {
+    const Delivery d = deliver_to_queue(queue, data, size);
+    if (d == Delivery::full) return false;
+    if (d == Delivery::unknown_queue) {
+      logger->error("[{}] ({}) put to a queue that the main process does not own; dropped",
+                    plan.actors[actor].group_name, plan.actors[actor].name);
+    }
+    if (bounded) send(pack_ctl(Ctl::qack, actor, queue));
+    return true;
+  };
+  part.on_frame = [&](Ctl kind, const msgpack::object* a, std::uint32_t n) {
+    if (kind == Ctl::qput && n >= 5 && a[4].type == msgpack::type::BIN) {
+      const auto actor = a[1].as<std::uint32_t>();
+      const auto queue = a[2].as<std::uint64_t>();
+      const bool bounded = a[3].as<bool>();
+      if (actor >= plan.actors.size()) throw EncodeError("put from an unknown actor");
+      bool behind = false;
+      for (const auto& p : pending) behind |= std::get<1>(p) == queue;
+      if (behind || !deliver(actor, queue, bounded, a[4].via.bin.ptr, a[4].via.bin.size)) {
+        if (!bounded) throw EncodeError("an unbounded queue is full");
+        pending.emplace_back(actor, queue, std::string(a[4].via.bin.ptr, a[4].via.bin.size));
+      }
+    } else if (kind == Ctl::dlog && n >= 4) {
+      const auto id = a[1].as<std::uint32_t>();
+      const auto level = a[2].as<std::uint8_t>();
+      if (id >= plan.actors.size() || level > static_cast<std::uint8_t>(Level::critical)) {
+        throw EncodeError("bad log record");
+      }
+      logger->log(static_cast<spdlog::level::level_enum>(level), "[{}] ({}) {}",
+                  plan.actors[id].group_name, plan.actors[id].name, a[3].as<std::string>());
+    } else if (kind == Ctl::rended && n >= 4) {
+      const auto id = a[1].as<std::uint32_t>();
+      if (id >= handles.size()) throw EncodeError("exit of an unknown actor");
+      ProcessHandle& h = *handles[id];
+      {
+        std::lock_guard lock(h.mu);
+        h.pid = a[2].as<int>();
+        h.exitcode = a[3].as<int>();
+      }
+      h.ended.notify_all();
+    } else if (kind == Ctl::result && n >= 2 && a[1].type == msgpack::type::BIN) {
+      result = broker::unpack_result(a[1].via.bin.ptr, a[1].via.bin.size);
+    } else {
+      throw EncodeError("unexpected frame for the driver");
+    }
+  };
+  part.watches.emplace_back(queue_space_fd(), [&] {
+    std::uint64_t n;
+    [[maybe_unused]] ssize_t r = ::read(queue_space_fd(), &n, sizeof n);
+    std::set<std::uint64_t> full;
+    for (auto it = pending.begin(); it != pending.end();) {
+      auto& [actor, queue, bytes] = *it;
+      if (full.count(queue) || !deliver(actor, queue, true, bytes.data(), bytes.size())) {
+        full.insert(queue);
+        ++it;
+      } else {
+        it = pending.erase(it);
+      }
+    }
+  });
+  part.watches.emplace_back(signals.fd(), [&] {
+    if (const int sig = signals.take(); sig != 0 && interrupted == 0) {
+      interrupted = sig;
+      logger->warn("interrupted by {}: stopping every actor", signal_name(sig));
+      send(pack_ctl(Ctl::dabort, "interrupted by " + signal_name(sig)));
+    }
+  });
+  part.watches.emplace_back(wake, [&] {
+    std::uint64_t n;
+    [[maybe_unused]] ssize_t r = ::read(wake, &n, sizeof n);
+    std::lock_guard lock(abort_mu);
+    send(pack_ctl(Ctl::dabort, abort_reason));
+  });
+
+  workers::WorkerSession session(plan, config, logger, &part);
+  session.join_and_fork([&](std::uint32_t id) {
+    handles[id] = fork_actor(plan, *actors[id], *slots[id], logger);
+    return handles[id];
+  });
+  std::vector<int> pidfds;
+  for (auto& h : handles) {
+    if (h->pidfd >= 0) pidfds.push_back(h->pidfd);
+  }
+  signals.set_pidfds(pidfds);
+
+  set_queues_running(true);
+  std::exception_ptr session_error;
+  std::thread serving([&] {
+    try {
+      session.serve();
+    } catch (...) {
+      session_error = std::current_exception();
+    }
+    set_queues_running(false);
+  });
+  HandlerOutcome handled;
+  if (handler != nullptr) {
+    try {
+      handler->run();
+    } catch (...) {
+      handled.error = std::current_exception();
+      handled.abort_reason = "the handler threw: " + describe_current_exception();
+      {
+        std::lock_guard lock(abort_mu);
+        abort_reason = handled.abort_reason;
+      }
+      const std::uint64_t one = 1;
+      [[maybe_unused]] ssize_t w = ::write(wake, &one, sizeof one);
+    }
+  }
+  serving.join();
+  logger->flush();
+  if (!result) {
+    // No word from the broker on how it ended: the session's error says why.
+    if (interrupted != 0) throw Interrupted(interrupted);
+    if (handled.error) std::rethrow_exception(handled.error);
+    if (session_error) std::rethrow_exception(session_error);
+    throw Error("relay: the broker at " + state.broker + " ended the run without a result");
+  }
+  throw_outcome(std::move(*result), handles, interrupted, handled, nullptr, logger);
+}
+
 // The driver's side of a run. Forks every actor first (a ZeroMQ context and
 // the broker thread must not exist at fork), then runs the broker on a thread
 // and the handler on this one, and turns what the broker saw into the result.
@@ -158,23 +384,27 @@ void run_relay(RelayState& state, Handler* handler) {
     config.labels = me.labels;
     config.key = plan.key;
     workers::run_worker(
-        plan, config,
-        [&](std::uint32_t id) {
-          logger->flush();
-          std::fflush(nullptr);
-          const pid_t pid = ::fork();
-          if (pid == 0) run_actor_process(plan, *actors[id]);
-          if (pid < 0) throw Error(std::string("worker: fork failed: ") + std::strerror(errno));
-          auto h = std::make_shared<ProcessHandle>();
-          h->pid = pid;
-          h->authkey = plan.authkey;
-          actors[id]->process_ = h;
-          return h;
+        plan, config, [&](std::uint32_t id) {
+          return fork_actor(plan, *actors[id], actors[id]->process_, logger);
         },
         logger);
     return;
   }
 
+  if (!state.broker.empty()) {
+    if (!state.listen.empty() || !state.monitor.empty()) {
+      throw std::invalid_argument(
+          "start: with a standalone broker (broker()), the broker listens for workers and "
+          "publishes the monitor stream (relay-broker --listen, --monitor); do not call "
+          "listen() or monitor()");
+    }
+    plan.expect_workers = state.expect_workers.value_or(any_remote ? 1 : 0);
+    plan.worker_wait = state.worker_wait;
+    std::vector<std::shared_ptr<ProcessHandle>*> slots;
+    for (Actor* a : actors) slots.push_back(&a->process_);
+    run_with_broker(state, plan, actors, slots, handler, logger);
+    return;
+  }
   if (any_remote && state.listen.empty()) {
     throw std::invalid_argument(
         "start: a group is placed on workers, but the relay does not listen for them; call "
@@ -233,29 +463,18 @@ void run_relay(RelayState& state, Handler* handler) {
     }
   };
 
-  // A child inherits unflushed stdio buffers and would print them again.
-  logger->flush();
-  std::fflush(nullptr);
-  std::cout.flush();
-  std::cerr.flush();
   for (Actor* a : actors) {
     if (plan.remote(static_cast<std::uint32_t>(a->id_))) {
       a->process_ = std::make_shared<ProcessHandle>();  // lives on a worker
       handles.push_back(a->process_);
       continue;
     }
-    const pid_t pid = ::fork();
-    if (pid == 0) run_actor_process(plan, *a);
-    if (pid < 0) {
-      const std::string why = std::strerror(errno);
+    try {
+      handles.push_back(fork_actor(plan, *a, a->process_, logger));
+    } catch (...) {
       kill_all_and_reap();
-      throw Error("start: fork failed for actor '" + a->name() + "': " + why);
+      throw;
     }
-    auto h = std::make_shared<ProcessHandle>();
-    h->pid = pid;
-    h->authkey = plan.authkey;
-    handles.push_back(h);
-    a->process_ = h;
   }
   std::vector<int> pidfds;
   for (auto& h : handles) {
@@ -327,51 +546,20 @@ void run_relay(RelayState& state, Handler* handler) {
     // Nothing more will arrive: a get() waiting on an empty queue must end.
     set_queues_running(false);
   });
-  std::exception_ptr handler_error;
+  HandlerOutcome handled;
   if (handler != nullptr) {
     try {
       handler->run();
     } catch (...) {
-      handler_error = std::current_exception();
-      broker->request_abort("the handler threw: " + describe_current_exception());
+      handled.error = std::current_exception();
+      handled.abort_reason = "the handler threw: " + describe_current_exception();
+      broker->request_abort(handled.abort_reason);
     }
   }
   broker_thread.join();
   logger->flush();
-
-  std::uint64_t rejected = 0;
-  for (const broker::ActorReport& r : broker->reports()) rejected += r.rejected;
-  if (rejected > 0) {
-    logger->warn("actors turned away {} malformed or foreign frame(s) during the run", rejected);
-  }
-  std::vector<ActorError::Failure> failures;
-  for (std::uint32_t id = 0; id < actors.size(); ++id) {
-    if (!broker->failed(id)) continue;
-    const broker::ActorReport& r = broker->reports()[id];
-    failures.push_back({plan.actors[id].group_name, plan.actors[id].name,
-                        r.pid != 0 ? r.pid : handles[id]->pid, r.host,
-                        broker->failure_reason(id)});
-  }
-  if (!failures.empty()) throw ActorError(std::move(failures));
-  if (interrupted != 0) throw Interrupted(interrupted);
-  if (handler_error) std::rethrow_exception(handler_error);
-  if (broker_error) std::rethrow_exception(broker_error);
-  std::string mismatch;
-  for (const broker::EdgeCount& e : broker->edges()) {
-    if (e.mismatches.empty()) continue;
-    if (!mismatch.empty()) mismatch += "; ";
-    mismatch += "edge '" + plan.groups[e.from_group].name + "' -> '" +
-                plan.groups[e.from_group + 1].name + "': sent " + std::to_string(e.sent) +
-                ", received " + std::to_string(e.received) + " (";
-    for (std::size_t i = 0; i < e.mismatches.size(); ++i) {
-      mismatch += (i ? ", " : "") + e.mismatches[i];
-    }
-    mismatch += ")";
-  }
-  if (!mismatch.empty()) throw AccountingError("relay: messages lost or duplicated: " + mismatch);
-  if (auto reason = broker->abort_reason()) throw Error("relay: run stopped: " + *reason);
+  throw_outcome(broker->result(), handles, interrupted, handled, broker_error, logger);
 }
-
 }  // namespace internal
 
 Relay::Relay(std::optional<std::size_t> maxsize, std::string log)
@@ -468,6 +656,14 @@ void init(int& argc, char** argv) {
 }
 
 bool is_worker() { return !internal::role().worker.empty(); }
+
+Relay& Relay::broker(std::string endpoint) {
+  if (endpoint.rfind("tcp://", 0) != 0) {
+    throw std::invalid_argument("broker: '" + endpoint + "' is not a tcp://ADDRESS:PORT endpoint");
+  }
+  state_->broker = std::move(endpoint);
+  return *this;
+}
 
 Relay& Relay::listen(std::string endpoint) {
   if (endpoint.rfind("tcp://", 0) != 0) {

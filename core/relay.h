@@ -168,6 +168,13 @@ class Relay {
   // workers reach this host. Data then flows over tcp between hosts. Binding a
   // non-loopback address needs a key (secure()) or allow_insecure_network().
   Relay& listen(std::string endpoint);
+  // Uses the standalone broker at `endpoint` ("tcp://ADDRESS:PORT", a running
+  // relay-broker) instead of one inside this process: this process joins it,
+  // sends it the plan and runs the actors placed on its own host; workers join
+  // the broker too. Queue puts, log records and the outcome reach start() as
+  // with an embedded broker. Not with listen() or monitor(): the broker owns
+  // those endpoints (relay-broker --listen, --monitor).
+  Relay& broker(std::string endpoint);
   // Runs group `group` where `where` says (default: Placement::local()).
   Relay& place(const std::string& group, Placement where);
   // Waits at most `timeout` in start() for `n` workers before assigning

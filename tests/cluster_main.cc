@@ -13,9 +13,11 @@
 // and exits 0. A failed run prints "error: <what>" and exits 1. A worker
 // prints "worker done" (exit 0) or "worker error: <what>" (exit 1).
 //
-// Flags (after relay::init): --listen URL, --workers N (expected),
+// Flags (after relay::init): --listen URL, --broker URL (a relay-broker),
+// --workers N (expected),
 // --items N, --delay-ms MS (per item, in each forwarder), --key FILE,
-// --place spread|label:NAME, --insecure, --join-timeout-ms MS.
+// --place spread|label:NAME, --insecure, --join-timeout-ms MS, --fail-at N
+// (the forwarder that gets item N throws).
 #include <unistd.h>
 
 #include <chrono>
@@ -23,6 +25,7 @@
 #include <cstdlib>
 #include <exception>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +36,7 @@ namespace {
 
 struct Options {
   std::string listen;
+  std::string broker;
   std::string monitor;
   std::size_t workers = 0;
   long long items = 1000;
@@ -41,13 +45,14 @@ struct Options {
   std::string place = "spread";
   bool insecure = false;
   long long join_timeout_ms = 30000;
+  long long fail_at = 0;  // a forwarder throws when it gets this item
 };
 
 [[noreturn]] void Usage(const char* argv0, const std::string& why) {
   std::fprintf(stderr,
-               "%s: %s\nusage: %s [--listen URL] [--workers N] [--items N] [--delay-ms MS]\n"
+               "%s: %s\nusage: %s [--listen URL] [--broker URL] [--workers N] [--items N] [--delay-ms MS]\n"
                "  [--key FILE] [--place spread|label:NAME] [--insecure] [--join-timeout-ms MS]\n"
-               "  [--monitor URL]\n",
+               "  [--monitor URL] [--fail-at N]\n",
                argv0, why.c_str(), argv0);
   std::exit(2);
 }
@@ -62,6 +67,8 @@ Options Parse(int argc, char** argv) {
     };
     if (a == "--listen") {
       o.listen = value();
+    } else if (a == "--broker") {
+      o.broker = value();
     } else if (a == "--monitor") {
       o.monitor = value();
     } else if (a == "--workers") {
@@ -78,6 +85,8 @@ Options Parse(int argc, char** argv) {
       o.insecure = true;
     } else if (a == "--join-timeout-ms") {
       o.join_timeout_ms = std::stoll(value());
+    } else if (a == "--fail-at") {
+      o.fail_at = std::stoll(value());
     } else {
       Usage(argv[0], "unknown argument " + a);
     }
@@ -99,19 +108,23 @@ class Source : public relay::Actor {
 
 class Forwarder : public relay::Actor {
  public:
-  explicit Forwarder(int delay_ms) : delay_ms_(delay_ms) {}
+  Forwarder(int delay_ms, long long fail_at) : delay_ms_(delay_ms), fail_at_(fail_at) {}
   void startup() override {
     const char* h = std::getenv("CLUSTER_HOST");
     host_ = h ? h : "?";
   }
   void recv(const relay::Message& m) override {
     if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
+    if (m.get<long long>(0) == fail_at_) {
+      throw std::runtime_error("forwarder failed at " + std::to_string(fail_at_));
+    }
     send(m.get<long long>(0), static_cast<long long>(::getpid()), host_);
     if (++count_ % 100 == 0) log("forwarded {} on {}", count_, host_);
   }
 
  private:
   int delay_ms_;
+  long long fail_at_;
   std::string host_;
   long long count_ = 0;
 };
@@ -175,7 +188,7 @@ int main(int argc, char** argv) {
     Report report;
     Source source(o.items);
     std::vector<std::unique_ptr<Forwarder>> work;
-    for (int i = 0; i < 4; ++i) work.push_back(std::make_unique<Forwarder>(o.delay_ms));
+    for (int i = 0; i < 4; ++i) work.push_back(std::make_unique<Forwarder>(o.delay_ms, o.fail_at));
     Sink sink(report.q);
 
     relay::Relay relay(/*maxsize=*/100);
@@ -186,6 +199,7 @@ int main(int argc, char** argv) {
     if (!o.key.empty()) relay.secure(o.key);
     if (o.insecure) relay.allow_insecure_network();
     if (!o.listen.empty()) relay.listen(o.listen);
+    if (!o.broker.empty()) relay.broker(o.broker);
     if (!o.monitor.empty()) relay.monitor(o.monitor);
     if (o.workers > 0) {
       relay.expect_workers(o.workers, std::chrono::milliseconds(o.join_timeout_ms));

@@ -8,6 +8,7 @@
 // exclusive (timing bounds). CLUSTER_TEST_VERBOSE=1 (--test_env) prints every
 // program's output after each test.
 #include <arpa/inet.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -424,6 +425,198 @@ TEST_F(ClusterTest, NetworkCutIsDetected) {
     EXPECT_TRUE(left.empty()) << left.size() << " actor process(es) of worker " << w->pid()
                               << " still run 3 s after it exited";
   }
+}
+
+// ---- A standalone relay-broker ----
+//
+// The broker runs on host A; the driver (Relay::broker(URL)) and its two
+// workers on host B. Each joins the broker; data flows between the driver's
+// actors and the workers' on B; queue puts, logs and the outcome reach the
+// driver through the broker.
+
+class StandaloneBrokerTest : public ClusterTest {
+ protected:
+  Spawned& Broker(std::vector<std::string> args) {
+    args.insert(args.begin(), {"broker/relay-broker", "--listen", url_});
+    procs_.push_back(Spawn(*a_, args, {}, "a"));
+    return *procs_.back();
+  }
+  Spawned& DriverOnB(std::vector<std::string> extra, std::size_t workers, long long items,
+                     int delay_ms) {
+    std::vector<std::string> args = {"--broker", url_, "--workers", std::to_string(workers),
+                                     "--join-timeout-ms", "20000"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    for (auto& a : AppArgs(items, delay_ms)) args.push_back(a);
+    return Start(*b_, "d", args);
+  }
+};
+
+// With a cluster key: a worker holding another key knocks first and is not
+// taken; the run goes through two good workers with exact counts, the
+// workers' log records reach the driver, and relay-broker --runs 1 ends well.
+TEST_F(StandaloneBrokerTest, EndToEndWithKey) {
+  constexpr long long kItems = 2000;
+  const std::string good = MakeKey("good");
+  const std::string bad = MakeKey("bad");
+  ASSERT_FALSE(HasFailure());
+  Spawned& broker = Broker({"--key", good, "--runs", "1"});
+  ASSERT_TRUE(broker.WaitForOutput("waiting for a driver", milliseconds(10000))) << All();
+  Spawned& intruder = Worker("bad", {"--relay-key", bad}, kItems, 0);
+  std::this_thread::sleep_for(milliseconds(1000));
+  Spawned& driver = DriverOnB({"--key", good}, 2, kItems, 0);
+  Spawned& w1 = Worker("b1", {"--relay-key", good}, kItems, 0);
+  Spawned& w2 = Worker("b2", {"--relay-key", good}, kItems, 0);
+
+  const int status = driver.WaitExit(milliseconds(40000));
+  ASSERT_NE(status, -1) << "driver still running after 40 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("count=2000 sum=2001000 forwarders=4 hosts=b1,b2\n"))
+      << All();
+  EXPECT_THAT(driver.out(), HasSubstr("forwarder handles: exit0,exit0,exit0,exit0,\n")) << All();
+  // Records logged on the workers, written by the driver's logger.
+  EXPECT_THAT(driver.out(), HasSubstr("[relay] [info] [work] (Forwarder-")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("[relay] [info] [sink] (Sink-0) sink got 2000")) << All();
+  for (Spawned* w : {&w1, &w2}) {
+    EXPECT_TRUE(ExitedWith(w->WaitExit(milliseconds(10000)), 0)) << All();
+    EXPECT_THAT(w->out(), HasSubstr("worker done")) << All();
+  }
+  const int bs = broker.WaitExit(milliseconds(10000));
+  EXPECT_TRUE(ExitedWith(bs, 0)) << DescribeStatus(bs) << "\n" << All();
+  EXPECT_THAT(broker.out(), HasSubstr("run 1 ended well")) << All();
+  EXPECT_THAT(broker.out(), HasSubstr("driver d runs Source-0, Sink-0")) << All();
+  EXPECT_THAT(intruder.out(), Not(HasSubstr("worker done"))) << All();
+  EXPECT_THAT(broker.out(), Not(HasSubstr("worker bad runs"))) << All();
+}
+
+// The driver is SIGKILLed mid-run: the broker reports its host lost within
+// ~5 s and stops the run, the worker stops its actors and exits with an
+// error, and the broker serves the next driver, whose run ends well.
+TEST_F(StandaloneBrokerTest, OutlivesAKilledDriver) {
+  constexpr long long kItems = 100000;  // 4 forwarders x 1 ms: ~25 s
+  Spawned& broker = Broker({"--allow-insecure-network", "--runs", "2"});
+  Spawned& driver = DriverOnB({}, 1, kItems, 1);
+  Spawned& w1 = Worker("b1", {}, kItems, 1);
+  ASSERT_TRUE(driver.WaitForOutput("running\n", milliseconds(30000)))
+      << "the run did not get under way within 30 s\n"
+      << All();
+  const auto cut = Clock::now();
+  driver.KillMain();
+  ASSERT_TRUE(broker.WaitForOutput("run 1 failed", milliseconds(8000)))
+      << "the broker did not notice the lost driver within 8 s\n"
+      << All();
+  EXPECT_LE(MsSince(cut), 6500) << All();
+  EXPECT_THAT(broker.out(), HasSubstr("host 'd'")) << All();
+  const int ws = w1.WaitExit(milliseconds(10000));
+  EXPECT_NE(ws, -1) << "the worker still runs 10 s after its driver died\n" << All();
+  EXPECT_TRUE(ExitedWith(ws, 1)) << DescribeStatus(ws) << "\n" << All();
+  std::vector<pid_t> left;
+  for (Spawned* p : {&driver, &w1}) {
+    for (int i = 0; i < 500 && !(left = p->Remaining()).empty(); ++i) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    EXPECT_TRUE(left.empty()) << left.size() << " actor process(es) of " << p->pid()
+                              << " still run 5 s after the driver died";
+  }
+
+  // The next run.
+  Spawned& again = DriverOnB({}, 1, 500, 0);
+  Spawned& w2 = Worker("b2", {}, 500, 0);
+  const int status = again.WaitExit(milliseconds(40000));
+  ASSERT_NE(status, -1) << "second driver still running after 40 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(again.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=b2\n")) << All();
+  EXPECT_TRUE(ExitedWith(w2.WaitExit(milliseconds(10000)), 0)) << All();
+  const int bs = broker.WaitExit(milliseconds(10000));
+  EXPECT_TRUE(ExitedWith(bs, 1)) << "one of its two runs failed: " << DescribeStatus(bs) << "\n"
+                                 << All();
+  EXPECT_THAT(broker.out(), HasSubstr("run 2 ended well")) << All();
+}
+
+// An actor on a worker throws: the driver's start() reports it (group, name,
+// the exception's text) as with an embedded broker, the worker ends with an
+// error, and relay-broker says the run failed.
+TEST_F(StandaloneBrokerTest, RemoteFailureReachesTheDriver) {
+  Spawned& broker = Broker({"--allow-insecure-network", "--runs", "1"});
+  Spawned& driver = DriverOnB({"--fail-at", "300"}, 1, 2000, 0);
+  Spawned& w = Worker("b1", {"--fail-at", "300"}, 2000, 0);
+  const int status = driver.WaitExit(milliseconds(30000));
+  ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("error: ")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("[work] (Forwarder-")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("forwarder failed at 300")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("on b1")) << "the failed actor's host is not named\n"
+                                                << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 1)) << All();
+  EXPECT_TRUE(ExitedWith(broker.WaitExit(milliseconds(10000)), 1)) << All();
+  EXPECT_THAT(broker.out(), HasSubstr("run 1 failed")) << All();
+}
+
+// Ctrl-C at the driver stops the whole run through the broker: the driver
+// reports the interruption, the worker stops its actors, nothing is left.
+TEST_F(StandaloneBrokerTest, InterruptAtTheDriverStopsTheRun) {
+  constexpr long long kItems = 100000;
+  Spawned& broker = Broker({"--allow-insecure-network", "--runs", "1"});
+  Spawned& driver = DriverOnB({}, 1, kItems, 1);
+  Spawned& w = Worker("b1", {}, kItems, 1);
+  ASSERT_TRUE(driver.WaitForOutput("running\n", milliseconds(30000))) << All();
+  const auto sent = Clock::now();
+  ASSERT_EQ(::kill(driver.pid(), SIGINT), 0);
+  const int status = driver.WaitExit(milliseconds(8000));
+  ASSERT_NE(status, -1) << "driver still running 8 s after SIGINT\n" << All();
+  EXPECT_LE(MsSince(sent), 4000) << All();
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("error: relay: run interrupted by SIGINT")) << All();
+  EXPECT_THAT(broker.out(), HasSubstr("stops the run: interrupted by SIGINT")) << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 1)) << All();
+  for (Spawned* p : {&driver, &w}) {
+    std::vector<pid_t> left;
+    for (int i = 0; i < 300 && !(left = p->Remaining()).empty(); ++i) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    EXPECT_TRUE(left.empty()) << left.size() << " process(es) of " << p->pid() << " left";
+  }
+  EXPECT_NE(broker.WaitExit(milliseconds(10000)), -1) << All();
+}
+
+// SIGTERM to relay-broker stops the run it serves: the driver says why, and
+// the broker exits 0 (stopped on purpose).
+TEST_F(StandaloneBrokerTest, SigtermToTheBrokerStopsTheRun) {
+  constexpr long long kItems = 100000;
+  Spawned& broker = Broker({"--allow-insecure-network"});
+  Spawned& driver = DriverOnB({}, 1, kItems, 1);
+  Spawned& w = Worker("b1", {}, kItems, 1);
+  ASSERT_TRUE(driver.WaitForOutput("running\n", milliseconds(30000))) << All();
+  ASSERT_EQ(::kill(broker.pid(), SIGTERM), 0);
+  const int status = driver.WaitExit(milliseconds(8000));
+  ASSERT_NE(status, -1) << "driver still running 8 s after the broker's SIGTERM\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("relay-broker stopped by SIGTERM")) << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 1)) << All();
+  const int bs = broker.WaitExit(milliseconds(10000));
+  EXPECT_TRUE(ExitedWith(bs, 0)) << DescribeStatus(bs) << "\n" << All();
+}
+
+// relay-broker's command line: --help, and refusals with exit status 2.
+TEST_F(StandaloneBrokerTest, CommandLine) {
+  auto run = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "broker/relay-broker");
+    auto p = Spawn(*a_, args);
+    const int status = p->WaitExit(milliseconds(10000));
+    return std::make_pair(status, p->Transcript());
+  };
+  auto [help, help_text] = run({"--help"});
+  EXPECT_TRUE(ExitedWith(help, 0)) << help_text;
+  EXPECT_THAT(help_text, HasSubstr("--listen URL")) << help_text;
+  auto [none, none_text] = run({});
+  EXPECT_TRUE(ExitedWith(none, 2)) << none_text;
+  EXPECT_THAT(none_text, HasSubstr("--listen is required")) << none_text;
+  // Not loopback, no key: refused unless said loudly.
+  auto [open, open_text] = run({"--listen", url_});
+  EXPECT_TRUE(ExitedWith(open, 2)) << open_text;
+  EXPECT_THAT(open_text, HasSubstr("--allow-insecure-network")) << open_text;
+  auto [any, any_text] = run({"--listen", "tcp://*:5555"});
+  EXPECT_TRUE(ExitedWith(any, 2)) << any_text;
 }
 
 }  // namespace

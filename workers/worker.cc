@@ -79,66 +79,90 @@ std::string local_address_towards(const std::string& endpoint) {
   return address;
 }
 
-void run_worker(internal::Plan& plan, const WorkerConfig& config,
-                const std::function<std::shared_ptr<internal::ProcessHandle>(std::uint32_t)>&
-                    fork_actor,
-                const std::shared_ptr<spdlog::logger>& logger) {
-  const std::string rid = "W" + internal::random_hex(8);
-  const std::string address = local_address_towards(config.driver);
-  std::vector<std::uint32_t> ids;
+WorkerSession::WorkerSession(internal::Plan& plan, WorkerConfig config,
+                             std::shared_ptr<spdlog::logger> logger, DriverPart* driver)
+    : plan_(plan), config_(std::move(config)), logger_(std::move(logger)), driver_(driver) {}
+
+std::string WorkerSession::peer() const {
+  return (driver_ ? "the broker at " : "the driver at ") + config_.driver;
+}
+
+void WorkerSession::join_and_fork(const ForkActor& fork_actor) {
+  rid_ = "W" + internal::random_hex(8);
+  address_ = local_address_towards(config_.driver);
   // Join with a context of its own, closed before any fork: a ZeroMQ context
   // must not cross fork().
   {
     zmq::context_t ctx(1);
-    zmq::socket_t s = join_socket(ctx, rid, config);
-    send_ctl(s, Ctl::whello, internal::host_name(), config.labels, static_cast<int>(::getpid()),
-             address);
-    logger->info("worker: joining {} from {}", config.driver, address);
-    const auto deadline = Clock::now() + config.join_wait;
+    zmq::socket_t s = join_socket(ctx, rid_, config_);
+    if (driver_) {
+      s.send(zmq::buffer(internal::pack_ctl_bin(Ctl::dhello, driver_->plan, internal::host_name(),
+                                                static_cast<int>(::getpid()), address_)));
+      logger_->info("driver: joining the broker at {} from {}", config_.driver, address_);
+    } else {
+      send_ctl(s, Ctl::whello, internal::host_name(), config_.labels,
+               static_cast<int>(::getpid()), address_);
+      logger_->info("worker: joining {} from {}", config_.driver, address_);
+    }
+    // Until the broker answers, wait join_wait; once it has, it pings while
+    // it waits for the rest of the run's members, and its silence means it
+    // is gone.
+    const auto deadline = Clock::now() + config_.join_wait;
+    std::optional<Clock::time_point> last_heard;
     bool assigned = false;
     while (!assigned) {
-      if (Clock::now() >= deadline) {
-        throw Error("relay worker: no answer from the driver at " + config.driver + " within " +
-                    std::to_string(config.join_wait.count() / 1000) +
+      const auto now = Clock::now();
+      if (!last_heard && now >= deadline) {
+        throw Error("relay " + std::string(driver_ ? "driver" : "worker") + ": no answer from " +
+                    peer() + " within " + std::to_string(config_.join_wait.count() / 1000) +
                     " s (is it running? same key?)");
+      }
+      if (last_heard && now - *last_heard > internal::kHostTimeout) {
+        throw Error("relay " + std::string(driver_ ? "driver" : "worker") + ": lost " + peer() +
+                    " while waiting to be given actors");
       }
       zmq::pollitem_t items[] = {{s.handle(), 0, ZMQ_POLLIN, 0}};
       zmq::poll(items, 1, std::chrono::milliseconds(200));
       zmq::message_t frame;
       while (s.recv(frame, zmq::recv_flags::dontwait)) {
+        last_heard = Clock::now();
         msgpack::zone zone;
         const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
         const auto kind = static_cast<Ctl>(o.via.array.ptr[0].as<std::uint8_t>());
         if (kind == Ctl::assign) {
-          ids = o.via.array.ptr[1].as<std::vector<std::uint32_t>>();
-          plan.control_endpoint = o.via.array.ptr[2].as<std::string>();
-          plan.log_endpoint = o.via.array.ptr[3].as<std::string>();
+          ids_ = o.via.array.ptr[1].as<std::vector<std::uint32_t>>();
+          plan_.control_endpoint = o.via.array.ptr[2].as<std::string>();
+          plan_.log_endpoint = o.via.array.ptr[3].as<std::string>();
           assigned = true;
         } else if (kind == Ctl::end || kind == Ctl::abort) {
           const std::string why = o.via.array.ptr[o.via.array.size - 1].as<std::string>();
-          throw Error("relay worker: the driver at " + config.driver + " turned us away: " + why);
+          throw Error("relay " + std::string(driver_ ? "driver" : "worker") + ": " + peer() +
+                      " turned us away: " + why);
         }
       }
     }
   }
-  plan.distributed = true;
-  plan.data_host = address;
-  plan.driver_pid = ::getpid();
-  plan.key = config.key;
-
-  std::vector<std::shared_ptr<internal::ProcessHandle>> handles;
-  for (std::uint32_t id : ids) {
+  plan_.distributed = true;
+  plan_.data_host = address_;
+  plan_.driver_pid = ::getpid();
+  plan_.key = config_.key;
+  for (std::uint32_t id : ids_) {
     auto h = fork_actor(id);
     h->pidfd = internal::pidfd_open(h->pid);
-    handles.push_back(h);
+    handles_.push_back(h);
   }
-  auto signal_all = [&](int sig) {
-    for (auto& h : handles) h->signal(sig);
-  };
-  logger->info("worker: running {} actor(s)", ids.size());
+  logger_->info("{}: running {} actor(s)", driver_ ? "driver" : "worker", ids_.size());
+}
 
+void WorkerSession::serve() {
+  auto signal_all = [&](int sig) {
+    for (auto& h : handles_) h->signal(sig);
+  };
   zmq::context_t ctx(1);
-  zmq::socket_t s = join_socket(ctx, rid, config);
+  zmq::socket_t s = join_socket(ctx, rid_, config_);
+  if (driver_) {
+    driver_->send = [&s](const std::string& frame) { s.send(zmq::buffer(frame)); };
+  }
   send_ctl(s, Ctl::ping);
   auto last_heard = Clock::now();
   auto next_ping = Clock::now() + internal::kPingPeriod;
@@ -147,10 +171,16 @@ void run_worker(internal::Plan& plan, const WorkerConfig& config,
   Clock::time_point kill_at = Clock::time_point::max();
   std::optional<std::string> stopped;  // why the run stopped, if it did
   bool ended = false;
-  std::size_t running = handles.size();
+  std::size_t running = handles_.size();
+  const std::size_t extra = driver_ ? driver_->watches.size() : 0;
   while (running > 0 || !ended) {
     std::vector<zmq::pollitem_t> items{{s.handle(), 0, ZMQ_POLLIN, 0}};
-    for (auto& h : handles) items.push_back({nullptr, h->exitcode ? -1 : h->pidfd, ZMQ_POLLIN, 0});
+    for (auto& h : handles_) {
+      items.push_back({nullptr, h->exitcode ? -1 : h->pidfd, ZMQ_POLLIN, 0});
+    }
+    for (std::size_t i = 0; i < extra; ++i) {
+      items.push_back({nullptr, driver_->watches[i].first, ZMQ_POLLIN, 0});
+    }
     zmq::poll(items, std::chrono::milliseconds(100));
     zmq::message_t frame;
     while (s.recv(frame, zmq::recv_flags::dontwait)) {
@@ -158,26 +188,36 @@ void run_worker(internal::Plan& plan, const WorkerConfig& config,
       try {
         msgpack::zone zone;
         const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
-        const auto kind = static_cast<Ctl>(o.via.array.ptr[0].as<std::uint8_t>());
+        if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) {
+          throw EncodeError("not a msgpack array");
+        }
+        const msgpack::object* a = o.via.array.ptr;
+        const auto kind = static_cast<Ctl>(a[0].as<std::uint8_t>());
         if (kind == Ctl::abort && !stopped) {
-          stopped = o.via.array.ptr[1].as<std::string>();
+          stopped = a[1].as<std::string>();
           signal_all(SIGTERM);
           kill_at = Clock::now() + std::chrono::milliseconds(1000);
         } else if (kind == Ctl::end) {
+          // Taken: the broker repeats end until it hears this.
+          send_ctl(s, Ctl::wend);
           ended = true;
-          if (!o.via.array.ptr[1].as<bool>() && !stopped) {
-            stopped = o.via.array.ptr[2].as<std::string>();
-          }
+          if (!a[1].as<bool>() && !stopped) stopped = a[2].as<std::string>();
+        } else if (driver_ && kind != Ctl::pong && kind != Ctl::abort) {
+          driver_->on_frame(kind, a, o.via.array.size);
         }
       } catch (const std::exception& e) {
-        logger->warn("worker: rejected a message from the driver: {}", e.what());
+        logger_->warn("{}: rejected a message from {}: {}", driver_ ? "driver" : "worker", peer(),
+                      e.what());
       }
     }
-    for (std::size_t i = 0; i < handles.size(); ++i) {
-      if (handles[i]->exitcode || !(items[i + 1].revents & ZMQ_POLLIN)) continue;
-      if (!handles[i]->try_reap()) continue;
+    for (std::size_t i = 0; i < handles_.size(); ++i) {
+      if (handles_[i]->exitcode || !(items[i + 1].revents & ZMQ_POLLIN)) continue;
+      if (!handles_[i]->try_reap()) continue;
       --running;
-      send_ctl(s, Ctl::wexit, ids[i], *handles[i]->exitcode);
+      send_ctl(s, Ctl::wexit, ids_[i], *handles_[i]->exitcode);
+    }
+    for (std::size_t i = 0; i < extra; ++i) {
+      if (items[1 + handles_.size() + i].revents & ZMQ_POLLIN) driver_->watches[i].second();
     }
     const auto now = Clock::now();
     if (now >= next_ping) {
@@ -190,15 +230,27 @@ void run_worker(internal::Plan& plan, const WorkerConfig& config,
     }
     if (now - last_heard > internal::kHostTimeout) {
       signal_all(SIGKILL);
-      for (auto& h : handles) {
+      for (auto& h : handles_) {
         while (!h->try_reap()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
-      throw Error("relay worker: lost the driver at " + config.driver + " (no word for " +
-                  std::to_string(internal::kHostTimeout.count()) + " ms); stopped " +
-                  std::to_string(running) + " running actor(s)");
+      if (driver_) driver_->send = nullptr;
+      throw Error("relay " + std::string(driver_ ? "driver" : "worker") + ": lost " + peer() +
+                  " (no word for " + std::to_string(internal::kHostTimeout.count()) +
+                  " ms); stopped " + std::to_string(running) + " running actor(s)");
     }
   }
+  // The wend must leave before the socket closes.
+  s.set(zmq::sockopt::linger, 1000);
+  if (driver_) driver_->send = nullptr;
   if (stopped) throw Error("relay worker: the run stopped: " + *stopped);
+}
+
+void run_worker(internal::Plan& plan, const WorkerConfig& config,
+                const WorkerSession::ForkActor& fork_actor,
+                const std::shared_ptr<spdlog::logger>& logger) {
+  WorkerSession session(plan, config, logger);
+  session.join_and_fork(fork_actor);
+  session.serve();
 }
 
 }  // namespace relay::workers

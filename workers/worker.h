@@ -1,11 +1,13 @@
 // workers/worker.h: the runtime that hosts actors on another host.
 //
-// A program started with --relay-worker tcp://DRIVER:PORT runs as a worker:
+// A program started with --relay-worker tcp://BROKER:PORT runs as a worker:
 // its Relay::start() calls run_worker() instead of driving the run. The worker
-// joins the driver's broker, waits to be assigned actors, forks them (they
-// then join the broker themselves over tcp), reports each one's exit, and
-// pings the broker. It stops its actors when the broker says abort, and when
-// the broker falls silent for kHostTimeout (driver gone or network cut).
+// joins the broker (the driver's, or a standalone relay-broker), waits to be
+// assigned actors, forks them (they then join the broker themselves over
+// tcp), reports each one's exit, and pings the broker. It stops its actors
+// when the broker says abort, and when the broker falls silent for
+// kHostTimeout (driver gone or network cut). A driver that uses a standalone
+// relay-broker takes the same part for the actors placed on its own host.
 #pragma once
 
 #include <sys/types.h>
@@ -16,30 +18,69 @@
 #include <string>
 #include <vector>
 
+#include <msgpack.hpp>
 #include <spdlog/logger.h>
 
 #include "relay/internal/plan.h"
 #include "relay/internal/process.h"
 #include "relay/internal/security.h"
+#include "relay/internal/wire.h"
 
 namespace relay::workers {
 
 struct WorkerConfig {
-  std::string driver;               // tcp://HOST:PORT of the driver's broker
+  std::string driver;               // tcp://HOST:PORT of the broker to join
   std::vector<std::string> labels;  // matched by Placement::label()
   std::optional<internal::CurveKey> key;
-  std::chrono::milliseconds join_wait{60000};  // how long to wait for the driver
+  std::chrono::milliseconds join_wait{60000};  // how long to wait for an answer
 };
 
-// Joins the driver and runs the actors it assigns. `plan` is this program's
-// plan (the same as the driver's); run_worker() fills in its endpoints.
-// `fork_actor` forks the process of one actor and returns its handle (the
-// one its Actor object holds, so that pid(), is_alive() and join() work in
-// the worker too); run_worker() reaps it. Returns
-// when the run ended well; throws relay::Error otherwise.
+// What a driver adds when it joins a standalone relay-broker as a member: it
+// sends its plan with the join, and takes the frames only a driver gets.
+struct DriverPart {
+  std::string plan;  // internal::pack_broker_plan() of the driver's plan
+  // qput, dlog, rended and result frames, on the serving thread.
+  std::function<void(internal::Ctl kind, const msgpack::object* a, std::uint32_t n)> on_frame;
+  // Descriptors watched while serving, and what to do when one is readable.
+  std::vector<std::pair<int, std::function<void()>>> watches;
+  // Set by the session while it serves: sends a frame to the broker (only
+  // from on_frame or a watch callback).
+  std::function<void(const std::string& frame)> send;
+};
+
+// One host's part in a run: join the broker, fork the actors it assigns,
+// then serve (report exits, ping, stop the actors on abort) until the run
+// ends. join_and_fork() runs before any thread of the caller's exists (fork);
+// serve() may run on a thread of its own.
+class WorkerSession {
+ public:
+  using ForkActor = std::function<std::shared_ptr<internal::ProcessHandle>(std::uint32_t id)>;
+  // `plan` is this program's plan (the same as the driver's); the session
+  // fills in its endpoints. `driver` (may be null) makes this the driver.
+  WorkerSession(internal::Plan& plan, WorkerConfig config, std::shared_ptr<spdlog::logger> logger,
+                DriverPart* driver = nullptr);
+  // Joins, waits for the assignment and forks those actors with `fork_actor`,
+  // which returns the handle its Actor object holds (so that pid(),
+  // is_alive() and join() work); the session reaps them. Throws relay::Error.
+  void join_and_fork(const ForkActor& fork_actor);
+  // Returns when the run ended well; throws relay::Error otherwise.
+  void serve();
+
+ private:
+  std::string peer() const;
+  internal::Plan& plan_;
+  WorkerConfig config_;
+  std::shared_ptr<spdlog::logger> logger_;
+  DriverPart* driver_;
+  std::string rid_;
+  std::string address_;
+  std::vector<std::uint32_t> ids_;
+  std::vector<std::shared_ptr<internal::ProcessHandle>> handles_;
+};
+
+// A worker's whole part: join_and_fork() then serve().
 void run_worker(internal::Plan& plan, const WorkerConfig& config,
-                const std::function<std::shared_ptr<internal::ProcessHandle>(std::uint32_t id)>&
-                    fork_actor,
+                const WorkerSession::ForkActor& fork_actor,
                 const std::shared_ptr<spdlog::logger>& logger);
 
 // The address of this host on the route to `endpoint`'s host (a tcp:// URL).

@@ -1,7 +1,7 @@
 // Fuzzes the decoder every received frame goes through: decode_message() (with
 // and without an owner, i.e. with large values referenced or copied) and
 // decode_value(), then reads the result the way user code and relay's own
-// control handling do. Any input may be rejected with relay::Error; nothing may
+// control handling do, and unpack_broker_plan() (a driver's join). Any input may be rejected with relay::Error; nothing may
 // crash, leak, hang or allocate far beyond the input's size.
 //
 //   bazel build --config=fuzz //core:codec_fuzzer
@@ -18,6 +18,7 @@
 
 #include "relay/errors.h"
 #include "relay/internal/codec.h"
+#include "relay/internal/plan.h"
 #include "relay/message.h"
 
 namespace {
@@ -129,5 +130,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
   decode_as_message(p, size, false);
   decode_as_message(p, size, true);
   decode_as_value(p, size);
+  // A driver's plan, as relay-broker reads it from a join.
+  try {
+    (void)relay::internal::unpack_broker_plan(p, size);
+  } catch (const relay::Error&) {
+  }
   return 0;
 }

@@ -1,6 +1,12 @@
 #include "relay/internal/plan.h"
 
 #include <algorithm>
+#include <tuple>
+
+#include <msgpack.hpp>
+
+#include "relay/errors.h"
+#include "relay/internal/codec.h"
 
 namespace relay::internal {
 
@@ -8,6 +14,74 @@ std::uint32_t Plan::window(std::uint32_t sender_group) const {
   if (!maxsize) return kDefaultWindow;
   const std::size_t receivers = groups[sender_group + 1].size;
   return static_cast<std::uint32_t>(std::clamp<std::size_t>(*maxsize / receivers, 1, 1u << 30));
+}
+
+namespace {
+
+using PackedGroup = std::tuple<std::string, std::uint32_t, std::uint32_t>;
+using PackedActor = std::tuple<std::uint32_t, std::uint32_t, std::string, std::string>;
+// (placed on workers, label); (false, "") is the driver's host.
+using PackedPlace = std::pair<bool, std::string>;
+using PackedPlan = std::tuple<std::vector<PackedGroup>, std::vector<PackedActor>,
+                              std::vector<PackedPlace>, std::uint64_t, std::int64_t>;
+
+}  // namespace
+
+std::string pack_broker_plan(const Plan& plan) {
+  PackedPlan p;
+  for (const GroupSlot& g : plan.groups) std::get<0>(p).emplace_back(g.name, g.first, g.size);
+  for (const ActorSlot& a : plan.actors) {
+    std::get<1>(p).emplace_back(a.id, a.group, a.name, a.group_name);
+  }
+  for (std::size_t id = 0; id < plan.actors.size(); ++id) {
+    const bool remote = plan.remote(static_cast<std::uint32_t>(id));
+    std::get<2>(p).emplace_back(remote, remote ? *plan.placement[id] : std::string());
+  }
+  std::get<3>(p) = plan.expect_workers;
+  std::get<4>(p) = plan.worker_wait.count();
+  Buffer b;
+  msgpack::pack(b, p);
+  return std::string(b.data(), b.size());
+}
+
+Plan unpack_broker_plan(const char* data, std::size_t size) {
+  PackedPlan p;
+  try {
+    msgpack::zone zone;
+    const msgpack::object o = decode_value(zone, data, size);
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != std::tuple_size_v<PackedPlan>) {
+      throw EncodeError("not a plan");
+    }
+    o.convert(p);
+  } catch (const msgpack::type_error&) {
+    throw EncodeError("plan: a field has the wrong type");
+  }
+  Plan plan;
+  std::uint32_t next = 0;
+  for (const auto& [name, first, n] : std::get<0>(p)) {
+    if (first != next || n == 0) throw EncodeError("plan: groups do not tile the actors");
+    plan.groups.push_back({name, first, n});
+    next += n;
+  }
+  if (plan.groups.size() < 2 || std::get<1>(p).size() != next ||
+      std::get<2>(p).size() != next) {
+    throw EncodeError("plan: group, actor and placement counts disagree");
+  }
+  for (std::uint32_t id = 0; id < next; ++id) {
+    const auto& [aid, group, name, group_name] = std::get<1>(p)[id];
+    if (aid != id || group >= plan.groups.size() || id < plan.groups[group].first ||
+        id >= plan.groups[group].first + plan.groups[group].size ||
+        group_name != plan.groups[group].name) {
+      throw EncodeError("plan: actor " + std::to_string(id) + " does not fit its group");
+    }
+    plan.actors.push_back({aid, group, name, group_name});
+    const auto& [remote, label] = std::get<2>(p)[id];
+    plan.placement.push_back(remote ? std::optional<std::string>(label) : std::nullopt);
+  }
+  plan.expect_workers = std::get<3>(p);
+  if (std::get<4>(p) < 0) throw EncodeError("plan: negative worker wait");
+  plan.worker_wait = std::chrono::milliseconds(std::get<4>(p));
+  return plan;
 }
 
 }  // namespace relay::internal

@@ -70,6 +70,14 @@ struct Plan {
   std::uint32_t window(std::uint32_t sender_group) const;
 };
 
+// What a standalone broker (relay-broker) needs of a driver's plan: groups,
+// actors, placement, how many workers to expect and how long to wait for
+// them. The driver packs it into its join; relay-broker unpacks it and adds
+// its own endpoints and key. unpack_broker_plan() throws EncodeError on
+// anything malformed or inconsistent.
+std::string pack_broker_plan(const Plan& plan);
+Plan unpack_broker_plan(const char* data, std::size_t size);
+
 // Default credit window per sender/receiver pair when no maxsize is given.
 inline constexpr std::uint32_t kDefaultWindow = 1000;
 

@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <thread>
 
 namespace relay::internal {
 
@@ -15,6 +17,20 @@ zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type) {
   s.set(zmq::sockopt::reconnect_ivl, 2);
   s.set(zmq::sockopt::reconnect_ivl_max, 100);
   return s;
+}
+
+void bind_retrying(zmq::socket_t& socket, const std::string& endpoint,
+                   std::chrono::milliseconds patience) {
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  for (;;) {
+    try {
+      socket.bind(endpoint);
+      return;
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EADDRINUSE || std::chrono::steady_clock::now() >= deadline) throw;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 bool send_frame(zmq::socket_t& socket, Buffer& frame, zmq::send_flags flags) {

@@ -8,6 +8,7 @@
 #include <zmq.hpp>
 
 #include "relay/internal/codec.h"
+#include "relay/internal/wire.h"
 
 namespace relay::internal {
 
@@ -15,6 +16,13 @@ namespace relay::internal {
 // nothing is left to flush at close) and fast reconnects (actors may connect
 // before the broker has bound).
 zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type);
+
+// Binds `endpoint`, trying again for up to `patience` while the address is in
+// use: ZeroMQ closes a socket's listener on its I/O thread after close()
+// returns, so a run that binds the port the previous one used may come too
+// early. Throws zmq::error_t as bind() does.
+void bind_retrying(zmq::socket_t& socket, const std::string& endpoint,
+                   std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
 
 // Sends `frame` as one message; large buffers are handed to ZeroMQ without a
 // copy (the buffer is empty afterwards). Blocks while the peer's pipe is full.
@@ -39,6 +47,27 @@ bool send_tagged(zmq::socket_t& socket, char kind, const T& value,
   b.put(kind);
   msgpack::pack(b, value);
   return send_frame(socket, b, flags);
+}
+
+// A control frame [kind, values...] (see wire.h), packed.
+template <class... T>
+std::string pack_ctl(Ctl kind, const T&... values) {
+  Buffer b;
+  msgpack::pack(b, std::make_tuple(static_cast<std::uint8_t>(kind), values...));
+  return std::string(b.data(), b.size());
+}
+
+// [kind, values..., bin]: a control frame whose last field is bytes.
+template <class... T>
+std::string pack_ctl_bin(Ctl kind, std::string_view bin, const T&... values) {
+  Buffer b;
+  msgpack::packer<Buffer> pk(b);
+  pk.pack_array(static_cast<std::uint32_t>(2 + sizeof...(T)));
+  pk.pack(static_cast<std::uint8_t>(kind));
+  (pk.pack(values), ...);
+  pk.pack_bin(static_cast<std::uint32_t>(bin.size()));
+  pk.pack_bin_body(bin.data(), static_cast<std::uint32_t>(bin.size()));
+  return std::string(b.data(), b.size());
 }
 
 // Returns a fresh random token of `n` hex digits (from /dev/urandom).

@@ -22,7 +22,19 @@
 //   ping    [22] / [122]                             both ways, every 500 ms
 //   assign  [120, [actor id...], control, log]       broker -> worker
 //   end     [123, ok, reason]                        broker -> worker
+//   wend    [23]  end taken; the broker repeats end until it has this
 //   (abort  [105, reason] also goes to workers)
+//
+// A driver using a standalone relay-broker joins as a member of the same kind
+// (routing id 'W' + 8 hex digits), runs the actors placed on its own host, and
+// receives what an embedded broker would hand it directly:
+//   dhello  [30, host, pid, address, plan]           driver -> broker
+//   dabort  [31, reason]                             driver -> broker
+//   qack    [32, actor id, queue_id]  a bounded put is in the driver's queue
+//   qput    [130, actor id, queue_id, bounded, bin message]  broker -> driver
+//   dlog    [131, actor id, level, text]             broker -> driver
+//   rended  [132, actor id, pid, exitcode]  an actor on a worker ended
+//   result  [133, packed RunResult]  before end
 //
 // Log channel: each actor's XPUB to the broker's SUB; one msgpack frame
 // [id, level, text] per record.
@@ -60,6 +72,14 @@ enum class Ctl : std::uint8_t {
   assign = 120,
   pong = 122,
   end = 123,
+  wend = 23,
+  dhello = 30,
+  dabort = 31,
+  qack = 32,
+  qput = 130,
+  dlog = 131,
+  rended = 132,
+  result = 133,
 };
 
 // How often workers and the broker tell each other they are alive, and how
