@@ -486,6 +486,16 @@ void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std
       driver_rid_ = rid;
       logger_->info("driver joined: {} ({}), pid {}", w.host, w.address, w.pid);
     } else {
+      if (n < 7) throw EncodeError("too few fields");
+      if (a[5].as<std::uint64_t>() != plan_.fingerprint()) {
+        const std::string why = "its program built a different relay (" +
+                                a[6].as<std::string>() + ") than the driver's (" +
+                                plan_.layout() + "), or named its actors differently";
+        logger_->warn("turned away the worker on {} ({}): {}", w.host, a[4].as<std::string>(),
+                      why);
+        send_to_worker(rid, pack_ctl(Ctl::end, false, why));
+        return;
+      }
       w.labels = a[2].as<std::vector<std::string>>();
       w.pid = a[3].as<int>();
       w.address = a[4].as<std::string>();

@@ -17,7 +17,7 @@
 // --workers N (expected),
 // --items N, --delay-ms MS (per item, in each forwarder), --key FILE,
 // --place spread|label:NAME, --insecure, --join-timeout-ms MS, --fail-at N
-// (the forwarder that gets item N throws).
+// (the forwarder that gets item N throws), --forwarders N (default 4).
 #include <unistd.h>
 
 #include <chrono>
@@ -46,13 +46,14 @@ struct Options {
   bool insecure = false;
   long long join_timeout_ms = 30000;
   long long fail_at = 0;  // a forwarder throws when it gets this item
+  int forwarders = 4;
 };
 
 [[noreturn]] void Usage(const char* argv0, const std::string& why) {
   std::fprintf(stderr,
                "%s: %s\nusage: %s [--listen URL] [--broker URL] [--workers N] [--items N] [--delay-ms MS]\n"
                "  [--key FILE] [--place spread|label:NAME] [--insecure] [--join-timeout-ms MS]\n"
-               "  [--monitor URL] [--fail-at N]\n",
+               "  [--monitor URL] [--fail-at N] [--forwarders N]\n",
                argv0, why.c_str(), argv0);
   std::exit(2);
 }
@@ -87,6 +88,8 @@ Options Parse(int argc, char** argv) {
       o.join_timeout_ms = std::stoll(value());
     } else if (a == "--fail-at") {
       o.fail_at = std::stoll(value());
+    } else if (a == "--forwarders") {
+      o.forwarders = std::stoi(value());
     } else {
       Usage(argv[0], "unknown argument " + a);
     }
@@ -188,7 +191,7 @@ int main(int argc, char** argv) {
     Report report;
     Source source(o.items);
     std::vector<std::unique_ptr<Forwarder>> work;
-    for (int i = 0; i < 4; ++i) work.push_back(std::make_unique<Forwarder>(o.delay_ms, o.fail_at));
+    for (int i = 0; i < o.forwarders; ++i) work.push_back(std::make_unique<Forwarder>(o.delay_ms, o.fail_at));
     Sink sink(report.q);
 
     relay::Relay relay(/*maxsize=*/100);

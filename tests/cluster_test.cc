@@ -343,6 +343,27 @@ TEST_F(ClusterTest, UnauthenticatedWorkerRefused) {
   EXPECT_THAT(intruder.out(), Not(HasSubstr("worker done"))) << All();
 }
 
+// A worker whose program built another relay (here: three forwarders, not
+// four) is turned away at once with both layouts named; the run goes on with
+// a worker that agrees.
+TEST_F(ClusterTest, WorkerWithAnotherRelayTurnedAway) {
+  Spawned& driver = Driver({"--insecure"}, 1, 500, 0);
+  Spawned& odd = Worker("odd", {"--insecure", "--forwarders", "3"}, 500, 0);
+  const int os = odd.WaitExit(milliseconds(10000));
+  ASSERT_NE(os, -1) << "the mismatched worker still waits after 10 s\n" << All();
+  EXPECT_TRUE(ExitedWith(os, 1)) << DescribeStatus(os) << "\n" << All();
+  EXPECT_THAT(odd.out(), HasSubstr("its program built a different relay (src[1] -> work[3] -> "
+                                   "sink[1]) than the driver's (src[1] -> work[4] -> sink[1])"))
+      << All();
+  Spawned& w = Worker("good", {"--insecure"}, 500, 0);
+  const int status = driver.WaitExit(milliseconds(30000));
+  ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=good\n")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("turned away the worker on odd")) << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+}
+
 // A slow run over two workers: the test kills one worker's main process with
 // SIGKILL. The driver's start() throws ActorError naming the lost host and
 // its actors within ~5 s; the lost worker's actors and the other worker end.

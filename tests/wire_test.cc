@@ -95,6 +95,23 @@ TEST(BrokerPlan, RefusesInconsistentPlans) {
   EXPECT_THAT(refused(renamed), ::testing::HasSubstr("actor 4"));
 }
 
+TEST(BrokerPlan, FingerprintTellsRelaysApart) {
+  const Plan p = ThreeGroups();
+  EXPECT_EQ(p.layout(), "src[1] -> work[3] -> sink[1]");
+  const std::string bytes = pack_broker_plan(p);
+  EXPECT_EQ(unpack_broker_plan(bytes.data(), bytes.size()).fingerprint(), p.fingerprint())
+      << "relay-broker must compute the driver's fingerprint from the plan it is sent";
+  Plan renamed = ThreeGroups();
+  renamed.actors[2].name = "Forwarder-9";
+  EXPECT_NE(renamed.fingerprint(), p.fingerprint());
+  Plan regrouped = ThreeGroups();
+  regrouped.groups[1].name = "works";
+  EXPECT_NE(regrouped.fingerprint(), p.fingerprint());
+  Plan placed = ThreeGroups();
+  placed.placement[1] = std::nullopt;  // placement is the driver's choice alone
+  EXPECT_EQ(placed.fingerprint(), p.fingerprint());
+}
+
 TEST(RunResult, RoundTrips) {
   relay::broker::RunResult in;
   in.failures.push_back({3, "work", "Forwarder-2", 4242, "b1", "boom"});

@@ -16,6 +16,28 @@ std::uint32_t Plan::window(std::uint32_t sender_group) const {
   return static_cast<std::uint32_t>(std::clamp<std::size_t>(*maxsize / receivers, 1, 1u << 30));
 }
 
+std::string Plan::layout() const {
+  std::string out;
+  for (const GroupSlot& g : groups) {
+    if (!out.empty()) out += " -> ";
+    out += g.name + "[" + std::to_string(g.size) + "]";
+  }
+  return out;
+}
+
+std::uint64_t Plan::fingerprint() const {
+  // FNV-1a over the names, each followed by a separator and its position.
+  std::uint64_t h = 14695981039346656037ull;
+  auto mix = [&h](const std::string& text, std::uint32_t n) {
+    for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (int i = 0; i < 4; ++i) h = (h ^ ((n >> (8 * i)) & 0xff)) * 1099511628211ull;
+  };
+  for (const GroupSlot& g : groups) mix(g.name, g.size);
+  for (const ActorSlot& a : actors) mix(a.name, a.group);
+  return h;
+}
+
 namespace {
 
 using PackedGroup = std::tuple<std::string, std::uint32_t, std::uint32_t>;

@@ -59,6 +59,13 @@ struct Plan {
 
   bool remote(std::uint32_t id) const { return id < placement.size() && placement[id]; }
 
+  // The shape of the relay, for people: "src[1] -> work[4] -> sink[1]".
+  std::string layout() const;
+  // A hash of every group's and actor's name and position: a driver and a
+  // worker that built different relays (other flags, another version of the
+  // program) disagree on it, and the worker is turned away.
+  std::uint64_t fingerprint() const;
+
   // Credits a sender of group `sender_group` holds for each receiver of the
   // next group: how many messages may be sent on that pair and not yet taken
   // by the receiver (a receiver returns credit when it takes a message, before

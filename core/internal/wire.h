@@ -17,7 +17,8 @@
 //   abort   [105, reason]
 //
 // Workers (routing id 'W' + 8 hex digits) on the same ROUTER:
-//   whello  [20, host, [label...], pid, address]     worker -> broker
+//   whello  [20, host, [label...], pid, address, fingerprint, layout]
+//           (Plan::fingerprint(): a worker whose relay differs is turned away)
 //   wexit   [21, actor id, exitcode]                 worker -> broker
 //   ping    [22] / [122]                             both ways, every 500 ms
 //   assign  [120, [actor id...], control, log]       broker -> worker

@@ -7,9 +7,12 @@
 // driver: it listens for workers at tcp://127.0.0.1:5555 and publishes a
 // monitor stream at tcp://127.0.0.1:5556. Run with --relay-worker URL (which
 // relay::init() reads and removes) it is a worker: it joins the driver and
-// runs the actors the driver gives it. --relay-key FILE secures both.
+// runs the actors the driver gives it. --relay-key FILE secures both. With
+// --broker URL the driver uses the standalone relay-broker there instead
+// (which then listens for the workers and publishes the monitor stream).
 //
 //   cluster [--items N] [--listen URL] [--monitor URL]
+//   cluster [--items N] --broker URL
 //   cluster --relay-worker tcp://127.0.0.1:5555 [--relay-key FILE]
 //
 // Both sides must be given the same --items (they build the same Relay).
@@ -72,8 +75,9 @@ class Total : public relay::Actor {  // sink: runs on the driver's host
 [[noreturn]] void usage(const char* argv0, const char* why) {
   std::fprintf(stderr,
                "%s: %s\nusage: %s [--items N] [--listen URL] [--monitor URL]\n"
+               "       %s [--items N] --broker URL\n"
                "       %s --relay-worker URL [--relay-key FILE] [--items N]\n",
-               argv0, why, argv0, argv0);
+               argv0, why, argv0, argv0, argv0);
   std::exit(2);
 }
 
@@ -84,8 +88,18 @@ int main(int argc, char** argv) {
   long long items = 200000;
   std::string listen = "tcp://127.0.0.1:5555";
   std::string monitor = "tcp://127.0.0.1:5556";
+  std::string broker;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::printf("usage: %s [--items N] [--listen URL] [--monitor URL]\n"
+                  "       %s [--items N] --broker URL\n"
+                  "       %s --relay-worker URL [--relay-key FILE] [--items N]\n"
+                  "numbers -> square (4 actors, on the workers) -> total; prints the sum of\n"
+                  "the squares of 1..N (default 200000). See README \"Across hosts\".\n",
+                  argv[0], argv[0], argv[0]);
+      return 0;
+    }
     if (i + 1 >= argc) usage(argv[0], "every option needs a value");
     if (arg == "--items") {
       items = std::atoll(argv[++i]);
@@ -93,6 +107,8 @@ int main(int argc, char** argv) {
       listen = argv[++i];
     } else if (arg == "--monitor") {
       monitor = argv[++i];
+    } else if (arg == "--broker") {
+      broker = argv[++i];
     } else {
       usage(argv[0], "unknown option");
     }
@@ -108,8 +124,12 @@ int main(int argc, char** argv) {
   relay.connect(relay::group("numbers", numbers), relay::group("square", squares),
                 relay::group("total", total));
   relay.place("square", relay::Placement::workers());  // the rest stays local
-  relay.listen(listen);                                  // ignored in a worker
-  relay.monitor(monitor);
+  if (broker.empty()) {
+    relay.listen(listen);  // ignored in a worker
+    relay.monitor(monitor);
+  } else {
+    relay.broker(broker);  // relay-broker listens and publishes instead
+  }
   try {
     relay.start();
   } catch (const std::exception& e) {
