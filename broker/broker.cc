@@ -83,6 +83,9 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
 zmq::socket_t Broker::make_control_socket(zmq::context_t& ctx) {
   zmq::socket_t s = internal::make_socket(ctx, zmq::socket_type::router);
   s.set(zmq::sockopt::rcvhwm, 0);
+  // A ROUTER drops what it cannot queue: frames to a member (the driver's
+  // queue puts and log records, with a standalone broker) must not be.
+  s.set(zmq::sockopt::sndhwm, 0);
   // A worker reconnects with the routing id it joined with.
   s.set(zmq::sockopt::router_handover, 1);
   return s;
@@ -233,6 +236,9 @@ void Broker::say_end() {
   if (standalone_) {
     result_frame = pack_ctl_bin(Ctl::result, pack_result(result()));
   }
+  // The last round goes out even though the socket closes right after it
+  // (an embedded broker's does).
+  if (!standalone_) control_.set(zmq::sockopt::linger, 2000);
   const auto deadline = std::chrono::steady_clock::now() + kEndWait;
   for (;;) {
     bool waiting = false;
@@ -269,7 +275,9 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
       if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) {
         throw EncodeError("not a msgpack array");
       }
-      handle_worker(from.to_string(), o.via.array.ptr, o.via.array.size);
+      const std::string rid = from.to_string();
+      if (queue_for_next_run(rid, frame, o.via.array.ptr, o.via.array.size)) return;
+      handle_worker(rid, o.via.array.ptr, o.via.array.size);
     } catch (const std::exception& e) {
       reject(std::string("bad message from a worker: ") + e.what());
     }
@@ -456,10 +464,45 @@ void Broker::retry_puts() {
   }
 }
 
+// Standalone: a driver's join while another driver's run is served, and a
+// worker's join too late for it, wait for the next run (kept alive by pings);
+// so do their pings. Returns whether the frame was taken.
+bool Broker::queue_for_next_run(const std::string& rid, const zmq::message_t& frame,
+                                const msgpack::object* a, std::uint32_t /*n*/) {
+  if (!standalone_) return false;
+  const auto now = std::chrono::steady_clock::now();
+  for (QueuedJoin& q : queued_) {
+    if (q.routing_id == rid) {
+      q.last_seen = now;
+      return true;
+    }
+  }
+  const auto kind = static_cast<Ctl>(a[0].as<std::uint8_t>());
+  const bool known = std::any_of(workers_.begin(), workers_.end(),
+                                 [&](const WorkerReport& w) { return w.routing_id == rid; });
+  const bool later = (kind == Ctl::dhello && !driver_rid_.empty()) ||
+                     (kind == Ctl::whello && (assigned_ || abort_reason_));
+  if (known || !later) return false;
+  constexpr std::size_t kMostQueued = 256;
+  if (queued_.size() >= kMostQueued) {
+    reject("too many joins waiting for the next run");
+    return true;
+  }
+  queued_.push_back({rid, std::string(frame.data<char>(), frame.size()), now});
+  logger_->info("a {} joined; it waits for the next run", kind == Ctl::dhello ? "driver" : "worker");
+  return true;
+}
+
 void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std::uint32_t n) {
   const auto kind = static_cast<Ctl>(a[0].as<std::uint8_t>());
   auto it = std::find_if(workers_.begin(), workers_.end(),
                          [&](const WorkerReport& w) { return w.routing_id == rid; });
+  if (it != workers_.end() && !it->ready) {
+    // Heard from again after its assignment: its new socket is connected.
+    it->ready = true;
+    for (const std::string& f : it->backlog) send_to_worker(rid, f);
+    it->backlog.clear();
+  }
   if (kind == Ctl::whello || kind == Ctl::dhello) {
     if (n < 5) throw EncodeError("too few fields");
     if (it != workers_.end()) {
@@ -606,6 +649,7 @@ void Broker::assign_workers() {
     workers_[w].actors = given[w];
     send_to_worker(workers_[w].routing_id,
                    pack_ctl(Ctl::assign, given[w], plan_.listen_endpoint, log_tcp_endpoint_));
+    workers_[w].ready = false;
     std::vector<std::string> names;
     for (std::uint32_t id : given[w]) names.push_back(plan_.actors[id].name);
     logger_->info("{} {} runs {}", workers_[w].driver ? "driver" : "worker", workers_[w].host,
@@ -664,13 +708,18 @@ void Broker::check_workers() {
     for (const WorkerReport& w : workers_) {
       if (!w.lost) send_to_worker(w.routing_id, ping);
     }
+    // Joins for the next run: still there?
+    std::erase_if(queued_, [&](const QueuedJoin& q) { return now - q.last_seen > internal::kHostTimeout; });
+    for (const QueuedJoin& q : queued_) send_to_worker(q.routing_id, ping);
   }
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     WorkerReport& w = workers_[i];
     if (w.lost || now - w.last_seen <= internal::kHostTimeout) continue;
     bool running = false;
     for (std::uint32_t id : w.actors) running = running || !reports_[id].exitcode;
-    if (!running && assigned_) continue;  // done with it
+    // Done with a worker whose actors all ended; never with the driver, which
+    // owns the queues and the outcome.
+    if (!running && assigned_ && !w.driver) continue;
     w.lost = true;
     const std::string why = "host '" + w.host + "' (" + w.address + ") lost: no word from its worker for " +
                             std::to_string(internal::kHostTimeout.count()) + " ms";
@@ -699,6 +748,12 @@ void Broker::publish(const char* topic, const T& value) {
 }
 
 void Broker::send_to_worker(const std::string& rid, const std::string& frame) {
+  for (WorkerReport& w : workers_) {
+    if (w.routing_id == rid && !w.ready) {
+      w.backlog.push_back(frame);
+      return;
+    }
+  }
   try {
     control_.send(zmq::buffer(rid), zmq::send_flags::sndmore);
     control_.send(zmq::buffer(frame), zmq::send_flags::none);

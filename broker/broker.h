@@ -89,6 +89,19 @@ struct WorkerReport {
   bool lost = false;
   bool driver = false;  // the driver, joined to a standalone broker
   bool ended = false;   // took the end of the run (wend)
+  // After `assign` a member closes its join socket, forks, and reconnects:
+  // frames for it wait here until it is heard from again (a ROUTER drops
+  // what it cannot route).
+  bool ready = true;
+  std::vector<std::string> backlog;
+};
+
+// A join that a standalone broker keeps for its next run: a driver that came
+// while a run was being served, or a worker too late for it.
+struct QueuedJoin {
+  std::string routing_id;
+  std::string frame;
+  std::chrono::steady_clock::time_point last_seen;
 };
 
 struct EdgeCount {
@@ -162,6 +175,12 @@ class Broker {
   void accept(zmq::message_t& from, zmq::message_t& frame) { handle_control(from, frame); }
   // The outcome, once run() has returned.
   RunResult result() const;
+  // Standalone: the joins kept for the next run (still alive), once run()
+  // has returned.
+  std::vector<QueuedJoin> take_queued() { return std::move(queued_); }
+  // Standalone: the control socket back, once run() has returned, for the
+  // next run (members waiting for it stay connected to it).
+  zmq::socket_t release_control() { return std::move(control_); }
 
   const std::vector<ActorReport>& reports() const noexcept { return reports_; }
   const std::vector<WorkerReport>& workers() const noexcept { return workers_; }
@@ -187,6 +206,8 @@ class Broker {
   void handle_driver(WorkerReport& driver, internal::Ctl kind, const msgpack::object* a,
                      std::uint32_t n);
   void actor_ended_remotely(std::uint32_t id);
+  bool queue_for_next_run(const std::string& rid, const zmq::message_t& frame,
+                          const msgpack::object* a, std::uint32_t n);
   void say_end();
   void handle_worker(const std::string& rid, const msgpack::object* a, std::uint32_t n);
   void assign_workers();
@@ -240,6 +261,7 @@ class Broker {
   bool assigned_ = false;
   bool standalone_ = false;
   std::string driver_rid_;  // standalone: the driver's routing id, once joined
+  std::vector<QueuedJoin> queued_;
   std::chrono::steady_clock::time_point began_;
   std::chrono::steady_clock::time_point next_ping_;
 };

@@ -74,55 +74,113 @@ bool is_loopback(const std::string& host) {
 
 // A driver's join, and the worker joins that came before it.
 struct Joins {
-  std::pair<zmq::message_t, zmq::message_t> driver;
-  std::vector<std::pair<zmq::message_t, zmq::message_t>> early;
+  relay::broker::QueuedJoin driver;
+  std::vector<relay::broker::QueuedJoin> early;
   relay::internal::Plan plan;
 };
 
-// Waits on `control` for a driver. Returns nullopt if a signal came first.
-std::optional<Joins> wait_for_driver(zmq::socket_t& control, int signal_fd,
-                                     spdlog::logger& log) {
+void send_to(zmq::socket_t& control, const std::string& rid, const std::string& frame) {
+  try {
+    control.send(zmq::buffer(rid), zmq::send_flags::sndmore);
+    control.send(zmq::buffer(frame), zmq::send_flags::none);
+  } catch (const zmq::error_t&) {
+    // Gone: nothing to tell.
+  }
+}
+
+// Waits on `control` for a driver, keeping worker joins (and pinging them, so
+// that they wait for it; one silent for kHostTimeout is dropped). `waiting`
+// holds the joins the previous run kept for this one. Returns nullopt if a
+// signal came first.
+std::optional<Joins> wait_for_driver(zmq::socket_t& control, int signal_fd, spdlog::logger& log,
+                                     std::vector<relay::broker::QueuedJoin> waiting) {
+  using relay::internal::kHostTimeout;
+  using relay::internal::kPingPeriod;
+  using Clock = std::chrono::steady_clock;
   Joins joins;
+  constexpr std::size_t kMostEarly = 256;
+  auto next_ping = Clock::now();
+  // Takes one join; returns true when it was the driver's (with a usable plan).
+  auto take = [&](relay::broker::QueuedJoin join) {
+    try {
+      msgpack::zone zone;
+      const msgpack::object o =
+          relay::internal::decode_value(zone, join.frame.data(), join.frame.size());
+      if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) {
+        throw relay::EncodeError("not a msgpack array");
+      }
+      const msgpack::object* a = o.via.array.ptr;
+      const auto kind = static_cast<Ctl>(a[0].as<std::uint8_t>());
+      for (relay::broker::QueuedJoin& e : joins.early) {
+        if (e.routing_id == join.routing_id) {
+          e.last_seen = join.last_seen;  // a ping, or its join again
+          return false;
+        }
+      }
+      if (kind == Ctl::dhello) {
+        if (o.via.array.size < 5 || a[4].type != msgpack::type::BIN) {
+          throw relay::EncodeError("a driver's join without a plan");
+        }
+        try {
+          joins.plan = relay::internal::unpack_broker_plan(a[4].via.bin.ptr, a[4].via.bin.size);
+        } catch (const std::exception& e) {
+          send_to(control, join.routing_id,
+                  relay::internal::pack_ctl(Ctl::end, false,
+                                            std::string("relay-broker cannot use its plan: ") +
+                                                e.what()));
+          throw;
+        }
+        joins.driver = std::move(join);
+        return true;
+      }
+      if (kind == Ctl::whello) {
+        if (joins.early.size() >= kMostEarly) throw relay::EncodeError("too many early joins");
+        joins.early.push_back(std::move(join));
+      }
+      // Anything else (pings and ends of members of an earlier run): nothing to do.
+    } catch (const std::exception& e) {
+      log.warn("relay-broker: rejected a message while waiting for a driver: {}", e.what());
+    }
+    return false;
+  };
+  for (std::size_t i = 0; i < waiting.size(); ++i) {
+    if (take(std::move(waiting[i]))) {
+      // The rest go to the broker as they are: workers join this run, another
+      // driver waits for the next.
+      for (std::size_t k = i + 1; k < waiting.size(); ++k) {
+        joins.early.push_back(std::move(waiting[k]));
+      }
+      return joins;
+    }
+  }
   for (;;) {
+    const auto now = Clock::now();
+    if (now >= next_ping) {
+      next_ping = now + kPingPeriod;
+      std::erase_if(joins.early, [&](const relay::broker::QueuedJoin& e) {
+        return now - e.last_seen > kHostTimeout;
+      });
+      for (const relay::broker::QueuedJoin& e : joins.early) {
+        send_to(control, e.routing_id, relay::internal::pack_ctl(Ctl::pong));
+      }
+    }
     zmq::pollitem_t items[] = {{control.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, signal_fd, ZMQ_POLLIN, 0}};
-    zmq::poll(items, 2, std::chrono::milliseconds(500));
+    zmq::poll(items, 2, kPingPeriod);
     if (items[1].revents & ZMQ_POLLIN) return std::nullopt;
     zmq::message_t from;
     while (control.recv(from, zmq::recv_flags::dontwait)) {
       zmq::message_t frame;
       if (!from.more() || !control.recv(frame, zmq::recv_flags::dontwait) || frame.more()) {
         log.warn("relay-broker: rejected a malformed message while waiting for a driver");
+        while (frame.more() && control.recv(frame, zmq::recv_flags::dontwait)) {
+        }
         continue;
       }
-      try {
-        if (from.size() != 9 || from.data<char>()[0] != 'W') {
-          throw relay::EncodeError("not from a driver or worker (an actor of an earlier run?)");
-        }
-        msgpack::zone zone;
-        const msgpack::object o =
-            relay::internal::decode_value(zone, frame.data<char>(), frame.size());
-        if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) {
-          throw relay::EncodeError("not a msgpack array");
-        }
-        const msgpack::object* a = o.via.array.ptr;
-        const auto kind = static_cast<Ctl>(a[0].as<std::uint8_t>());
-        if (kind == Ctl::dhello) {
-          if (o.via.array.size < 5 || a[4].type != msgpack::type::BIN) {
-            throw relay::EncodeError("a driver's join without a plan");
-          }
-          joins.plan = relay::internal::unpack_broker_plan(a[4].via.bin.ptr, a[4].via.bin.size);
-          joins.driver = {std::move(from), std::move(frame)};
-          return joins;
-        }
-        if (kind == Ctl::whello) {
-          joins.early.emplace_back(std::move(from), std::move(frame));
-          continue;
-        }
-        // Pings and ends from members of an earlier run: nothing to do.
-      } catch (const std::exception& e) {
-        log.warn("relay-broker: rejected a message while waiting for a driver: {}", e.what());
+      if (from.size() != 9 || from.data<char>()[0] != 'W') {
+        continue;  // an actor of an earlier run
       }
+      if (take({from.to_string(), frame.to_string(), Clock::now()})) return joins;
     }
   }
 }
@@ -217,18 +275,22 @@ int main(int argc, char** argv) {
       });
     }
     bool stopping = false;
-    for (long served = 0; !stopping && (o.runs == 0 || served < o.runs); ++served) {
-      zmq::socket_t control = relay::broker::Broker::make_control_socket(ctx);
-      if (key) relay::internal::curve_server(control, *key);
-      try {
-        relay::internal::bind_retrying(control, o.listen);
-      } catch (const zmq::error_t& e) {
-        log->error("cannot listen at {}: {}", o.listen, e.what());
-        status = 2;
-        break;
-      }
+    std::vector<relay::broker::QueuedJoin> waiting;  // joins kept by the last run
+    // One control socket for every run: members waiting for the next run stay
+    // connected to it.
+    zmq::socket_t control = relay::broker::Broker::make_control_socket(ctx);
+    if (key) relay::internal::curve_server(control, *key);
+    try {
+      control.bind(o.listen);
+    } catch (const zmq::error_t& e) {
+      log->error("cannot listen at {}: {}", o.listen, e.what());
+      status = 2;
+    }
+    for (long served = 0; status != 2 && !stopping && (o.runs == 0 || served < o.runs);
+         ++served) {
       log->info("listening at {}: waiting for a driver", o.listen);
-      std::optional<Joins> joins = wait_for_driver(control, signal_fd, *log);
+      std::optional<Joins> joins =
+          wait_for_driver(control, signal_fd, *log, std::exchange(waiting, {}));
       if (!joins) break;  // a signal: nothing running to stop
       relay::internal::Plan& plan = joins->plan;
       plan.listen_endpoint = o.listen;
@@ -242,14 +304,21 @@ int main(int argc, char** argv) {
           signalfd_siginfo info{};
           [[maybe_unused]] ssize_t r = ::read(signal_fd, &info, sizeof info);
           stopping = true;
-          log->warn("{}: stopping the run", relay::internal::signal_name(static_cast<int>(info.ssi_signo)));
-          broker.abort("relay-broker stopped by " +
-                       relay::internal::signal_name(static_cast<int>(info.ssi_signo)));
+          const std::string sig = relay::internal::signal_name(static_cast<int>(info.ssi_signo));
+          log->warn("{}: stopping the run", sig);
+          broker.abort("relay-broker stopped by " + sig);
           return true;
         });
-        broker.accept(joins->driver.first, joins->driver.second);
-        for (auto& [from, frame] : joins->early) broker.accept(from, frame);
+        auto accept = [&broker](const relay::broker::QueuedJoin& j) {
+          zmq::message_t from(j.routing_id.data(), j.routing_id.size());
+          zmq::message_t frame(j.frame.data(), j.frame.size());
+          broker.accept(from, frame);
+        };
+        accept(joins->driver);
+        for (const relay::broker::QueuedJoin& j : joins->early) accept(j);
         broker.run();
+        waiting = broker.take_queued();
+        control = broker.release_control();
         const relay::broker::RunResult r = broker.result();
         if (r.failures.empty() && r.accounting.empty() && !r.stopped) {
           log->info("run {} ended well", served + 1);
@@ -261,8 +330,11 @@ int main(int argc, char** argv) {
                                              : *r.stopped);
         }
       } catch (const std::exception& e) {
-        log->error("run {} broke: {}", served + 1, e.what());
+        // The control socket went with the broker: stop here rather than
+        // serve on half set up.
+        log->error("run {} broke: {}; relay-broker stops", served + 1, e.what());
         status = 1;
+        break;
       }
     }
   }

@@ -216,7 +216,15 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
   };
   auto deliver = [&](std::uint32_t actor, std::uint64_t queue, bool bounded, const char* data,
                      std::size_t size) {
-    const Delivery d = deliver_to_queue(queue, data, size);
+    Delivery d = Delivery::unknown_queue;
+    try {
+      d = deliver_to_queue(queue, data, size);
+    } catch (const std::exception& e) {
+      // Acknowledged all the same: the actor's put() must not wait for ever.
+      logger->error("[{}] ({}) a put that cannot be read was dropped: {}",
+                    plan.actors[actor].group_name, plan.actors[actor].name, e.what());
+      d = Delivery::accepted;
+    }
     if (d == Delivery::full) return false;
     if (d == Delivery::unknown_queue) {
       logger->error("[{}] ({}) put to a queue that the main process does not own; dropped",
@@ -249,6 +257,7 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
       const auto id = a[1].as<std::uint32_t>();
       if (id >= handles.size()) throw EncodeError("exit of an unknown actor");
       ProcessHandle& h = *handles[id];
+      if (h.pidfd >= 0) throw EncodeError("an exit reported for an actor this process runs");
       {
         std::lock_guard lock(h.mu);
         h.pid = a[2].as<int>();
@@ -289,6 +298,10 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
     send(pack_ctl(Ctl::dabort, abort_reason));
   });
 
+  // Ctrl-C while waiting for the broker or the workers gives up at once.
+  part.while_joining = [&] {
+    if (const int sig = signals.take(); sig != 0) throw Interrupted(sig);
+  };
   workers::WorkerSession session(plan, config, logger, &part);
   session.join_and_fork([&](std::uint32_t id) {
     handles[id] = fork_actor(plan, *actors[id], *slots[id], logger);

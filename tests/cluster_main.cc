@@ -17,7 +17,10 @@
 // --workers N (expected),
 // --items N, --delay-ms MS (per item, in each forwarder), --key FILE,
 // --place spread|label:NAME, --insecure, --join-timeout-ms MS, --fail-at N
-// (the forwarder that gets item N throws), --forwarders N (default 4).
+// (the forwarder that gets item N throws), --forwarders N (default 4),
+// --put-all (the sink also puts every item to the driver's queue; the driver
+// prints "puts=<n> put_sum=<s>"), --log-all (forwarders log every item),
+// --all-on-workers (src and sink run on workers too).
 #include <unistd.h>
 
 #include <chrono>
@@ -47,13 +50,17 @@ struct Options {
   long long join_timeout_ms = 30000;
   long long fail_at = 0;  // a forwarder throws when it gets this item
   int forwarders = 4;
+  bool put_all = false;         // the sink puts every item to the driver's queue
+  bool log_all = false;         // each forwarder logs every item
+  bool all_on_workers = false;  // src and sink too, not only work
 };
 
 [[noreturn]] void Usage(const char* argv0, const std::string& why) {
   std::fprintf(stderr,
                "%s: %s\nusage: %s [--listen URL] [--broker URL] [--workers N] [--items N] [--delay-ms MS]\n"
                "  [--key FILE] [--place spread|label:NAME] [--insecure] [--join-timeout-ms MS]\n"
-               "  [--monitor URL] [--fail-at N] [--forwarders N]\n",
+               "  [--monitor URL] [--fail-at N] [--forwarders N] [--put-all] [--log-all]\n"
+               "  [--all-on-workers]\n",
                argv0, why.c_str(), argv0);
   std::exit(2);
 }
@@ -90,6 +97,12 @@ Options Parse(int argc, char** argv) {
       o.fail_at = std::stoll(value());
     } else if (a == "--forwarders") {
       o.forwarders = std::stoi(value());
+    } else if (a == "--put-all") {
+      o.put_all = true;
+    } else if (a == "--log-all") {
+      o.log_all = true;
+    } else if (a == "--all-on-workers") {
+      o.all_on_workers = true;
     } else {
       Usage(argv[0], "unknown argument " + a);
     }
@@ -111,7 +124,8 @@ class Source : public relay::Actor {
 
 class Forwarder : public relay::Actor {
  public:
-  Forwarder(int delay_ms, long long fail_at) : delay_ms_(delay_ms), fail_at_(fail_at) {}
+  Forwarder(int delay_ms, long long fail_at, bool log_all)
+      : delay_ms_(delay_ms), fail_at_(fail_at), log_all_(log_all) {}
   void startup() override {
     const char* h = std::getenv("CLUSTER_HOST");
     host_ = h ? h : "?";
@@ -123,11 +137,13 @@ class Forwarder : public relay::Actor {
     }
     send(m.get<long long>(0), static_cast<long long>(::getpid()), host_);
     if (++count_ % 100 == 0) log("forwarded {} on {}", count_, host_);
+    if (log_all_) log("item {}", m.get<long long>(0));
   }
 
  private:
   int delay_ms_;
   long long fail_at_;
+  bool log_all_;
   std::string host_;
   long long count_ = 0;
 };
@@ -136,10 +152,11 @@ class Forwarder : public relay::Actor {
 // way), each new forwarder once, and the totals at the end.
 class Sink : public relay::Actor {
  public:
-  explicit Sink(relay::Queue& q) : q_(q) {}
+  Sink(relay::Queue& q, bool put_all) : q_(q), put_all_(put_all) {}
   void recv(const relay::Message& m) override {
     const auto [value, pid, host] = m.as<long long, long long, std::string>();
     if (count_ == 0) q_.put(std::string("first"));
+    if (put_all_) q_.put(std::string("item"), value);
     ++count_;
     sum_ += value;
     if (pids_.insert(pid).second) q_.put(std::string("forwarder"), pid, host);
@@ -151,6 +168,7 @@ class Sink : public relay::Actor {
 
  private:
   relay::Queue& q_;
+  bool put_all_;
   long long count_ = 0;
   long long sum_ = 0;
   std::set<long long> pids_;
@@ -165,6 +183,9 @@ class Report : public relay::Handler {
       if (tag == "first") {
         std::printf("running\n");
         std::fflush(stdout);
+      } else if (tag == "item") {
+        ++puts;
+        put_sum += m.get<long long>(1);
       } else if (tag == "forwarder") {
         pids.insert(m.get<long long>(1));
         hosts.insert(m.get<std::string>(2));
@@ -177,6 +198,8 @@ class Report : public relay::Handler {
   }
   long long count = -1;
   long long sum = -1;
+  long long puts = 0;
+  long long put_sum = 0;
   std::set<long long> pids;
   std::set<std::string> hosts;
 };
@@ -191,14 +214,18 @@ int main(int argc, char** argv) {
     Report report;
     Source source(o.items);
     std::vector<std::unique_ptr<Forwarder>> work;
-    for (int i = 0; i < o.forwarders; ++i) work.push_back(std::make_unique<Forwarder>(o.delay_ms, o.fail_at));
-    Sink sink(report.q);
+    for (int i = 0; i < o.forwarders; ++i) work.push_back(std::make_unique<Forwarder>(o.delay_ms, o.fail_at, o.log_all));
+    Sink sink(report.q, o.put_all);
 
     relay::Relay relay(/*maxsize=*/100);
     relay.connect(relay::group("src", source), relay::group("work", work),
                   relay::group("sink", sink));
     relay.place("work", o.place == "spread" ? relay::Placement::workers()
                                             : relay::Placement::label(o.place.substr(6)));
+    if (o.all_on_workers) {
+      relay.place("src", relay::Placement::workers());
+      relay.place("sink", relay::Placement::workers());
+    }
     if (!o.key.empty()) relay.secure(o.key);
     if (o.insecure) relay.allow_insecure_network();
     if (!o.listen.empty()) relay.listen(o.listen);
@@ -223,6 +250,7 @@ int main(int argc, char** argv) {
     for (const auto& h : report.hosts) hosts += (hosts.empty() ? "" : ",") + h;
     std::printf("count=%lld sum=%lld forwarders=%zu hosts=%s\n", report.count, report.sum,
                 report.pids.size(), hosts.c_str());
+    if (o.put_all) std::printf("puts=%lld put_sum=%lld\n", report.puts, report.put_sum);
     return 0;
   } catch (const std::exception& e) {
     std::printf("%s%s\n", worker ? "worker error: " : "error: ", e.what());

@@ -343,6 +343,22 @@ TEST_F(ClusterTest, UnauthenticatedWorkerRefused) {
   EXPECT_THAT(intruder.out(), Not(HasSubstr("worker done"))) << All();
 }
 
+// A worker that waits longer than the host timeout for the others is not
+// taken for lost: it pings while it waits to be given actors.
+TEST_F(ClusterTest, EarlyWorkerWaitsForTheOthers) {
+  Spawned& driver = Driver({"--insecure"}, 2, 500, 0);
+  Spawned& w1 = Worker("b1", {"--insecure"}, 500, 0);
+  ASSERT_TRUE(driver.WaitForOutput("worker joined: b1", milliseconds(10000))) << All();
+  std::this_thread::sleep_for(milliseconds(4000));
+  Spawned& w2 = Worker("b2", {"--insecure"}, 500, 0);
+  const int status = driver.WaitExit(milliseconds(30000));
+  ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=b1,b2\n"))
+      << All();
+  for (Spawned* w : {&w1, &w2}) EXPECT_TRUE(ExitedWith(w->WaitExit(milliseconds(10000)), 0)) << All();
+}
+
 // A worker whose program built another relay (here: three forwarders, not
 // four) is turned away at once with both layouts named; the run goes on with
 // a worker that agrees.
@@ -616,6 +632,94 @@ TEST_F(StandaloneBrokerTest, SigtermToTheBrokerStopsTheRun) {
   EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 1)) << All();
   const int bs = broker.WaitExit(milliseconds(10000));
   EXPECT_TRUE(ExitedWith(bs, 0)) << DescribeStatus(bs) << "\n" << All();
+}
+
+int Occurrences(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (std::size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + needle.size())) {
+    ++n;
+  }
+  return n;
+}
+
+// Every queue put and every log record of a busy run reaches the driver
+// through the broker (a ROUTER drops what does not fit its send limit, so the
+// broker's has none).
+TEST_F(StandaloneBrokerTest, EveryPutAndLogRecordReachesTheDriver) {
+  constexpr long long kItems = 20000;
+  Spawned& broker = Broker({"--allow-insecure-network", "--runs", "1", "--level", "warning"});
+  Spawned& driver = DriverOnB({"--put-all", "--log-all"}, 1, kItems, 0);
+  Spawned& w = Worker("b1", {"--put-all", "--log-all"}, kItems, 0);
+  const int status = driver.WaitExit(milliseconds(60000));
+  ASSERT_NE(status, -1) << "driver still running after 60 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("count=20000 sum=200010000 forwarders=4 hosts=b1\n"));
+  EXPECT_THAT(driver.out(), HasSubstr("puts=20000 put_sum=200010000\n"));
+  EXPECT_EQ(Occurrences(driver.out(), ") item "), kItems)
+      << "log records lost on the way to the driver";
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0));
+  EXPECT_TRUE(ExitedWith(broker.WaitExit(milliseconds(10000)), 0));
+}
+
+// Every group on workers: the driver runs no actor, and its death must still
+// stop the run (the broker once kept waiting for it for ever).
+TEST_F(StandaloneBrokerTest, DriverWithoutActorsIsStillWatched) {
+  constexpr long long kItems = 100000;
+  Spawned& broker = Broker({"--allow-insecure-network", "--runs", "1"});
+  Spawned& driver = DriverOnB({"--all-on-workers"}, 1, kItems, 1);
+  Spawned& w = Worker("b1", {"--all-on-workers"}, kItems, 1);
+  ASSERT_TRUE(driver.WaitForOutput("running\n", milliseconds(30000))) << All();
+  const auto cut = Clock::now();
+  driver.KillMain();
+  ASSERT_TRUE(broker.WaitForOutput("run 1 failed", milliseconds(8000)))
+      << "the broker did not notice the lost driver within 8 s\n"
+      << All();
+  EXPECT_LE(MsSince(cut), 6500) << All();
+  const int ws = w.WaitExit(milliseconds(10000));
+  EXPECT_NE(ws, -1) << "the worker still runs 10 s after its driver died\n" << All();
+  EXPECT_TRUE(ExitedWith(ws, 1)) << DescribeStatus(ws) << "\n" << All();
+  EXPECT_NE(broker.WaitExit(milliseconds(10000)), -1) << All();
+}
+
+// A worker that joined while the broker waited for a driver, and died, is
+// forgotten after 2.5 s of silence: the next worker gets the actors.
+TEST_F(StandaloneBrokerTest, DeadEarlyWorkerIsForgotten) {
+  Spawned& broker = Broker({"--allow-insecure-network", "--runs", "1"});
+  ASSERT_TRUE(broker.WaitForOutput("waiting for a driver", milliseconds(10000))) << All();
+  Spawned& gone = Worker("gone", {}, 500, 0);
+  ASSERT_TRUE(gone.WaitForOutput("joining", milliseconds(10000))) << All();
+  std::this_thread::sleep_for(milliseconds(500));
+  gone.KillMain();
+  std::this_thread::sleep_for(milliseconds(3500));
+  Spawned& w = Worker("b2", {}, 500, 0);
+  Spawned& driver = DriverOnB({}, 1, 500, 0);
+  const int status = driver.WaitExit(milliseconds(30000));
+  ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=b2\n")) << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+  EXPECT_TRUE(ExitedWith(broker.WaitExit(milliseconds(10000)), 0)) << All();
+}
+
+// Two drivers started together: one is served, the other waits for the next
+// run (it used to be refused), and both end well.
+TEST_F(StandaloneBrokerTest, DriversStartedTogetherAreServedInTurn) {
+  Spawned& broker = Broker({"--allow-insecure-network", "--runs", "2"});
+  Spawned& d1 = DriverOnB({}, 1, 3000, 0);
+  Spawned& d2 = DriverOnB({}, 1, 3000, 0);
+  Spawned& w1 = Worker("b1", {}, 3000, 0);
+  Spawned& w2 = Worker("b2", {}, 3000, 0);
+  for (Spawned* d : {&d1, &d2}) {
+    const int status = d->WaitExit(milliseconds(40000));
+    ASSERT_NE(status, -1) << "a driver still runs after 40 s\n" << All();
+    EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+    EXPECT_THAT(d->out(), HasSubstr("count=3000 sum=4501500 forwarders=4")) << All();
+  }
+  for (Spawned* w : {&w1, &w2}) EXPECT_TRUE(ExitedWith(w->WaitExit(milliseconds(10000)), 0)) << All();
+  const int bs = broker.WaitExit(milliseconds(10000));
+  EXPECT_TRUE(ExitedWith(bs, 0)) << DescribeStatus(bs) << "\n" << All();
+  EXPECT_THAT(broker.out(), HasSubstr("run 2 ended well")) << All();
 }
 
 // relay-broker's command line: --help, and refusals with exit status 2.

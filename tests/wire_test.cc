@@ -93,6 +93,11 @@ TEST(BrokerPlan, RefusesInconsistentPlans) {
   Plan renamed = ThreeGroups();
   renamed.actors[4].group_name = "other";
   EXPECT_THAT(refused(renamed), ::testing::HasSubstr("actor 4"));
+  // Sizes that wrap a 32-bit sum around to zero actors (found in review: the
+  // broker then wrote past an empty vector).
+  Plan wrapped;
+  wrapped.groups = {{"a", 0, 0xFFFFFFFFu}, {"b", 0xFFFFFFFFu, 1}};
+  EXPECT_THAT(refused(wrapped), ::testing::HasSubstr("groups"));
 }
 
 TEST(BrokerPlan, FingerprintTellsRelaysApart) {

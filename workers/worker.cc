@@ -4,8 +4,10 @@
 #include <netdb.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <thread>
 
@@ -39,6 +41,9 @@ std::pair<std::string, std::string> host_port(const std::string& endpoint) {
 zmq::socket_t join_socket(zmq::context_t& ctx, const std::string& rid, const WorkerConfig& config) {
   zmq::socket_t s = internal::make_socket(ctx, zmq::socket_type::dealer);
   s.set(zmq::sockopt::routing_id, rid);
+  // What the broker forwards to a driver (queue puts, log records) is never
+  // dropped for want of room.
+  s.set(zmq::sockopt::rcvhwm, 0);
   if (config.key) internal::curve_client(s, *config.key);
   s.connect(config.driver);
   return s;
@@ -87,9 +92,36 @@ std::string WorkerSession::peer() const {
   return (driver_ ? "the broker at " : "the driver at ") + config_.driver;
 }
 
+namespace {
+
+// The frame's fields, if it is a control frame [kind, ...] with at least
+// `need` of them beyond the kind; throws EncodeError otherwise.
+const msgpack::object* fields(const msgpack::object& o, std::uint32_t need) {
+  if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) {
+    throw EncodeError("not a msgpack array");
+  }
+  if (o.via.array.size < need + 1) throw EncodeError("too few fields");
+  return o.via.array.ptr;
+}
+
+}  // namespace
+
+void WorkerSession::kill_and_reap() noexcept {
+  for (auto& h : handles_) h->signal(SIGKILL);
+  for (auto& h : handles_) {
+    if (h->pidfd < 0) {
+      int status = 0;
+      if (h->pid > 0 && !h->exitcode) ::waitpid(h->pid, &status, 0);
+      continue;
+    }
+    while (!h->try_reap()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 void WorkerSession::join_and_fork(const ForkActor& fork_actor) {
   rid_ = "W" + internal::random_hex(8);
   address_ = local_address_towards(config_.driver);
+  const std::string role = driver_ ? "relay driver: " : "relay worker: ";
   // Join with a context of its own, closed before any fork: a ZeroMQ context
   // must not cross fork().
   {
@@ -105,40 +137,56 @@ void WorkerSession::join_and_fork(const ForkActor& fork_actor) {
       logger_->info("worker: joining {} from {}", config_.driver, address_);
     }
     // Until the broker answers, wait join_wait; once it has, it pings while
-    // it waits for the rest of the run's members, and its silence means it
-    // is gone.
+    // it waits for the rest of the run's members (or for its next run), and
+    // its silence means it is gone. We ping too, so that it keeps us.
     const auto deadline = Clock::now() + config_.join_wait;
     std::optional<Clock::time_point> last_heard;
+    auto next_ping = Clock::now() + internal::kPingPeriod;
     bool assigned = false;
     while (!assigned) {
       const auto now = Clock::now();
       if (!last_heard && now >= deadline) {
-        throw Error("relay " + std::string(driver_ ? "driver" : "worker") + ": no answer from " +
-                    peer() + " within " + std::to_string(config_.join_wait.count() / 1000) +
+        throw Error(role + "no answer from " + peer() + " within " +
+                    std::to_string(config_.join_wait.count() / 1000) +
                     " s (is it running? same key?)");
       }
       if (last_heard && now - *last_heard > internal::kHostTimeout) {
-        throw Error("relay " + std::string(driver_ ? "driver" : "worker") + ": lost " + peer() +
-                    " while waiting to be given actors");
+        throw Error(role + "lost " + peer() + " while waiting to be given actors");
       }
+      if (now >= next_ping) {
+        send_ctl(s, Ctl::ping);
+        next_ping = now + internal::kPingPeriod;
+      }
+      if (driver_ && driver_->while_joining) driver_->while_joining();
       zmq::pollitem_t items[] = {{s.handle(), 0, ZMQ_POLLIN, 0}};
       zmq::poll(items, 1, std::chrono::milliseconds(200));
       zmq::message_t frame;
       while (s.recv(frame, zmq::recv_flags::dontwait)) {
         last_heard = Clock::now();
-        msgpack::zone zone;
-        const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
-        const auto kind = static_cast<Ctl>(o.via.array.ptr[0].as<std::uint8_t>());
-        if (kind == Ctl::assign) {
-          ids_ = o.via.array.ptr[1].as<std::vector<std::uint32_t>>();
-          plan_.control_endpoint = o.via.array.ptr[2].as<std::string>();
-          plan_.log_endpoint = o.via.array.ptr[3].as<std::string>();
-          assigned = true;
-        } else if (kind == Ctl::end || kind == Ctl::abort) {
-          const std::string why = o.via.array.ptr[o.via.array.size - 1].as<std::string>();
-          throw Error("relay " + std::string(driver_ ? "driver" : "worker") + ": " + peer() +
-                      " turned us away: " + why);
+        std::optional<std::string> turned_away;
+        try {
+          msgpack::zone zone;
+          const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
+          const auto kind = static_cast<Ctl>(fields(o, 0)[0].as<std::uint8_t>());
+          if (kind == Ctl::assign) {
+            const msgpack::object* a = fields(o, 3);
+            ids_ = a[1].as<std::vector<std::uint32_t>>();
+            plan_.control_endpoint = a[2].as<std::string>();
+            plan_.log_endpoint = a[3].as<std::string>();
+            for (std::uint32_t id : ids_) {
+              if (id >= plan_.actors.size()) throw EncodeError("assigned an unknown actor");
+            }
+            assigned = true;
+          } else if (kind == Ctl::end || kind == Ctl::abort) {
+            const msgpack::object* a = fields(o, 1);
+            turned_away = a[o.via.array.size - 1].as<std::string>();
+          }
+        } catch (const std::exception& e) {
+          ids_.clear();
+          assigned = false;
+          logger_->warn("{}rejected a message from {}: {}", role, peer(), e.what());
         }
+        if (turned_away) throw Error(role + peer() + " turned us away: " + *turned_away);
       }
     }
   }
@@ -146,15 +194,35 @@ void WorkerSession::join_and_fork(const ForkActor& fork_actor) {
   plan_.data_host = address_;
   plan_.driver_pid = ::getpid();
   plan_.key = config_.key;
-  for (std::uint32_t id : ids_) {
-    auto h = fork_actor(id);
-    h->pidfd = internal::pidfd_open(h->pid);
-    handles_.push_back(h);
+  try {
+    for (std::uint32_t id : ids_) {
+      auto h = fork_actor(id);
+      handles_.push_back(h);
+      h->pidfd = internal::pidfd_open(h->pid);
+      if (h->pidfd < 0) {
+        throw Error(role + "pidfd_open failed: " + std::string(std::strerror(errno)));
+      }
+    }
+  } catch (...) {
+    kill_and_reap();
+    throw;
   }
-  logger_->info("{}: running {} actor(s)", driver_ ? "driver" : "worker", ids_.size());
+  logger_->info("{}running {} actor(s)", driver_ ? "driver: " : "worker: ", ids_.size());
 }
 
 void WorkerSession::serve() {
+  try {
+    serve_until_end();
+  } catch (...) {
+    // Whatever ended it, no actor of ours outlives it.
+    kill_and_reap();
+    if (driver_) driver_->send = nullptr;
+    throw;
+  }
+  if (driver_) driver_->send = nullptr;
+}
+
+void WorkerSession::serve_until_end() {
   auto signal_all = [&](int sig) {
     for (auto& h : handles_) h->signal(sig);
   };
@@ -163,6 +231,7 @@ void WorkerSession::serve() {
   if (driver_) {
     driver_->send = [&s](const std::string& frame) { s.send(zmq::buffer(frame)); };
   }
+  // Heard from first: the broker sends what it held for us meanwhile.
   send_ctl(s, Ctl::ping);
   auto last_heard = Clock::now();
   auto next_ping = Clock::now() + internal::kPingPeriod;
@@ -188,21 +257,21 @@ void WorkerSession::serve() {
       try {
         msgpack::zone zone;
         const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
-        if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) {
-          throw EncodeError("not a msgpack array");
-        }
-        const msgpack::object* a = o.via.array.ptr;
+        const msgpack::object* a = fields(o, 0);
         const auto kind = static_cast<Ctl>(a[0].as<std::uint8_t>());
-        if (kind == Ctl::abort && !stopped) {
-          stopped = a[1].as<std::string>();
-          signal_all(SIGTERM);
-          kill_at = Clock::now() + std::chrono::milliseconds(1000);
+        if (kind == Ctl::abort) {
+          if (!stopped) {
+            stopped = fields(o, 1)[1].as<std::string>();
+            signal_all(SIGTERM);
+            kill_at = Clock::now() + std::chrono::milliseconds(1000);
+          }
         } else if (kind == Ctl::end) {
+          a = fields(o, 2);
           // Taken: the broker repeats end until it hears this.
           send_ctl(s, Ctl::wend);
           ended = true;
           if (!a[1].as<bool>() && !stopped) stopped = a[2].as<std::string>();
-        } else if (driver_ && kind != Ctl::pong && kind != Ctl::abort) {
+        } else if (driver_ && kind != Ctl::pong) {
           driver_->on_frame(kind, a, o.via.array.size);
         }
       } catch (const std::exception& e) {
@@ -217,7 +286,12 @@ void WorkerSession::serve() {
       send_ctl(s, Ctl::wexit, ids_[i], *handles_[i]->exitcode);
     }
     for (std::size_t i = 0; i < extra; ++i) {
-      if (items[1 + handles_.size() + i].revents & ZMQ_POLLIN) driver_->watches[i].second();
+      if (!(items[1 + handles_.size() + i].revents & ZMQ_POLLIN)) continue;
+      try {
+        driver_->watches[i].second();
+      } catch (const std::exception& e) {
+        logger_->error("driver: {}", e.what());
+      }
     }
     const auto now = Clock::now();
     if (now >= next_ping) {
@@ -229,11 +303,6 @@ void WorkerSession::serve() {
       kill_at = Clock::time_point::max();
     }
     if (now - last_heard > internal::kHostTimeout) {
-      signal_all(SIGKILL);
-      for (auto& h : handles_) {
-        while (!h->try_reap()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-      if (driver_) driver_->send = nullptr;
       throw Error("relay " + std::string(driver_ ? "driver" : "worker") + ": lost " + peer() +
                   " (no word for " + std::to_string(internal::kHostTimeout.count()) +
                   " ms); stopped " + std::to_string(running) + " running actor(s)");
@@ -241,7 +310,6 @@ void WorkerSession::serve() {
   }
   // The wend must leave before the socket closes.
   s.set(zmq::sockopt::linger, 1000);
-  if (driver_) driver_->send = nullptr;
   if (stopped) throw Error("relay worker: the run stopped: " + *stopped);
 }
 

@@ -46,6 +46,8 @@ struct DriverPart {
   // Set by the session while it serves: sends a frame to the broker (only
   // from on_frame or a watch callback).
   std::function<void(const std::string& frame)> send;
+  // Called about every 200 ms while joining; may throw to give up (Ctrl-C).
+  std::function<void()> while_joining;
 };
 
 // One host's part in a run: join the broker, fork the actors it assigns,
@@ -63,10 +65,13 @@ class WorkerSession {
   // which returns the handle its Actor object holds (so that pid(),
   // is_alive() and join() work); the session reaps them. Throws relay::Error.
   void join_and_fork(const ForkActor& fork_actor);
-  // Returns when the run ended well; throws relay::Error otherwise.
+  // Returns when the run ended well; throws relay::Error otherwise. Every
+  // actor it forked has been reaped when it returns or throws.
   void serve();
 
  private:
+  void serve_until_end();
+  void kill_and_reap() noexcept;
   std::string peer() const;
   internal::Plan& plan_;
   WorkerConfig config_;

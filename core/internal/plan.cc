@@ -79,9 +79,13 @@ Plan unpack_broker_plan(const char* data, std::size_t size) {
     throw EncodeError("plan: a field has the wrong type");
   }
   Plan plan;
-  std::uint32_t next = 0;
+  // Summed wide: sizes near 2^32 must not wrap around to a small total.
+  constexpr std::uint64_t kMostActors = 1u << 20;
+  std::uint64_t next = 0;
   for (const auto& [name, first, n] : std::get<0>(p)) {
-    if (first != next || n == 0) throw EncodeError("plan: groups do not tile the actors");
+    if (first != next || n == 0 || next + n > kMostActors) {
+      throw EncodeError("plan: groups do not tile the actors");
+    }
     plan.groups.push_back({name, first, n});
     next += n;
   }
