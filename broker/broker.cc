@@ -899,23 +899,11 @@ std::string pack_result(const RunResult& r) {
   std::get<2>(p) = r.stopped.has_value();
   std::get<3>(p) = r.stopped.value_or(std::string());
   std::get<4>(p) = r.rejected;
-  internal::Buffer b;
-  msgpack::pack(b, p);
-  return std::string(b.data(), b.size());
+  return internal::pack_to_string(p);
 }
 
 RunResult unpack_result(const char* data, std::size_t size) {
-  PackedResult p;
-  try {
-    msgpack::zone zone;
-    const msgpack::object o = internal::decode_value(zone, data, size);
-    if (o.type != msgpack::type::ARRAY || o.via.array.size != std::tuple_size_v<PackedResult>) {
-      throw EncodeError("not a run result");
-    }
-    o.convert(p);
-  } catch (const msgpack::type_error&) {
-    throw EncodeError("run result: a field has the wrong type");
-  }
+  auto p = internal::unpack_tuple<PackedResult>(data, size, "run result");
   RunResult r;
   for (auto& [id, group, name, pid, host, reason] : std::get<0>(p)) {
     r.failures.push_back({id, group, name, pid, host, reason});

@@ -120,6 +120,21 @@ struct HandlerOutcome {
   std::string abort_reason;  // the reason it asked the broker to stop with
 };
 
+// Runs the handler, if any, on this thread; if it throws, asks the run to
+// stop with `stop(reason)`.
+HandlerOutcome run_handler(Handler* handler, const std::function<void(const std::string&)>& stop) {
+  HandlerOutcome out;
+  if (handler == nullptr) return out;
+  try {
+    handler->run();
+  } catch (...) {
+    out.error = std::current_exception();
+    out.abort_reason = "the handler threw: " + describe_current_exception();
+    stop(out.abort_reason);
+  }
+  return out;
+}
+
 // Turns how a run ended into start()'s outcome: returns if it went well. A
 // handler's exception is the outcome if it stopped the run (or the run ended
 // well otherwise); if the run had stopped for another reason, that reason is
@@ -323,21 +338,14 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
     }
     set_queues_running(false);
   });
-  HandlerOutcome handled;
-  if (handler != nullptr) {
-    try {
-      handler->run();
-    } catch (...) {
-      handled.error = std::current_exception();
-      handled.abort_reason = "the handler threw: " + describe_current_exception();
-      {
-        std::lock_guard lock(abort_mu);
-        abort_reason = handled.abort_reason;
-      }
-      const std::uint64_t one = 1;
-      [[maybe_unused]] ssize_t w = ::write(wake, &one, sizeof one);
+  const HandlerOutcome handled = run_handler(handler, [&](const std::string& reason) {
+    {
+      std::lock_guard lock(abort_mu);
+      abort_reason = reason;
     }
-  }
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t w = ::write(wake, &one, sizeof one);
+  });
   serving.join();
   logger->flush();
   if (!result) {
@@ -559,16 +567,8 @@ void run_relay(RelayState& state, Handler* handler) {
     // Nothing more will arrive: a get() waiting on an empty queue must end.
     set_queues_running(false);
   });
-  HandlerOutcome handled;
-  if (handler != nullptr) {
-    try {
-      handler->run();
-    } catch (...) {
-      handled.error = std::current_exception();
-      handled.abort_reason = "the handler threw: " + describe_current_exception();
-      broker->request_abort(handled.abort_reason);
-    }
-  }
+  const HandlerOutcome handled = run_handler(
+      handler, [&](const std::string& reason) { broker->request_abort(reason); });
   broker_thread.join();
   logger->flush();
   throw_outcome(broker->result(), handles, interrupted, handled, broker_error, logger);

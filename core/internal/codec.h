@@ -129,6 +129,32 @@ void decode_message_into(Payload& into, const char* data, std::size_t size,
 msgpack::object decode_value(msgpack::zone& zone, const char* data, std::size_t size,
                              bool reference = false);
 
+// A value packed into a string (a frame, or a field of one).
+template <class T>
+std::string pack_to_string(const T& value) {
+  Buffer b;
+  msgpack::pack(b, value);
+  return std::string(b.data(), b.size());
+}
+
+// Decodes a std::tuple of exactly its arity, with the limits above. Throws
+// EncodeError naming `what` if it is not one or a field has the wrong type.
+template <class Tuple>
+Tuple unpack_tuple(const char* data, std::size_t size, const std::string& what) {
+  Tuple t;
+  try {
+    msgpack::zone zone;
+    const msgpack::object o = decode_value(zone, data, size);
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != std::tuple_size_v<Tuple>) {
+      throw EncodeError("not a " + what);
+    }
+    o.convert(t);
+  } catch (const msgpack::type_error&) {
+    throw EncodeError(what + ": a field has the wrong type");
+  }
+  return t;
+}
+
 }  // namespace relay::internal
 
 namespace msgpack {

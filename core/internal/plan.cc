@@ -61,23 +61,11 @@ std::string pack_broker_plan(const Plan& plan) {
   }
   std::get<3>(p) = plan.expect_workers;
   std::get<4>(p) = plan.worker_wait.count();
-  Buffer b;
-  msgpack::pack(b, p);
-  return std::string(b.data(), b.size());
+  return pack_to_string(p);
 }
 
 Plan unpack_broker_plan(const char* data, std::size_t size) {
-  PackedPlan p;
-  try {
-    msgpack::zone zone;
-    const msgpack::object o = decode_value(zone, data, size);
-    if (o.type != msgpack::type::ARRAY || o.via.array.size != std::tuple_size_v<PackedPlan>) {
-      throw EncodeError("not a plan");
-    }
-    o.convert(p);
-  } catch (const msgpack::type_error&) {
-    throw EncodeError("plan: a field has the wrong type");
-  }
+  const auto p = unpack_tuple<PackedPlan>(data, size, "plan");
   Plan plan;
   // Summed wide: sizes near 2^32 must not wrap around to a small total.
   constexpr std::uint64_t kMostActors = 1u << 20;
