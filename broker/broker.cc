@@ -163,7 +163,9 @@ void Broker::run() {
     // is handled.
     zmq::message_t from;
     zmq::message_t frame;
-    for (int i = 0; i < 10000 && control_.recv(from, zmq::recv_flags::dontwait); ++i) {
+    // Bounded batches, so that pings and the other checks keep their pace
+    // under a flood.
+    for (int i = 0; i < 1000 && control_.recv(from, zmq::recv_flags::dontwait); ++i) {
       if (!from.more() || !control_.recv(frame, zmq::recv_flags::dontwait)) {
         reject("control message without a frame");
         continue;
@@ -177,7 +179,7 @@ void Broker::run() {
       }
       handle_control(from, frame);
     }
-    for (int i = 0; i < 10000 && logs_.recv(frame, zmq::recv_flags::dontwait); ++i) {
+    for (int i = 0; i < 1000 && logs_.recv(frame, zmq::recv_flags::dontwait); ++i) {
       handle_log(frame);
     }
     settle_pending_acks(false);

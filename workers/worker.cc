@@ -94,6 +94,8 @@ std::string WorkerSession::peer() const {
 
 namespace {
 
+constexpr int kFramesPerTurn = 256;
+
 // The frame's fields, if it is a control frame [kind, ...] with at least
 // `need` of them beyond the kind; throws EncodeError otherwise.
 const msgpack::object* fields(const msgpack::object& o, std::uint32_t need) {
@@ -252,7 +254,9 @@ void WorkerSession::serve_until_end() {
     }
     zmq::poll(items, std::chrono::milliseconds(100));
     zmq::message_t frame;
-    while (s.recv(frame, zmq::recv_flags::dontwait)) {
+    // A bounded batch: a driver flooded with queue puts and log records must
+    // still ping, or the broker takes it for lost.
+    for (int k = 0; k < kFramesPerTurn && s.recv(frame, zmq::recv_flags::dontwait); ++k) {
       last_heard = Clock::now();
       try {
         msgpack::zone zone;
