@@ -67,7 +67,8 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
 }
 
 Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
-               std::shared_ptr<spdlog::logger> logger, zmq::socket_t control)
+               std::shared_ptr<spdlog::logger> logger, zmq::socket_t control,
+               zmq::socket_t monitor)
     : ctx_(ctx),
       plan_(plan),
       logger_(std::move(logger)),
@@ -75,9 +76,22 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
       reports_(plan.actors.size()),
       logs_expected_(plan.actors.size(), kNotAnnounced),
       ack_since_(plan.actors.size()),
+      monitor_(std::move(monitor)),
       standalone_(true) {
   hooks_.signal_actor = [](std::uint32_t, int) {};  // every actor's host stops its own
   bind_and_listen();
+}
+
+zmq::socket_t Broker::make_monitor_socket(zmq::context_t& ctx, const std::string& endpoint,
+                                          const std::optional<internal::CurveKey>& key) {
+  zmq::socket_t s = internal::make_socket(ctx, zmq::socket_type::pub);
+  if (key) internal::curve_server(s, *key);
+  try {
+    internal::bind_retrying(s, endpoint);
+  } catch (const zmq::error_t& e) {
+    throw Error("monitor: cannot bind " + endpoint + ": " + e.what());
+  }
+  return s;
 }
 
 zmq::socket_t Broker::make_control_socket(zmq::context_t& ctx) {
@@ -106,14 +120,10 @@ void Broker::bind_and_listen() {
     }
     log_tcp_endpoint_ = logs_.get(zmq::sockopt::last_endpoint);
   }
-  if (!plan_.monitor_endpoint.empty()) {
-    monitor_ = internal::make_socket(ctx_, zmq::socket_type::pub);
-    if (plan_.key) internal::curve_server(monitor_, *plan_.key);
-    try {
-      internal::bind_retrying(monitor_, plan_.monitor_endpoint);
-    } catch (const zmq::error_t& e) {
-      throw Error("monitor: cannot bind " + plan_.monitor_endpoint + ": " + e.what());
-    }
+  if (!plan_.monitor_endpoint.empty() && !monitor_) {
+    monitor_ = make_monitor_socket(ctx_, plan_.monitor_endpoint, plan_.key);
+  }
+  if (monitor_) {
     monitor_bound_ = monitor_.get(zmq::sockopt::last_endpoint);
     logger_->info("monitor stream at {}", monitor_bound_);
   }
@@ -157,7 +167,7 @@ void Broker::run() {
     items.push_back({nullptr, abort_fd_, ZMQ_POLLIN, 0});
     items.push_back({nullptr, pending_puts_.empty() ? -1 : hooks_.queue_space_fd, ZMQ_POLLIN, 0});
     for (const Watch& w : watches_) items.push_back({nullptr, w.fd, ZMQ_POLLIN, 0});
-    zmq::poll(items, std::chrono::milliseconds(100));
+    internal::poll(items, std::chrono::milliseconds(100));
 
     // Control and logs first: an actor's last report is read before its exit
     // is handled.
@@ -252,7 +262,7 @@ void Broker::say_end() {
     }
     if (!waiting || std::chrono::steady_clock::now() >= deadline) break;
     zmq::pollitem_t items[] = {{control_.handle(), 0, ZMQ_POLLIN, 0}};
-    zmq::poll(items, 1, std::chrono::milliseconds(250));
+    internal::poll(items, 1, std::chrono::milliseconds(250));
     zmq::message_t from;
     zmq::message_t frame;
     while (control_.recv(from, zmq::recv_flags::dontwait)) {
@@ -723,8 +733,9 @@ void Broker::check_workers() {
     // owns the queues and the outcome.
     if (!running && assigned_ && !w.driver) continue;
     w.lost = true;
-    const std::string why = "host '" + w.host + "' (" + w.address + ") lost: no word from its worker for " +
-                            std::to_string(internal::kHostTimeout.count()) + " ms";
+    const std::string why = "host '" + w.host + "' (" + w.address + ") lost: no word from its " +
+                            (w.driver ? "driver" : "worker") + " (pid " + std::to_string(w.pid) +
+                            ") for " + std::to_string(internal::kHostTimeout.count()) + " ms";
     logger_->error("{}", why);
     for (std::uint32_t id : w.actors) {
       if (reports_[id].exitcode) continue;

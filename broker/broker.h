@@ -148,9 +148,10 @@ class Broker {
          Hooks hooks);
   // Standalone: `control` is a ROUTER already bound on plan.listen_endpoint
   // (set up as a CURVE server, with the caller's ZAP handler, when the plan
-  // has a key); nothing is bound on ipc. The driver joins as a member.
+  // has a key), `monitor` a bound PUB or none; nothing is bound on ipc. The
+  // driver joins as a member.
   Broker(zmq::context_t& ctx, const internal::Plan& plan, std::shared_ptr<spdlog::logger> logger,
-         zmq::socket_t control);
+         zmq::socket_t control, zmq::socket_t monitor);
   ~Broker();
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
@@ -170,6 +171,9 @@ class Broker {
   void run();
   // The control ROUTER as the broker sets it up (not bound).
   static zmq::socket_t make_control_socket(zmq::context_t& ctx);
+  // The monitor PUB, bound at `endpoint`; throws relay::Error if it cannot be.
+  static zmq::socket_t make_monitor_socket(zmq::context_t& ctx, const std::string& endpoint,
+                                           const std::optional<internal::CurveKey>& key);
   // Handles a control message received before the broker existed (a
   // standalone broker reads the driver's join itself).
   void accept(zmq::message_t& from, zmq::message_t& frame) { handle_control(from, frame); }
@@ -181,6 +185,7 @@ class Broker {
   // Standalone: the control socket back, once run() has returned, for the
   // next run (members waiting for it stay connected to it).
   zmq::socket_t release_control() { return std::move(control_); }
+  zmq::socket_t release_monitor() { return std::move(monitor_); }
 
   const std::vector<ActorReport>& reports() const noexcept { return reports_; }
   const std::vector<WorkerReport>& workers() const noexcept { return workers_; }

@@ -47,8 +47,8 @@ constexpr const char* kUsage =
     "  --runs N                   exit after N runs (default: serve until SIGINT\n"
     "                             or SIGTERM, which stop the current run)\n"
     "  --level LEVEL              trace|debug|info|warning|error (default info)\n"
-    "Exit status: 0 every run served ended well (or stopped by a signal), 1 a\n"
-    "run failed, 2 bad usage or cannot listen.\n";
+    "Exit status: 1 if a run it served failed (one stopped by SIGINT or SIGTERM\n"
+    "does not count), else 0; 2 bad usage or cannot listen (--listen, --monitor).\n";
 
 [[noreturn]] void usage_error(const std::string& why) {
   std::fprintf(stderr, "relay-broker: %s\n%s", why.c_str(), kUsage);
@@ -280,10 +280,17 @@ int main(int argc, char** argv) {
     // connected to it.
     zmq::socket_t control = relay::broker::Broker::make_control_socket(ctx);
     if (key) relay::internal::curve_server(control, *key);
+    zmq::socket_t monitor;  // the same for every run, bound now: a busy port shows at once
     try {
       control.bind(o.listen);
+      if (!o.monitor.empty()) {
+        monitor = relay::broker::Broker::make_monitor_socket(ctx, o.monitor, key);
+      }
     } catch (const zmq::error_t& e) {
       log->error("cannot listen at {}: {}", o.listen, e.what());
+      status = 2;
+    } catch (const relay::Error& e) {
+      log->error("{}", e.what());
       status = 2;
     }
     for (long served = 0; status != 2 && !stopping && (o.runs == 0 || served < o.runs);
@@ -291,7 +298,10 @@ int main(int argc, char** argv) {
       log->info("listening at {}: waiting for a driver", o.listen);
       std::optional<Joins> joins =
           wait_for_driver(control, signal_fd, *log, std::exchange(waiting, {}));
-      if (!joins) break;  // a signal: nothing running to stop
+      if (!joins) {  // a signal: nothing running to stop
+        log->info("stopped by a signal while waiting for a driver");
+        break;
+      }
       relay::internal::Plan& plan = joins->plan;
       plan.listen_endpoint = o.listen;
       plan.data_host = host;
@@ -299,7 +309,7 @@ int main(int argc, char** argv) {
       plan.key = key;
       plan.monitor_endpoint = o.monitor;
       try {
-        relay::broker::Broker broker(ctx, plan, log, std::move(control));
+        relay::broker::Broker broker(ctx, plan, log, std::move(control), std::move(monitor));
         broker.watch(signal_fd, [&] {
           signalfd_siginfo info{};
           [[maybe_unused]] ssize_t r = ::read(signal_fd, &info, sizeof info);
@@ -319,15 +329,18 @@ int main(int argc, char** argv) {
         broker.run();
         waiting = broker.take_queued();
         control = broker.release_control();
+        monitor = broker.release_monitor();
         const relay::broker::RunResult r = broker.result();
         if (r.failures.empty() && r.accounting.empty() && !r.stopped) {
           log->info("run {} ended well", served + 1);
         } else {
           if (!stopping) status = 1;
-          log->error("run {} failed: {}", served + 1,
-                     !r.failures.empty() ? r.failures.front().name + ": " + r.failures.front().reason
-                     : !r.accounting.empty() ? r.accounting
-                                             : *r.stopped);
+          std::string why;
+          for (const relay::broker::RunResult::Failure& f : r.failures) {
+            why += (why.empty() ? "" : "; ") + f.name + " (" + f.group + "): " + f.reason;
+          }
+          if (why.empty()) why = !r.accounting.empty() ? r.accounting : *r.stopped;
+          log->error("run {} failed: {}", served + 1, why);
         }
       } catch (const std::exception& e) {
         // The control socket went with the broker: stop here rather than

@@ -73,7 +73,7 @@ Outcome run(const Options& options, std::ostream& out) {
     if (options.timeout.count() > 0 &&
         std::chrono::steady_clock::now() - last_heard > options.timeout) {
       out << "relay-monitor: nothing heard from " << options.endpoint << " for "
-          << options.timeout.count() / 1000.0 << " s\n";
+          << options.timeout.count() / 1000.0 << " s (is the relay running, with this key?)\n";
       return Outcome::timed_out;
     }
   }

@@ -16,7 +16,8 @@ constexpr const char* kUsage =
     "  --group NAME     show only this group (repeatable)\n"
     "  --no-stats       logs only, no counters\n"
     "  --key FILE       the cluster key, if the relay uses one\n"
-    "  --timeout SEC    give up after SEC seconds without a word (default: wait)\n"
+    "  --timeout SEC    give up after SEC seconds without a word (default: wait;\n"
+    "                   a monitor with the wrong key hears nothing at all)\n"
     "Exit status: 0 the run ended well, 1 it stopped with an error, 2 bad usage,\n"
     "3 timed out.\n";
 
@@ -71,6 +72,9 @@ int main(int argc, char** argv) {
     }
   }
   if (options.endpoint.empty()) usage_error("no ENDPOINT");
+  if (options.endpoint.rfind("tcp://", 0) != 0 && options.endpoint.rfind("ipc://", 0) != 0) {
+    usage_error("ENDPOINT '" + options.endpoint + "' is not tcp://HOST:PORT");
+  }
   try {
     return static_cast<int>(relay::monitor::run(options, std::cout));
   } catch (const std::exception& e) {

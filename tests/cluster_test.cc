@@ -742,6 +742,35 @@ TEST_F(StandaloneBrokerTest, CommandLine) {
   EXPECT_THAT(open_text, HasSubstr("--allow-insecure-network")) << open_text;
   auto [any, any_text] = run({"--listen", "tcp://*:5555"});
   EXPECT_TRUE(ExitedWith(any, 2)) << any_text;
+  // A monitor port in use is found at start, not when the first driver comes.
+  Spawned& first = Broker({"--allow-insecure-network", "--monitor", "tcp://" + link_.addr_a + ":5560"});
+  ASSERT_TRUE(first.WaitForOutput("waiting for a driver", milliseconds(10000))) << All();
+  auto [busy, busy_text] =
+      run({"--listen", "tcp://" + link_.addr_a + ":5561", "--allow-insecure-network", "--monitor",
+           "tcp://" + link_.addr_a + ":5560"});
+  EXPECT_TRUE(ExitedWith(busy, 2)) << busy_text;
+  EXPECT_THAT(busy_text, HasSubstr("cannot bind")) << busy_text;
+  // relay-monitor refuses what is not an endpoint, as bad usage.
+  auto monitor = Spawn(*a_, {"broker/relay-monitor", "127.0.0.1:5556"});
+  const int ms = monitor->WaitExit(milliseconds(10000));
+  EXPECT_TRUE(ExitedWith(ms, 2)) << monitor->Transcript();
+  EXPECT_THAT(monitor->Transcript(), HasSubstr("is not tcp://HOST:PORT"));
+}
+
+// A driver without the key of a keyed relay-broker cannot complete the CURVE
+// handshake; it gives up after 10 s with a message that names the likely
+// cause (its sends once blocked for ever on the refused connection).
+TEST_F(StandaloneBrokerTest, DriverWithoutTheKeyGivesUp) {
+  const std::string good = MakeKey("good");
+  ASSERT_FALSE(HasFailure());
+  Broker({"--key", good});
+  Spawned& driver = DriverOnB({}, 1, 500, 0);
+  const int status = driver.WaitExit(milliseconds(20000));
+  ASSERT_NE(status, -1) << "driver without the key still waits after 20 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("no answer from the broker at " + url_ +
+                                      " within 10 s (is it running? same key?)"))
+      << All();
 }
 
 }  // namespace

@@ -44,6 +44,11 @@ zmq::socket_t join_socket(zmq::context_t& ctx, const std::string& rid, const Wor
   // What the broker forwards to a driver (queue puts, log records) is never
   // dropped for want of room.
   s.set(zmq::sockopt::rcvhwm, 0);
+  // A send never blocks for long: with no usable connection (a CURVE
+  // handshake refused, the broker gone) a DEALER would wait for one for ever,
+  // and the deadlines would never be checked. Pings are repeated anyway; the
+  // broker's own checks cover the rest.
+  s.set(zmq::sockopt::sndtimeo, 500);
   if (config.key) internal::curve_client(s, *config.key);
   s.connect(config.driver);
   return s;
@@ -88,9 +93,7 @@ WorkerSession::WorkerSession(internal::Plan& plan, WorkerConfig config,
                              std::shared_ptr<spdlog::logger> logger, DriverPart* driver)
     : plan_(plan), config_(std::move(config)), logger_(std::move(logger)), driver_(driver) {}
 
-std::string WorkerSession::peer() const {
-  return (driver_ ? "the broker at " : "the driver at ") + config_.driver;
-}
+std::string WorkerSession::peer() const { return "the broker at " + config_.driver; }
 
 namespace {
 
@@ -161,7 +164,7 @@ void WorkerSession::join_and_fork(const ForkActor& fork_actor) {
       }
       if (driver_ && driver_->while_joining) driver_->while_joining();
       zmq::pollitem_t items[] = {{s.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 1, std::chrono::milliseconds(200));
+      internal::poll(items, 1, std::chrono::milliseconds(200));
       zmq::message_t frame;
       while (s.recv(frame, zmq::recv_flags::dontwait)) {
         last_heard = Clock::now();
@@ -252,7 +255,7 @@ void WorkerSession::serve_until_end() {
     for (std::size_t i = 0; i < extra; ++i) {
       items.push_back({nullptr, driver_->watches[i].first, ZMQ_POLLIN, 0});
     }
-    zmq::poll(items, std::chrono::milliseconds(100));
+    internal::poll(items, std::chrono::milliseconds(100));
     zmq::message_t frame;
     // A bounded batch: a driver flooded with queue puts and log records must
     // still ping, or the broker takes it for lost.

@@ -33,6 +33,16 @@ void bind_retrying(zmq::socket_t& socket, const std::string& endpoint,
   }
 }
 
+int poll(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds timeout) {
+  try {
+    return zmq::poll(items, n, timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) throw;
+    for (std::size_t i = 0; i < n; ++i) items[i].revents = 0;
+    return 0;
+  }
+}
+
 bool send_frame(zmq::socket_t& socket, Buffer& frame, zmq::send_flags flags) {
   // Below this size a copy is cheaper than a malloc'd block freed by ZeroMQ's
   // I/O thread.

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <zmq.hpp>
 
@@ -23,6 +24,13 @@ zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type);
 // early. Throws zmq::error_t as bind() does.
 void bind_retrying(zmq::socket_t& socket, const std::string& endpoint,
                    std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
+
+// zmq::poll that returns 0 (nothing ready) when a signal interrupts it: relay's
+// signal handler only writes a pipe, which the caller polls too.
+int poll(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds timeout);
+inline int poll(std::vector<zmq::pollitem_t>& items, std::chrono::milliseconds timeout) {
+  return poll(items.data(), items.size(), timeout);
+}
 
 // Sends `frame` as one message; large buffers are handed to ZeroMQ without a
 // copy (the buffer is empty afterwards). Blocks while the peer's pipe is full.

@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,12 +73,12 @@ class Total : public relay::Actor {  // sink: runs on the driver's host
   long long sum_ = 0;
 };
 
-[[noreturn]] void usage(const char* argv0, const char* why) {
+[[noreturn]] void usage(const char* argv0, const std::string& why) {
   std::fprintf(stderr,
                "%s: %s\nusage: %s [--items N] [--listen URL] [--monitor URL]\n"
                "       %s [--items N] --broker URL\n"
                "       %s --relay-worker URL [--relay-key FILE] [--items N]\n",
-               argv0, why, argv0, argv0, argv0);
+               argv0, why.c_str(), argv0, argv0, argv0);
   std::exit(2);
 }
 
@@ -96,13 +97,18 @@ int main(int argc, char** argv) {
                   "       %s [--items N] --broker URL\n"
                   "       %s --relay-worker URL [--relay-key FILE] [--items N]\n"
                   "numbers -> square (4 actors, on the workers) -> total; prints the sum of\n"
-                  "the squares of 1..N (default 200000). See README \"Across hosts\".\n",
+                  "the squares of 1..N (default 200000). The driver listens at\n"
+                  "tcp://127.0.0.1:5555 and publishes for relay-monitor at tcp://127.0.0.1:5556\n"
+                  "unless told otherwise; --relay-key FILE secures the driver and the workers.\n"
+                  "See README \"Across hosts\".\n",
                   argv[0], argv[0], argv[0]);
       return 0;
     }
     if (i + 1 >= argc) usage(argv[0], "every option needs a value");
     if (arg == "--items") {
-      items = std::atoll(argv[++i]);
+      char* end = nullptr;
+      items = std::strtoll(argv[++i], &end, 10);
+      if (*end != '\0' || end == argv[i] || items < 1) usage(argv[0], "--items wants a count");
     } else if (arg == "--listen") {
       listen = argv[++i];
     } else if (arg == "--monitor") {
@@ -110,7 +116,7 @@ int main(int argc, char** argv) {
     } else if (arg == "--broker") {
       broker = argv[++i];
     } else {
-      usage(argv[0], "unknown option");
+      usage(argv[0], "unknown option " + arg);
     }
   }
 
@@ -124,16 +130,20 @@ int main(int argc, char** argv) {
   relay.connect(relay::group("numbers", numbers), relay::group("square", squares),
                 relay::group("total", total));
   relay.place("square", relay::Placement::workers());  // the rest stays local
-  if (broker.empty()) {
-    relay.listen(listen);  // ignored in a worker
-    relay.monitor(monitor);
-  } else {
-    relay.broker(broker);  // relay-broker listens and publishes instead
+  try {
+    if (broker.empty()) {
+      relay.listen(listen);  // ignored in a worker
+      relay.monitor(monitor);
+    } else {
+      relay.broker(broker);  // relay-broker listens and publishes instead
+    }
+  } catch (const std::invalid_argument& e) {
+    usage(argv[0], e.what());
   }
   try {
     relay.start();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", relay::is_worker() ? "worker" : "driver", e.what());
+    std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }
   if (relay::is_worker()) {
