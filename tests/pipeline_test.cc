@@ -354,6 +354,69 @@ TEST_F(PipelineTest, MaxsizeBoundsMessagesInFlight) {
   EXPECT_GE(shm.at(2).load(), 5);
 }
 
+// Without maxsize, the window is also bounded in bytes (16 MiB per pair): a
+// source of 1 MiB messages is at most 16 ahead of a slow sink (plus the one
+// inside recv()), where 4096 messages would be 4 GiB. Small and large
+// messages alternate, so credits come back by count and by bytes; every
+// message arrives once.
+class BigSource : public relay::Actor {
+ public:
+  explicit BigSource(relay::testing::SharedBlock& shm) : shm_(shm) {}
+  void loop() override {
+    const std::string big(1 << 20, 'x');
+    for (long long i = 0; i < 400; ++i) {
+      if (i % 2 == 0) {
+        send(i, big);
+      } else {
+        send(i, std::string("small"));
+      }
+      const long long lead = (i + 1) / 2 - shm_.at(1).load();  // big ones only
+      if (lead > shm_.at(2).load()) shm_.at(2).store(lead);
+    }
+  }
+
+ private:
+  relay::testing::SharedBlock& shm_;
+};
+class BigSink : public relay::Actor {
+ public:
+  BigSink(relay::testing::SharedBlock& shm, relay::Queue& q) : shm_(shm), q_(q) {}
+  void recv(const relay::Message& m) override {
+    const auto [i, text] = m.as<long long, std::string>();
+    ++count_;
+    sum_ += i;
+    if (text.size() == (1u << 20)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      shm_.at(1).fetch_add(1);
+    }
+  }
+  void shutdown() override { q_.put(count_, sum_); }
+
+ private:
+  relay::testing::SharedBlock& shm_;
+  relay::Queue& q_;
+  long long count_ = 0;
+  long long sum_ = 0;
+};
+
+TEST_F(PipelineTest, DefaultWindowBoundsBytesInFlight) {
+  relay::testing::SharedBlock shm;
+  relay::Queue q;
+  BigSource source(shm);
+  BigSink sink(shm, q);
+  relay::Relay relay;
+  relay.connect(source, sink);
+  relay.start();
+  const std::optional<relay::Message> totals = q.get_nowait();
+  ASSERT_TRUE(totals.has_value());
+  const auto [count, sum] = totals->as<long long, long long>();
+  EXPECT_EQ(count, 400);
+  EXPECT_EQ(sum, 400 * 399 / 2);
+  EXPECT_EQ(shm.at(1).load(), 200);
+  EXPECT_LE(shm.at(2).load(), 18) << "more than 16 MiB waited for the sink";
+  EXPECT_GE(shm.at(2).load(), 8) << "the source never ran ahead: the window is far too small";
+}
+
 // Logs from every actor reach the main process, prefixed [group] (name), and
 // none is lost when an actor exits right after logging.
 class Chatty : public relay::Actor {

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <tuple>
 
 #include "relay/internal/queue_state.h"
@@ -133,6 +134,7 @@ void ActorRuntime::connect() {
     open_upstreams_ = prev.size;
     const std::uint32_t window = plan_.window(slot_.group - 1);
     credit_return_ = std::max<std::uint32_t>(1, window / 2);
+    window_bytes_ = plan_.window_bytes();
     inbox_ = make_socket(ctx_, zmq::socket_type::router);
     // Credits keep each pipe below the window; the margin is for control frames.
     inbox_.set(zmq::sockopt::rcvhwm, static_cast<int>(std::min<std::uint32_t>(window, 1 << 20) + 64));
@@ -184,6 +186,7 @@ void ActorRuntime::connect() {
     const GroupSlot& next = plan_.groups[slot_.group + 1];
     const std::uint32_t window = plan_.window(slot_.group);
     window_out_ = window;
+    window_bytes_ = plan_.window_bytes();
     down_.resize(next.size);
     for (std::uint32_t i = 0; i < next.size; ++i) {
       Downstream& d = down_[i];
@@ -215,6 +218,12 @@ void ActorRuntime::send(Buffer& frame) {
       const std::size_t i = (next_ + k) % n;
       Downstream& d = down_[i];
       if (d.credit == 0) continue;
+      if (window_bytes_ != 0) {
+        if (d.bytes_out >= window_bytes_ && !d.sizes.empty()) continue;
+        const auto size = static_cast<std::uint32_t>(std::min<std::size_t>(frame.size(), std::numeric_limits<std::uint32_t>::max()));
+        d.sizes.push_back(size);
+        d.bytes_out += size;
+      }
       if (++total_sent_ != drop_nth_) (void)send_frame(d.socket, frame);
       --d.credit;
       ++d.sent;
@@ -233,7 +242,15 @@ void ActorRuntime::read_credit(Downstream& d, const zmq::message_t& frame) {
       // A credit is one small uint: a 64-byte first chunk will do, rather
       // than msgpack's default of 8 KiB.
       msgpack::zone zone(64);
-      d.credit += decode_value(zone, p + 1, frame.size() - 1).as<std::uint64_t>();
+      const auto n = decode_value(zone, p + 1, frame.size() - 1).as<std::uint64_t>();
+      if (window_bytes_ != 0) {
+        if (n > d.sizes.size()) throw EncodeError("credit for more than was sent");
+        for (std::uint64_t k = 0; k < n; ++k) {
+          d.bytes_out -= d.sizes.front();
+          d.sizes.pop_front();
+        }
+      }
+      d.credit += n;
     } catch (const std::exception& e) {
       reject(std::string("bad credit frame: ") + e.what());
     }
@@ -402,12 +419,15 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     // The credit goes back as soon as the message is off the wire, before
     // recv() runs: a recv() that blocks in send() on the next edge must not
     // hold up this one, so edges do not chain their round trips.
-    if (++u.unreturned >= credit_return_) {
+    u.unreturned_bytes += size;
+    if (++u.unreturned >= credit_return_ ||
+        (window_bytes_ != 0 && u.unreturned_bytes >= window_bytes_ / 2)) {
       Buffer credit;
       credit.put(kCredit);
       msgpack::pack(credit, u.unreturned);
       reply(u.id, credit);
       u.unreturned = 0;
+      u.unreturned_bytes = 0;
     }
     if (message) {
       ++u.received;

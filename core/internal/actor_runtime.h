@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,11 +54,16 @@ class ActorRuntime {
     std::uint64_t credit = 0;
     std::uint64_t sent = 0;
     bool acked = false;
+    // With a byte window: the size of each frame not yet credited, oldest
+    // first (credits come back in sending order), and their sum.
+    std::deque<std::uint32_t> sizes;
+    std::uint64_t bytes_out = 0;
   };
   struct Upstream {
     std::uint32_t id = 0;
     std::uint64_t received = 0;
-    std::uint64_t unreturned = 0;  // consumed, credit not yet returned
+    std::uint64_t unreturned = 0;        // consumed, credit not yet returned
+    std::uint64_t unreturned_bytes = 0;  // their frames' sizes
     bool ended = false;
   };
 
@@ -104,6 +110,7 @@ class ActorRuntime {
   std::uint32_t up_first_ = 0;  // id of the first upstream actor
   std::uint32_t open_upstreams_ = 0;
   std::uint64_t credit_return_ = 1;
+  std::uint64_t window_bytes_ = 0;  // 0: no byte bound (see Plan::window_bytes)
   std::size_t next_ = 0;
   std::uint64_t logs_ = 0;
   std::uint64_t rejected_ = 0;

@@ -16,6 +16,8 @@ std::uint32_t Plan::window(std::uint32_t sender_group) const {
   return static_cast<std::uint32_t>(std::clamp<std::size_t>(*maxsize / receivers, 1, 1u << 30));
 }
 
+std::uint64_t Plan::window_bytes() const { return maxsize ? 0 : kDefaultWindowBytes; }
+
 std::string Plan::layout() const {
   std::string out;
   for (const GroupSlot& g : groups) {
