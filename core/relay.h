@@ -138,8 +138,8 @@ class Relay {
   // is split evenly over the receivers, at least one each, so an edge of n
   // senders and m receivers holds at most n * max(maxsize, m) waiting
   // messages, plus one per receiver inside recv(). Unset, each
-  // sender/receiver pair may have 4096 messages waiting, and no more than
-  // 16 MiB of them (one message may be larger). `log` names the spdlog logger
+  // sender/receiver pair may have 4096 messages waiting, and a sender sends
+  // no more on a pair once 16 MiB wait there (at most 16 MiB plus one message). `log` names the spdlog logger
   // that actors' records are written with ("relay" if empty).
   explicit Relay(std::optional<std::size_t> maxsize = {}, std::string log = {});
   ~Relay();

@@ -89,6 +89,37 @@ TEST_F(StressTest, MismatchedCountsAreReported) {
   ::unsetenv("RELAY_TESTING_DROP_NTH_MESSAGE");
 }
 
+// The same without maxsize and with large messages after the lost one: the
+// byte window must not count the message that never went out, or the pair
+// stops for ever (found in review: 10 B, then 20 MiB messages, hung).
+class BigAfterSmall : public relay::Actor {
+ public:
+  void loop() override {
+    send(0LL, std::string(10, 'x'));
+    const std::string big(20 << 20, 'y');
+    for (long long i = 1; i <= 4; ++i) send(i, big);
+  }
+};
+class CountSink : public relay::Actor {
+ public:
+  void recv(const relay::Message&) override {}
+};
+
+TEST_F(StressTest, LostMessageDoesNotStallTheByteWindow) {
+  ::setenv("RELAY_TESTING_DROP_NTH_MESSAGE", "1", 1);
+  BigAfterSmall source;
+  CountSink sink;
+  relay::Relay relay;
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  try {
+    relay.start();
+    ADD_FAILURE() << "start() returned normally";
+  } catch (const relay::AccountingError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("edge 'src' -> 'out': sent 5, received 4"));
+  }
+  ::unsetenv("RELAY_TESTING_DROP_NTH_MESSAGE");
+}
+
 // Backpressure is real: a consumer much slower than its source, maxsize 100.
 // The source blocks; no process's memory grows while a million messages pass.
 long long RssKb(pid_t pid) {

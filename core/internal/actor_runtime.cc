@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <limits>
 #include <tuple>
 
 #include "relay/internal/queue_state.h"
@@ -218,13 +217,19 @@ void ActorRuntime::send(Buffer& frame) {
       const std::size_t i = (next_ + k) % n;
       Downstream& d = down_[i];
       if (d.credit == 0) continue;
-      if (window_bytes_ != 0) {
-        if (d.bytes_out >= window_bytes_ && !d.sizes.empty()) continue;
-        const auto size = static_cast<std::uint32_t>(std::min<std::size_t>(frame.size(), std::numeric_limits<std::uint32_t>::max()));
-        d.sizes.push_back(size);
-        d.bytes_out += size;
+      // Checked before this frame is added: with less than half the bound
+      // uncredited, the receiver holds nothing back, whatever this frame's size.
+      if (window_bytes_ != 0 && d.bytes_out >= window_bytes_ && !d.sizes.empty()) continue;
+      const std::uint64_t size = frame.size();  // before send_frame() takes the buffer
+      if (++total_sent_ != drop_nth_) {
+        (void)send_frame(d.socket, frame);
+        // Only what went out: a frame the receiver never sees is never
+        // credited, and would hold the pair's byte window for ever.
+        if (window_bytes_ != 0) {
+          d.sizes.push_back(size);
+          d.bytes_out += size;
+        }
       }
-      if (++total_sent_ != drop_nth_) (void)send_frame(d.socket, frame);
       --d.credit;
       ++d.sent;
       next_ = i + 1;

@@ -56,7 +56,7 @@ class ActorRuntime {
     bool acked = false;
     // With a byte window: the size of each frame not yet credited, oldest
     // first (credits come back in sending order), and their sum.
-    std::deque<std::uint32_t> sizes;
+    std::deque<std::uint64_t> sizes;
     std::uint64_t bytes_out = 0;
   };
   struct Upstream {
