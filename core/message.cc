@@ -13,9 +13,9 @@ const msgpack::object& Message::at(std::size_t i) const {
 }
 
 void Message::throw_type_error(std::size_t i, const std::string& expected,
-                               const msgpack::object& actual) {
+                               const msgpack::object& actual, const std::string& detail) {
   throw TypeError("value " + std::to_string(i) + ": expected " + expected + ", got " +
-                  internal::wire_type(actual));
+                  internal::wire_type(actual) + (detail.empty() ? "" : ": " + detail));
 }
 
 void Message::throw_arity_error(std::size_t expected) const {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "relay/control.h"
@@ -29,12 +30,27 @@ class Message {
 
   // Returns value `i` as a T. Throws TypeError if there is no value `i` or it
   // does not convert to T.
+  // Conversion is strict: a struct (MSGPACK_DEFINE_MAP) must find every one
+  // of its keys and no other, an array struct (MSGPACK_DEFINE) or a
+  // std::tuple exactly its number of fields, and an integer must fit T.
   template <class T>
   T get(std::size_t i) const {
     const msgpack::object& o = at(i);
     try {
-      return o.as<T>();
+      if constexpr (internal::shape_checked<T>::value) {
+        T value = o.as<T>();
+        if (std::string diff = internal::shape_difference(o, value); !diff.empty()) {
+          throw_type_error(i, internal::type_name<T>(), o, diff);
+        }
+        return value;
+      } else {
+        return o.as<T>();
+      }
     } catch (const msgpack::type_error&) {
+      if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+        throw_type_error(i, internal::type_name<T>(), o,
+                         internal::integer_out_of_range(o, internal::type_name<T>()));
+      }
       throw_type_error(i, internal::type_name<T>(), o);
     }
   }
@@ -63,7 +79,8 @@ class Message {
   }
   const msgpack::object& at(std::size_t i) const;
   [[noreturn]] static void throw_type_error(std::size_t i, const std::string& expected,
-                                            const msgpack::object& actual);
+                                            const msgpack::object& actual,
+                                            const std::string& detail = {});
   [[noreturn]] void throw_arity_error(std::size_t expected) const;
 
   std::shared_ptr<const internal::Payload> p_;

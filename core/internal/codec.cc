@@ -6,6 +6,8 @@
 #include <atomic>
 #include <mutex>
 #include <new>
+#include <set>
+#include <sstream>
 
 namespace relay::internal {
 
@@ -195,6 +197,110 @@ std::shared_ptr<const Payload> decode_message(const char* data, std::size_t size
   auto p = std::make_shared<Payload>(zone_chunk_for(size));
   decode_message_into(*p, data, size, std::move(owner));
   return p;
+}
+
+namespace {
+
+// A readable form of a map key: a string as it is, anything else as msgpack
+// prints it.
+std::string key_text(const msgpack::object& key) {
+  if (key.type == msgpack::type::STR) return std::string(key.via.str.ptr, key.via.str.size);
+  std::ostringstream out;
+  out << key;
+  return out.str();
+}
+
+std::string key_bytes(const msgpack::object& key) { return pack_to_string(key); }
+
+std::string quoted_list(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "'" : ", '") + n + "'";
+  return out;
+}
+
+// The first difference in shape between `actual` and `expected`, or "".
+std::string compare_shape(const msgpack::object& actual, const msgpack::object& expected,
+                          const std::string& path) {
+  const std::string at = path.empty() ? "" : "at " + path + ": ";
+  if (expected.type == msgpack::type::MAP) {
+    if (actual.type != msgpack::type::MAP) return at + "a map was expected, got " + wire_type(actual);
+    const msgpack::object_kv* a = actual.via.map.ptr;
+    const msgpack::object_kv* e = expected.via.map.ptr;
+    const std::uint32_t na = actual.via.map.size;
+    const std::uint32_t ne = expected.via.map.size;
+    // Usually the keys come in the same order: compare in place.
+    bool same = na == ne;
+    for (std::uint32_t k = 0; same && k < na; ++k) same = a[k].key == e[k].key;
+    if (same) {
+      for (std::uint32_t k = 0; k < na; ++k) {
+        std::string d = compare_shape(a[k].val, e[k].val, path + "." + key_text(e[k].key));
+        if (!d.empty()) return d;
+      }
+      return "";
+    }
+    std::map<std::string, std::uint32_t> in_actual;
+    for (std::uint32_t k = 0; k < na; ++k) in_actual.emplace(key_bytes(a[k].key), k);
+    std::set<std::string> in_expected;
+    std::vector<std::string> missing;
+    std::vector<std::string> unknown;
+    for (std::uint32_t k = 0; k < ne; ++k) {
+      const std::string bytes = key_bytes(e[k].key);
+      in_expected.insert(bytes);
+      if (in_actual.find(bytes) == in_actual.end()) missing.push_back(key_text(e[k].key));
+    }
+    for (std::uint32_t k = 0; k < na; ++k) {
+      if (in_expected.count(key_bytes(a[k].key)) == 0) unknown.push_back(key_text(a[k].key));
+    }
+    std::string out;
+    if (!missing.empty()) {
+      out = std::string(missing.size() == 1 ? "missing field " : "missing fields ") +
+            quoted_list(missing);
+    }
+    if (!unknown.empty()) {
+      out += std::string(out.empty() ? "" : "; ") +
+             (unknown.size() == 1 ? "unknown field " : "unknown fields ") + quoted_list(unknown);
+    }
+    if (!out.empty()) return at + out;
+    for (std::uint32_t k = 0; k < ne; ++k) {
+      const msgpack::object& val = a[in_actual.at(key_bytes(e[k].key))].val;
+      std::string d = compare_shape(val, e[k].val, path + "." + key_text(e[k].key));
+      if (!d.empty()) return d;
+    }
+    return "";
+  }
+  if (expected.type == msgpack::type::ARRAY) {
+    if (actual.type != msgpack::type::ARRAY) {
+      return at + "an array was expected, got " + wire_type(actual);
+    }
+    if (actual.via.array.size != expected.via.array.size) {
+      return at + std::to_string(expected.via.array.size) + " field(s) expected, got " +
+             std::to_string(actual.via.array.size);
+    }
+    for (std::uint32_t k = 0; k < actual.via.array.size; ++k) {
+      std::string d = compare_shape(actual.via.array.ptr[k], expected.via.array.ptr[k],
+                                    path + "[" + std::to_string(k) + "]");
+      if (!d.empty()) return d;
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string shape_difference(const msgpack::object& actual, const char* packed, std::size_t size) {
+  msgpack::zone zone;
+  const msgpack::object expected = decode_value(zone, packed, size);
+  return compare_shape(actual, expected, "");
+}
+
+std::string integer_out_of_range(const msgpack::object& actual, const std::string& type) {
+  if (actual.type == msgpack::type::POSITIVE_INTEGER) {
+    return std::to_string(actual.via.u64) + ", which does not fit " + type;
+  }
+  if (actual.type == msgpack::type::NEGATIVE_INTEGER) {
+    return std::to_string(actual.via.i64) + ", which does not fit " + type;
+  }
+  return "";
 }
 
 }  // namespace relay::internal

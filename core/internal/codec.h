@@ -14,6 +14,16 @@
 #include <string>
 #include <string_view>
 #include <typeinfo>
+#include <array>
+#include <deque>
+#include <list>
+#include <map>
+#include <optional>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include <msgpack.hpp>
 
@@ -154,6 +164,58 @@ Tuple unpack_tuple(const char* data, std::size_t size, const std::string& what) 
   }
   return t;
 }
+
+// Strict conversion of values read from a message (Message::get). msgpack-c
+// converts a MSGPACK_DEFINE_MAP struct from a map with other keys by leaving
+// the missing fields at their defaults and ignoring the unknown ones, an
+// MSGPACK_DEFINE struct or a std::tuple from an array of another length
+// likewise: a struct read as another struct would "work". Types that hold such
+// a struct or tuple are checked after conversion: the value is packed again
+// and its shape (map keys, array lengths, recursively) compared with what was
+// on the wire.
+template <class T, class = void>
+struct has_msgpack_unpack : std::false_type {};
+template <class T>
+struct has_msgpack_unpack<T, std::void_t<decltype(std::declval<T&>().msgpack_unpack(
+                                 std::declval<const msgpack::object&>()))>> : std::true_type {};
+
+template <class T>
+struct shape_checked : has_msgpack_unpack<T> {};
+template <class... Ts>
+struct shape_checked<std::tuple<Ts...>> : std::true_type {};
+template <class A, class B>
+struct shape_checked<std::pair<A, B>> : std::true_type {};
+template <class T, class A>
+struct shape_checked<std::vector<T, A>> : shape_checked<T> {};
+template <class T, std::size_t N>
+struct shape_checked<std::array<T, N>> : shape_checked<T> {};
+template <class T, class A>
+struct shape_checked<std::list<T, A>> : shape_checked<T> {};
+template <class T, class A>
+struct shape_checked<std::deque<T, A>> : shape_checked<T> {};
+template <class T>
+struct shape_checked<std::optional<T>> : shape_checked<T> {};
+template <class K, class V, class C, class A>
+struct shape_checked<std::map<K, V, C, A>>
+    : std::bool_constant<shape_checked<K>::value || shape_checked<V>::value> {};
+template <class K, class V, class H, class E, class A>
+struct shape_checked<std::unordered_map<K, V, H, E, A>>
+    : std::bool_constant<shape_checked<K>::value || shape_checked<V>::value> {};
+
+// Returns how the value on the wire (`actual`) differs in shape from `packed`,
+// the msgpack form of what it was converted to, or "" if they agree.
+std::string shape_difference(const msgpack::object& actual, const char* packed, std::size_t size);
+
+template <class T>
+std::string shape_difference(const msgpack::object& actual, const T& converted) {
+  Buffer b;
+  msgpack::pack(b, converted);
+  return shape_difference(actual, b.data(), b.size());
+}
+
+// "5000000000, which does not fit int" for an integer on the wire that a
+// conversion to an integral T refused; "" for anything else.
+std::string integer_out_of_range(const msgpack::object& actual, const std::string& type);
 
 }  // namespace relay::internal
 
