@@ -32,6 +32,16 @@ class EncodeError : public Error {
   using Error::Error;
 };
 
+// Queue::get() on an empty queue that nothing can fill any more: the run is
+// over (every actor has ended, or the run was stopped) or no run is in
+// progress. A Handler's run() that reads until its queue closes ends with it:
+// Relay::start() does not rethrow a Closed that left run() once the run was
+// over, so a run that ended well still returns normally.
+class Closed : public Error {
+ public:
+  using Error::Error;
+};
+
 // One or more actors failed: threw, exited early, or were killed by a signal.
 // Relay::start() throws it after it has stopped and reaped every other actor.
 class ActorError : public Error {

@@ -22,7 +22,7 @@ struct Registry {
   std::mutex mu;
   std::uint64_t next_id = 1;
   std::unordered_map<std::uint64_t, std::weak_ptr<QueueState>> queues;
-  bool running = false;
+  QueuePhase phase = QueuePhase::idle;
   int space_fd = -1;
   RemotePut remote_put = nullptr;
 };
@@ -91,12 +91,12 @@ int queue_space_fd() {
   return r.space_fd;
 }
 
-void set_queues_running(bool running) {
+void set_queue_phase(QueuePhase phase) {
   std::vector<std::shared_ptr<QueueState>> all;
   {
     Registry& r = registry();
     std::lock_guard lock(r.mu);
-    r.running = running;
+    r.phase = phase;
     for (auto& [id, weak] : r.queues) {
       if (auto s = weak.lock()) all.push_back(std::move(s));
     }
@@ -116,10 +116,10 @@ void set_remote_put(RemotePut put) {
 }
 
 namespace {
-bool relay_running() {
+QueuePhase queue_phase() {
   Registry& r = registry();
   std::lock_guard lock(r.mu);
-  return r.running;
+  return r.phase;
 }
 }  // namespace
 
@@ -179,11 +179,13 @@ Message pop(internal::QueueState& s, std::unique_lock<std::mutex>& lock) {
 Message Queue::get() {
   check_owner(*s_);
   std::unique_lock lock(s_->mu);
-  // set_queues_running() takes s_->mu after changing the flag, then notifies,
+  // set_queue_phase() takes s_->mu after changing the phase, then notifies,
   // so a waiter cannot miss the change.
-  s_->not_empty.wait(lock, [&] { return !s_->items.empty() || !internal::relay_running(); });
+  s_->not_empty.wait(lock, [&] {
+    return !s_->items.empty() || internal::queue_phase() != internal::QueuePhase::running;
+  });
   if (s_->items.empty()) {
-    throw Error(
+    throw Closed(
         "Queue::get: the queue is empty and no actor is running (the run ended or was "
         "stopped), so get() would block forever");
   }
@@ -197,15 +199,21 @@ std::optional<Message> Queue::get_for(std::chrono::nanoseconds timeout) {
     if (s_->items.empty()) return std::nullopt;
     return pop(*s_, lock);
   }
-  s_->not_empty.wait_for(lock, timeout,
-                         [&] { return !s_->items.empty() || !internal::relay_running(); });
+  internal::QueuePhase phase = internal::QueuePhase::idle;
+  s_->not_empty.wait_for(lock, timeout, [&] {
+    phase = internal::queue_phase();
+    return !s_->items.empty() || phase != internal::QueuePhase::running;
+  });
   if (!s_->items.empty()) return pop(*s_, lock);
-  if (!internal::relay_running()) {
-    // Polling on would only ever time out: say so instead of spinning.
-    throw Error(
+  if (phase == internal::QueuePhase::over) {
+    // Inside start(), once the run is over: polling on would only ever time
+    // out, so a Handler's loop ends here.
+    throw Closed(
         "Queue::get: the queue is empty and no actor is running (the run ended or was "
         "stopped), so get() would only time out");
   }
+  // No run (before start(), or after it returned): nothing will come, so the
+  // drain loop `while (auto m = q.get(1s))` ends at once.
   return std::nullopt;
 }
 

@@ -44,14 +44,18 @@ class Queue {
   }
 
   // Blocks until a message is there and returns it. In the process that owns the
-  // queue, throws relay::Error instead of blocking forever when the queue is
-  // empty and no relay is running (every actor has ended, or the run stopped).
+  // queue, throws relay::Closed (a relay::Error) instead of blocking forever
+  // when the queue is empty and nothing can fill it: no run is in progress, or
+  // the run is over (every actor has ended, or the run was stopped).
   Message get();
 
-  // Returns the next message, or nothing after `timeout`. Like get(), throws
-  // relay::Error if the queue is empty and no relay is running, as waiting
-  // could only time out (a Handler polling with a timeout ends that way when
-  // the run stops).
+  // Returns the next message, or nothing after `timeout`. When no run is in
+  // progress (before Relay::start(), or after it returned) an empty queue
+  // returns nothing at once, so `while (auto m = q.get(1s)) ...` drains a
+  // queue after the run. Inside a run that is over (a Handler polling while
+  // start() winds up) an empty queue throws relay::Closed instead, as waiting
+  // could only time out: a polling run() ends with the run, and start() does
+  // not count that as the handler's failure.
   template <class Rep, class Period>
   std::optional<Message> get(std::chrono::duration<Rep, Period> timeout) {
     return get_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));

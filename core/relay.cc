@@ -120,6 +120,8 @@ struct HandlerOutcome {
   std::string abort_reason;  // the reason it asked the broker to stop with
 };
 
+
+
 // Runs the handler, if any, on this thread; if it throws, asks the run to
 // stop with `stop(reason)`.
 HandlerOutcome run_handler(Handler* handler, const std::function<void(const std::string&)>& stop) {
@@ -127,6 +129,10 @@ HandlerOutcome run_handler(Handler* handler, const std::function<void(const std:
   if (handler == nullptr) return out;
   try {
     handler->run();
+  } catch (const Closed&) {
+    // A queue it read closed because the run is over: run() has ended with
+    // the run, which is what it was waiting for. How the run went is the
+    // outcome.
   } catch (...) {
     out.error = std::current_exception();
     out.abort_reason = "the handler threw: " + describe_current_exception();
@@ -328,7 +334,7 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
   }
   signals.set_pidfds(pidfds);
 
-  set_queues_running(true);
+  set_queue_phase(QueuePhase::running);
   std::exception_ptr session_error;
   std::thread serving([&] {
     try {
@@ -336,7 +342,7 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
     } catch (...) {
       session_error = std::current_exception();
     }
-    set_queues_running(false);
+    set_queue_phase(QueuePhase::over);
   });
   const HandlerOutcome handled = run_handler(handler, [&](const std::string& reason) {
     {
@@ -555,7 +561,7 @@ void run_relay(RelayState& state, Handler* handler) {
     return true;
   });
 
-  set_queues_running(true);
+  set_queue_phase(QueuePhase::running);
   std::exception_ptr broker_error;
   std::thread broker_thread([&] {
     try {
@@ -565,7 +571,7 @@ void run_relay(RelayState& state, Handler* handler) {
       kill_all_and_reap();
     }
     // Nothing more will arrive: a get() waiting on an empty queue must end.
-    set_queues_running(false);
+    set_queue_phase(QueuePhase::over);
   });
   const HandlerOutcome handled = run_handler(
       handler, [&](const std::string& reason) { broker->request_abort(reason); });
@@ -746,7 +752,10 @@ void Relay::start(Handler* handler) {
   }
   state_->started = true;
   struct Release {
-    ~Release() { internal::g_running = false; }
+    ~Release() {
+      internal::set_queue_phase(internal::QueuePhase::idle);
+      internal::g_running = false;
+    }
   } release;
   internal::run_relay(*state_, handler);
 }

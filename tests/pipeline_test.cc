@@ -491,8 +491,9 @@ TEST_F(PipelineTest, EveryValueKindTravels) {
       R"([true, 2.5, "s", [1, 2], {"a": 1}, null, [1, "t"], {"x": 3, "label": "p"}, poison])");
 }
 
-// A Handler polling its queue with a timeout learns that the run stopped:
-// get(timeout) throws instead of timing out for ever.
+// A Handler polling its queue with a timeout learns that the run is over:
+// get(timeout) throws relay::Closed instead of timing out for ever, and
+// start() does not count that as the handler's failure.
 class Poller : public relay::Handler {
  public:
   void run() override {
@@ -509,10 +510,83 @@ TEST_F(PipelineTest, PollingHandlerEndsWhenRunEnds) {
   EolSink sink(handler.q);
   relay::Relay relay;
   relay.connect(source, sink);
-  EXPECT_THAT(relay::testing::StartError<relay::Error>(relay, &handler),
-              HasSubstr("would only time out"));
+  relay.start(handler);  // a good run: returns normally
   EXPECT_EQ(handler.seen, 11);  // ten values and the eol
   EXPECT_EQ(handler.q.get_nowait(), std::nullopt);
+}
+
+// The issue's case: `for (;;) q.get();` in run() used to turn a run that
+// ended well into relay::Error from start().
+class ReadUntilClosed : public relay::Handler {
+ public:
+  void run() override {
+    for (;;) sum += q.get().get<long long>(0);
+  }
+  long long sum = 0;
+};
+
+class PutEach : public relay::Actor {
+ public:
+  explicit PutEach(relay::Queue& q) : q_(q) {}
+  void recv(const relay::Message& m) override { q_.put(m.get<long long>(0)); }
+
+ private:
+  relay::Queue& q_;
+};
+
+TEST_F(PipelineTest, HandlerReadingUntilTheQueueClosesEndsAGoodRun) {
+  ReadUntilClosed handler;
+  Counter source(1, 100);
+  PutEach sink(handler.q);
+  relay::Relay relay;
+  relay.connect(source, sink);
+  relay.start(handler);
+  EXPECT_EQ(handler.sum, relay::testing::SumRange(1, 100));
+}
+
+// ... but when the run fails, the failure is what start() throws.
+class ThrowAt : public relay::Actor {
+ public:
+  void recv(const relay::Message& m) override {
+    if (m.get<long long>(0) == 50) throw std::runtime_error("no fifty");
+  }
+};
+
+TEST_F(PipelineTest, HandlerReadingUntilTheQueueClosesStillSeesAFailure) {
+  ReadUntilClosed handler;
+  Counter source(0, 100);
+  ThrowAt sink;
+  relay::Relay relay;
+  relay.connect(source, sink);
+  EXPECT_THAT(relay::testing::StartError<relay::ActorError>(relay, &handler),
+              HasSubstr("no fifty"));
+}
+
+// After start() has returned, nothing can fill a queue: get(timeout) on an
+// empty one returns nothing at once, so the drain loop ends cleanly, and
+// get() throws relay::Closed rather than block for ever. The same holds
+// before any run.
+TEST_F(PipelineTest, DrainLoopWithTimeoutEndsAfterTheRun) {
+  relay::Queue q;
+  EXPECT_EQ(q.get(std::chrono::seconds(5)), std::nullopt);
+  EXPECT_THROW(q.get(), relay::Closed);
+  Counter source(1, 100);
+  PutEach sink(q);
+  relay::Relay relay;
+  relay.connect(source, sink);
+  relay.start();
+  long long sum = 0;
+  int n = 0;
+  const auto began = std::chrono::steady_clock::now();
+  while (auto m = q.get(std::chrono::seconds(5))) {
+    sum += m->get<long long>(0);
+    ++n;
+  }
+  // Had the last get() waited its 5 s, the loop would have taken that long.
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(4));
+  EXPECT_EQ(n, 100);
+  EXPECT_EQ(sum, relay::testing::SumRange(1, 100));
+  EXPECT_THROW(q.get(), relay::Closed);
 }
 
 // The run's authkey is shared by its actors and known to the main process.

@@ -35,10 +35,16 @@ Delivery deliver_to_queue(std::uint64_t id, const char* data, std::size_t size);
 // An eventfd that becomes readable when a get() frees room in a bounded queue.
 int queue_space_fd();
 
-// Marks whether a relay run is in progress in this process; while none is, a
-// blocking get() on an empty queue throws instead of waiting forever. Wakes
-// every blocked get().
-void set_queues_running(bool running);
+// Where this process is in a run, as the queues see it:
+//   idle:    no run (before start(), or after it returned): get() on an empty
+//            queue throws relay::Closed, get(timeout) returns nothing at once;
+//   running: actors may put: get() and get(timeout) wait;
+//   over:    start() is still running, but every actor has ended: get() and
+//            get(timeout) on an empty queue throw relay::Closed, so that a
+//            Handler polling in a loop ends with the run.
+// Each change wakes every blocked get().
+enum class QueuePhase { idle, running, over };
+void set_queue_phase(QueuePhase phase);
 
 // How an actor process sends a put() to the queue's owner (set by the actor
 // runtime in each actor process).
