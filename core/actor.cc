@@ -81,7 +81,7 @@ void Actor::kill() {
 void Actor::close() {
   if (!process_) return;
   if (is_alive()) throw Error("close: actor '" + name_ + "' is still running");
-  process_->close_fd();
+  process_->close();
 }
 
 std::string Actor::authkey() const {
@@ -94,7 +94,7 @@ std::string Actor::authkey() const {
 int Actor::sentinel() const {
   if (!process_) return -1;
   std::lock_guard lock(process_->mu);
-  return process_->pidfd;
+  return process_->closed ? -1 : process_->pidfd;
 }
 
 namespace internal {

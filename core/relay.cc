@@ -188,8 +188,12 @@ std::shared_ptr<ProcessHandle> fork_actor(const Plan& plan, Actor& a,
     throw Error("start: fork failed for actor '" + a.name() + "': " + std::strerror(errno));
   }
   auto h = std::make_shared<ProcessHandle>();
-  h->pid = pid;
   h->authkey = plan.authkey;
+  try {
+    h->adopt(pid);
+  } catch (const Error& e) {
+    throw Error("start: actor '" + a.name() + "': " + e.what());
+  }
   slot = h;
   return h;
 }
@@ -278,7 +282,8 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
       const auto id = a[1].as<std::uint32_t>();
       if (id >= handles.size()) throw EncodeError("exit of an unknown actor");
       ProcessHandle& h = *handles[id];
-      if (h.pidfd >= 0) throw EncodeError("an exit reported for an actor this process runs");
+      // `local` is fixed before this thread starts.
+      if (h.local) throw EncodeError("an exit reported for an actor this process runs");
       {
         std::lock_guard lock(h.mu);
         h.pid = a[2].as<int>();
@@ -330,7 +335,7 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
   });
   std::vector<int> pidfds;
   for (auto& h : handles) {
-    if (h->pidfd >= 0) pidfds.push_back(h->pidfd);
+    if (h->local) pidfds.push_back(h->pidfd);
   }
   signals.set_pidfds(pidfds);
 
@@ -476,19 +481,10 @@ void run_relay(RelayState& state, Handler* handler) {
 
   SignalGuard signals;
   std::vector<std::shared_ptr<ProcessHandle>> handles;
-  auto kill_all_and_reap = [&] {
-    for (auto& h : handles) {
-      if (h->pid > 0) ::kill(h->pid, SIGKILL);
-    }
-    for (auto& h : handles) {
-      int status = 0;
-      if (h->pid > 0 && !h->exitcode) {
-        ::waitpid(h->pid, &status, 0);
-        std::lock_guard lock(h->mu);
-        h->exitcode = WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
-      }
-    }
-  };
+  // Through the pidfds, and only for actors this process forked and has not
+  // reaped: a reaped actor's pid may be another process's by now, and a
+  // remote actor's pid is its worker's business.
+  auto kill_all_and_reap = [&] { kill_and_reap(handles); };
 
   for (Actor* a : actors) {
     if (plan.remote(static_cast<std::uint32_t>(a->id_))) {
@@ -505,14 +501,7 @@ void run_relay(RelayState& state, Handler* handler) {
   }
   std::vector<int> pidfds;
   for (auto& h : handles) {
-    if (h->pid == 0) continue;  // remote
-    h->pidfd = pidfd_open(h->pid);
-    if (h->pidfd < 0) {
-      const std::string why = std::strerror(errno);
-      kill_all_and_reap();
-      throw Error("start: pidfd_open failed: " + why);
-    }
-    pidfds.push_back(h->pidfd);
+    if (h->local) pidfds.push_back(h->pidfd);
   }
   signals.set_pidfds(pidfds);
 
@@ -545,7 +534,7 @@ void run_relay(RelayState& state, Handler* handler) {
   }
   int interrupted = 0;
   for (std::uint32_t id = 0; id < handles.size(); ++id) {
-    if (handles[id]->pid == 0) continue;  // remote: its worker reports the exit
+    if (!handles[id]->local) continue;  // remote: its worker reports the exit
     broker->watch(handles[id]->pidfd, [&, id] {
       if (!handles[id]->try_reap()) return true;
       broker->actor_exited(id, *handles[id]->exitcode);

@@ -111,17 +111,7 @@ const msgpack::object* fields(const msgpack::object& o, std::uint32_t need) {
 
 }  // namespace
 
-void WorkerSession::kill_and_reap() noexcept {
-  for (auto& h : handles_) h->signal(SIGKILL);
-  for (auto& h : handles_) {
-    if (h->pidfd < 0) {
-      int status = 0;
-      if (h->pid > 0 && !h->exitcode) ::waitpid(h->pid, &status, 0);
-      continue;
-    }
-    while (!h->try_reap()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-}
+void WorkerSession::kill_and_reap() noexcept { internal::kill_and_reap(handles_); }
 
 void WorkerSession::join_and_fork(const ForkActor& fork_actor) {
   rid_ = "W" + internal::random_hex(8);
@@ -201,12 +191,8 @@ void WorkerSession::join_and_fork(const ForkActor& fork_actor) {
   plan_.key = config_.key;
   try {
     for (std::uint32_t id : ids_) {
-      auto h = fork_actor(id);
-      handles_.push_back(h);
-      h->pidfd = internal::pidfd_open(h->pid);
-      if (h->pidfd < 0) {
-        throw Error(role + "pidfd_open failed: " + std::string(std::strerror(errno)));
-      }
+      // fork_actor() has opened its pidfd (ProcessHandle::adopt).
+      handles_.push_back(fork_actor(id));
     }
   } catch (...) {
     kill_and_reap();

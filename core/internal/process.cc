@@ -8,6 +8,8 @@
 
 #include <cerrno>
 
+#include "relay/errors.h"
+
 namespace relay::internal {
 
 // glibc 2.36 knows waitid(P_PIDFD) but <sys/wait.h> does not name it yet.
@@ -29,17 +31,52 @@ std::string describe_exit(int exitcode) {
   return "exited with status " + std::to_string(exitcode);
 }
 
-ProcessHandle::~ProcessHandle() { close_fd(); }
-
-void ProcessHandle::close_fd() {
-  std::lock_guard lock(mu);
+ProcessHandle::~ProcessHandle() {
   if (pidfd >= 0) ::close(pidfd);
-  pidfd = -1;
+}
+
+void ProcessHandle::adopt(pid_t child) {
+  // Nothing else reaps this process's children, so the pid cannot have been
+  // reused between fork() and here.
+  const int fd = pidfd_open(child);
+  if (fd < 0) {
+    const int err = errno;
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    throw Error(std::string("pidfd_open failed: ") + ::strerror(err));
+  }
+  std::lock_guard lock(mu);
+  pid = child;
+  pidfd = fd;
+  local = true;
+}
+
+void ProcessHandle::close() {
+  std::lock_guard lock(mu);
+  closed = true;
 }
 
 void ProcessHandle::signal(int sig) {
   std::lock_guard lock(mu);
-  if (pidfd >= 0 && !exitcode) pidfd_send_signal(pidfd, sig);
+  if (local && pidfd >= 0 && !exitcode) pidfd_send_signal(pidfd, sig);
+}
+
+void ProcessHandle::reap() {
+  std::unique_lock lock(mu);
+  if (exitcode || !local || pidfd < 0) return;
+  siginfo_t info{};
+  while (::waitid(static_cast<idtype_t>(kPidfd), static_cast<id_t>(pidfd), &info, WEXITED) != 0) {
+    if (errno != EINTR) return;
+  }
+  exitcode = info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
+  lock.unlock();
+  ended.notify_all();
+}
+
+void kill_and_reap(const std::vector<std::shared_ptr<ProcessHandle>>& handles) noexcept {
+  for (const auto& h : handles) h->signal(SIGKILL);
+  for (const auto& h : handles) h->reap();
 }
 
 bool ProcessHandle::try_reap() {
