@@ -155,7 +155,34 @@ bool Broker::all_exited() const {
   for (const ActorReport& r : reports_) {
     if (!r.exitcode) return false;
   }
-  return true;
+  return undecided_.empty();
+}
+
+void Broker::interrupt(int sig, const std::string& reason) {
+  interrupted_ = sig;
+  abort(reason);
+  decide_exits();
+}
+
+// An actor killed by SIGTERM while nothing stopped the run is a failure,
+// unless the same SIGTERM reached the driver: `timeout`, systemd and a shell's
+// kill of the process group signal every process at once, and the actor may
+// die before the driver's handler has run. Its verdict waits kSignalVerdict
+// for the driver's interruption.
+void Broker::decide_exits() {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = undecided_.begin(); it != undecided_.end();) {
+    const auto [id, deadline] = *it;
+    if (interrupted_ != 0) {
+      reports_[id].stopped = true;
+    } else if (now < deadline) {
+      ++it;
+      continue;
+    } else {
+      report_bad_exit(id);
+    }
+    it = undecided_.erase(it);
+  }
 }
 
 void Broker::run() {
@@ -215,6 +242,7 @@ void Broker::run() {
     }
     if (!plan_.listen_endpoint.empty()) check_workers();
     check_stuck_senders();
+    decide_exits();
     if (kill_at_ && std::chrono::steady_clock::now() >= *kill_at_) {
       kill_at_.reset();
       for (std::uint32_t id = 0; id < reports_.size(); ++id) {
@@ -601,7 +629,9 @@ void Broker::handle_driver(WorkerReport& driver, Ctl kind, const msgpack::object
     if (n < 2) throw EncodeError("too few fields");
     const std::string reason = a[1].as<std::string>();
     logger_->warn("the driver on {} stops the run: {}", driver.host, reason);
-    abort(reason);
+    // Its SIGTERM (or its handler's exception): actors killed by the same
+    // signal of their process group are part of it.
+    interrupt(SIGTERM, reason);
     return;
   }
   // qack: a bounded put is in the driver's queue.
@@ -825,8 +855,17 @@ void Broker::actor_exited(std::uint32_t id, int exitcode) {
     r.stopped = true;
     return;
   }
+  if (exitcode == -SIGTERM) {
+    undecided_.emplace_back(id, r.ended_at + kSignalVerdict);
+    return;
+  }
+  report_bad_exit(id);
+}
+
+void Broker::report_bad_exit(std::uint32_t id) {
+  const int exitcode = *reports_[id].exitcode;
   logger_->error("[{}] ({}) {} (pid {})", plan_.actors[id].group_name, plan_.actors[id].name,
-                 failure_reason(id), r.pid);
+                 failure_reason(id), reports_[id].pid);
   abort("actor '" + plan_.actors[id].name + "' in group '" + plan_.actors[id].group_name +
         "' " + internal::describe_exit(exitcode));
 }

@@ -76,7 +76,6 @@ struct ActorReport {
   std::chrono::steady_clock::time_point ended_at;
 };
 
-// One edge between two consecutive groups: totals over every pair.
 // A worker host that joined.
 struct WorkerReport {
   std::string routing_id;
@@ -104,6 +103,7 @@ struct QueuedJoin {
   std::chrono::steady_clock::time_point last_seen;
 };
 
+// One edge between two consecutive groups: totals over every pair.
 struct EdgeCount {
   std::uint32_t from_group = 0;
   std::uint64_t sent = 0;
@@ -166,6 +166,9 @@ class Broker {
   void abort(const std::string& reason);
   // Thread-safe: asks the broker thread to abort.
   void request_abort(const std::string& reason);
+  // Stops the run because the driver received `sig` (SIGINT, SIGTERM): as
+  // abort(), and actors that died of the same SIGTERM are stopped, not failed.
+  void interrupt(int sig, const std::string& reason);
 
   // Serves until every actor has exited.
   void run();
@@ -204,6 +207,9 @@ class Broker {
   static constexpr std::chrono::milliseconds kStuckAfter{2000};
   // How long the end of a run is repeated to workers that have not taken it.
   static constexpr std::chrono::milliseconds kEndWait{2000};
+  // How long the verdict on an actor killed by SIGTERM waits for the driver's
+  // own SIGTERM (a signal to the whole process group).
+  static constexpr std::chrono::milliseconds kSignalVerdict{500};
 
  private:
   void bind_and_listen();
@@ -227,6 +233,8 @@ class Broker {
   void send_to(std::uint32_t id, const std::string& frame);
   void reject(const std::string& what);
   bool all_exited() const;
+  void decide_exits();
+  void report_bad_exit(std::uint32_t id);
 
   zmq::context_t& ctx_;
   const internal::Plan& plan_;
@@ -251,6 +259,9 @@ class Broker {
   std::size_t hellos_ = 0;
   bool started_ = false;
   std::optional<std::string> abort_reason_;
+  int interrupted_ = 0;  // the driver's signal, once interrupt() was called
+  // Actors killed by SIGTERM before any abort, and when their verdict is due.
+  std::vector<std::pair<std::uint32_t, std::chrono::steady_clock::time_point>> undecided_;
   std::optional<std::chrono::steady_clock::time_point> kill_at_;
   int abort_fd_ = -1;
   std::mutex abort_mu_;

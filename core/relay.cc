@@ -545,7 +545,7 @@ void run_relay(RelayState& state, Handler* handler) {
     if (const int sig = signals.take(); sig != 0 && interrupted == 0) {
       interrupted = sig;
       logger->warn("interrupted by {}: stopping every actor", signal_name(sig));
-      broker->abort("interrupted by " + signal_name(sig));
+      broker->interrupt(sig, "interrupted by " + signal_name(sig));
     }
     return true;
   });
