@@ -174,7 +174,9 @@ class Actor {
   bool daemon_ = false;
   bool named_ = false;
   int id_ = -1;                                       // position in the relay
-  const Relay* relay_ = nullptr;                      // the relay it is wired into
+  // The relay it is wired into (Relay serials are never reused, so one that
+  // has been destroyed is told from a live one), 0 for none.
+  std::uint64_t relay_serial_ = 0;
   std::shared_ptr<internal::ProcessHandle> process_;  // main process: the child
   std::unique_ptr<internal::Buffer> send_buffer_;
 };

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <cstdlib>
 #include <cstdio>
 #include <cstring>
@@ -34,6 +36,7 @@ namespace relay {
 namespace internal {
 
 struct RelayState {
+  std::uint64_t serial = 0;  // see live_relays()
   std::optional<std::size_t> maxsize;
   std::string log_name;
   std::vector<Group> groups;
@@ -52,7 +55,8 @@ struct RelayState {
   std::mutex monitor_mu;
 };
 
-// What init() or the environment say about this process.
+// What init() says about this process (from its flags and the environment).
+// A program that never calls init() is a driver whatever its environment.
 struct ProcessRole {
   std::string worker;  // the driver's endpoint, if a worker
   std::vector<std::string> labels;
@@ -60,21 +64,28 @@ struct ProcessRole {
 };
 
 ProcessRole& role() {
-  static ProcessRole r = [] {
-    ProcessRole p;
-    if (const char* w = std::getenv("RELAY_WORKER")) p.worker = w;
-    if (const char* k = std::getenv("RELAY_KEY_FILE")) p.key_file = k;
-    if (const char* l = std::getenv("RELAY_LABELS")) {
-      std::string all = l;
-      for (std::size_t at = 0; at <= all.size();) {
-        const std::size_t comma = std::min(all.find(',', at), all.size());
-        if (comma > at) p.labels.push_back(all.substr(at, comma - at));
-        at = comma + 1;
-      }
-    }
-    return p;
-  }();
+  static ProcessRole r;
   return r;
+}
+
+std::vector<std::string> split_labels(const std::string& all) {
+  std::vector<std::string> labels;
+  for (std::size_t at = 0; at <= all.size();) {
+    const std::size_t comma = std::min(all.find(',', at), all.size());
+    if (comma > at) labels.push_back(all.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return labels;
+}
+
+std::string tcp_host(const std::string& endpoint, const char* call) {
+  const std::size_t colon = endpoint.rfind(':');
+  if (endpoint.rfind("tcp://", 0) != 0 || colon == std::string::npos || colon < 6 ||
+      colon + 1 == endpoint.size()) {
+    throw std::invalid_argument(std::string(call) + ": '" + endpoint +
+                                "' is not a tcp://ADDRESS:PORT endpoint");
+  }
+  return endpoint.substr(6, colon - 6);
 }
 
 bool is_loopback(const std::string& host) {
@@ -84,6 +95,45 @@ bool is_loopback(const std::string& host) {
 namespace {
 
 std::atomic<bool> g_running{false};
+
+// The serials of the Relays that exist, so that an actor wired into one that
+// has been destroyed can be wired again, and one in a live relay cannot.
+struct LiveRelays {
+  std::mutex mu;
+  std::uint64_t next = 1;
+  std::set<std::uint64_t> live;
+};
+LiveRelays& live_relays() {
+  static LiveRelays* r = new LiveRelays;  // used until exit, never destroyed
+  return *r;
+}
+
+// The names of this process's threads, from /proc/self/task/*/comm.
+std::vector<std::string> thread_names() {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream comm(entry.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    names.push_back(name.empty() ? entry.path().filename().string() : name);
+  }
+  return names;
+}
+
+// Threads a sanitizer runtime starts by itself (ThreadSanitizer's background
+// thread), which fork() leaves behind harmlessly.
+#if defined(__SANITIZE_THREAD__)
+constexpr std::size_t kRuntimeThreads = 1;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr std::size_t kRuntimeThreads = 1;
+#else
+constexpr std::size_t kRuntimeThreads = 0;
+#endif
+#else
+constexpr std::size_t kRuntimeThreads = 0;
+#endif
 
 // "ns::Worker<int>" -> "Worker".
 std::string short_class_name(const Actor& a) {
@@ -443,12 +493,7 @@ void run_relay(RelayState& state, Handler* handler) {
         "listen(\"tcp://ADDRESS:PORT\")");
   }
   if (!state.listen.empty()) {
-    const std::string rest = state.listen.substr(6);
-    const std::string host = rest.substr(0, rest.rfind(':'));
-    if (host == "*" || host == "0.0.0.0" || host.empty()) {
-      throw std::invalid_argument("listen: give the address workers reach this host at (e.g. "
-                                  "tcp://10.0.0.1:5555), not '" + host + "'");
-    }
+    const std::string host = tcp_host(state.listen, "listen");
     if (!is_loopback(host) && !plan.key && !state.insecure) {
       throw std::invalid_argument(
           "listen: " + state.listen +
@@ -468,8 +513,7 @@ void run_relay(RelayState& state, Handler* handler) {
   }
 
   if (!state.monitor.empty()) {
-    const std::string rest = state.monitor.substr(6);
-    const std::string host = rest.substr(0, rest.rfind(':'));
+    const std::string host = tcp_host(state.monitor, "monitor");
     if (!is_loopback(host) && !plan.key && !state.insecure) {
       throw std::invalid_argument(
           "monitor: " + state.monitor +
@@ -577,9 +621,17 @@ Relay::Relay(std::optional<std::size_t> maxsize, std::string log)
   }
   state_->maxsize = maxsize;
   state_->log_name = log.empty() ? "relay" : std::move(log);
+  internal::LiveRelays& r = internal::live_relays();
+  std::lock_guard lock(r.mu);
+  state_->serial = r.next++;
+  r.live.insert(state_->serial);
 }
 
-Relay::~Relay() = default;
+Relay::~Relay() {
+  internal::LiveRelays& r = internal::live_relays();
+  std::lock_guard lock(r.mu);
+  r.live.erase(state_->serial);
+}
 
 const std::string& Relay::log_name() const noexcept { return state_->log_name; }
 
@@ -606,15 +658,34 @@ void Relay::connect_groups(std::vector<Group> groups) {
       throw std::invalid_argument("connect: group '" + group.name +
                                   "' is empty; every group needs at least one actor");
     }
-    for (const Actor* a : group.actors) {
+    std::set<std::string> actor_names;
+    for (std::size_t i = 0; i < group.actors.size(); ++i) {
+      const Actor* a = group.actors[i];
       if (a == nullptr) {
         throw std::invalid_argument("connect: group '" + group.name + "' holds a null actor");
       }
-      if (!seen.insert(a).second || a->relay_ != nullptr) {
-        throw std::invalid_argument("connect: actor '" +
-                                    (a->named_ ? a->name_ : internal::short_class_name(*a)) +
-                                    "' is given twice (group '" + group.name +
-                                    "'); each actor runs in exactly one place");
+      // The name it gets here (an unnamed actor is <Class>-<index>).
+      const std::string name =
+          a->named_ ? a->name_ : internal::short_class_name(*a) + "-" + std::to_string(i);
+      if (!seen.insert(a).second) {
+        throw std::invalid_argument("connect: actor '" + name + "' is given twice (group '" +
+                                    group.name + "'); each actor runs in exactly one place");
+      }
+      if (a->relay_serial_ != 0) {
+        internal::LiveRelays& r = internal::live_relays();
+        std::lock_guard lock(r.mu);
+        if (r.live.count(a->relay_serial_) != 0) {
+          throw std::invalid_argument(
+              "connect: actor '" + a->name_ + "' (group '" + group.name +
+              "') is already in another relay (group '" + a->group_ +
+              "'); an actor belongs to one relay at a time: make a new actor, or destroy that "
+              "relay first");
+        }
+      }
+      if (!actor_names.insert(name).second) {
+        throw std::invalid_argument("connect: two actors of group '" + group.name +
+                                    "' are named '" + name +
+                                    "'; their log records could not be told apart");
       }
     }
   }
@@ -626,7 +697,8 @@ void Relay::connect_groups(std::vector<Group> groups) {
       a.receiver_ = g > 0;
       a.sender_ = g + 1 < groups.size();
       a.id_ = static_cast<int>(id++);
-      a.relay_ = this;
+      a.relay_serial_ = state_->serial;
+      a.process_.reset();  // from a run of an earlier relay
       if (!a.named_) a.name_ = internal::short_class_name(a) + "-" + std::to_string(i);
     }
   }
@@ -636,6 +708,10 @@ void Relay::connect_groups(std::vector<Group> groups) {
 
 void init(int& argc, char** argv) {
   internal::ProcessRole& r = internal::role();
+  // The environment first; flags override it.
+  if (const char* w = std::getenv("RELAY_WORKER")) r.worker = w;
+  if (const char* k = std::getenv("RELAY_KEY_FILE")) r.key_file = k;
+  if (const char* l = std::getenv("RELAY_LABELS")) r.labels = internal::split_labels(l);
   int out = 1;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -648,13 +724,7 @@ void init(int& argc, char** argv) {
     } else if (arg == "--relay-key") {
       r.key_file = value("--relay-key");
     } else if (arg == "--relay-labels") {
-      r.labels.clear();
-      const std::string all = value("--relay-labels");
-      for (std::size_t at = 0; at <= all.size();) {
-        const std::size_t comma = std::min(all.find(',', at), all.size());
-        if (comma > at) r.labels.push_back(all.substr(at, comma - at));
-        at = comma + 1;
-      }
+      r.labels = internal::split_labels(value("--relay-labels"));
     } else {
       argv[out++] = argv[i];
     }
@@ -666,25 +736,35 @@ void init(int& argc, char** argv) {
 bool is_worker() { return !internal::role().worker.empty(); }
 
 Relay& Relay::broker(std::string endpoint) {
-  if (endpoint.rfind("tcp://", 0) != 0) {
-    throw std::invalid_argument("broker: '" + endpoint + "' is not a tcp://ADDRESS:PORT endpoint");
-  }
+  internal::tcp_host(endpoint, "broker");
   state_->broker = std::move(endpoint);
   return *this;
 }
 
 Relay& Relay::listen(std::string endpoint) {
-  if (endpoint.rfind("tcp://", 0) != 0) {
-    throw std::invalid_argument("listen: '" + endpoint +
-                                "' is not a tcp://ADDRESS:PORT endpoint");
+  const std::string host = internal::tcp_host(endpoint, "listen");
+  if (host == "*" || host == "0.0.0.0" || host.empty()) {
+    throw std::invalid_argument("listen: give the address workers reach this host at (e.g. "
+                                "tcp://10.0.0.1:5555), not '" + host + "'");
   }
   state_->listen = std::move(endpoint);
   return *this;
 }
 
 Relay& Relay::place(const std::string& group, Placement where) {
-  state_->placements.emplace_back(group, std::move(where));
-  return *this;
+  if (!state_->connected) {
+    throw std::invalid_argument("place: connect() the groups first, then place them");
+  }
+  std::string names;
+  for (const Group& g : state_->groups) {
+    if (g.name == group) {
+      state_->placements.emplace_back(group, std::move(where));
+      return *this;
+    }
+    names += (names.empty() ? "'" : ", '") + g.name + "'";
+  }
+  throw std::invalid_argument("place: there is no group named '" + group + "' (the groups are " +
+                              names + ")");
 }
 
 Relay& Relay::expect_workers(std::size_t n, std::chrono::milliseconds timeout) {
@@ -700,9 +780,7 @@ Relay& Relay::secure(const std::string& key_file) {
 }
 
 Relay& Relay::monitor(std::string endpoint) {
-  if (endpoint.rfind("tcp://", 0) != 0) {
-    throw std::invalid_argument("monitor: '" + endpoint + "' is not a tcp://ADDRESS:PORT endpoint");
-  }
+  internal::tcp_host(endpoint, "monitor");
   state_->monitor = std::move(endpoint);
   return *this;
 }
@@ -735,6 +813,16 @@ void Relay::start(Handler* handler) {
                                     "' receives messages and must override recv()");
       }
     }
+  }
+  if (const std::vector<std::string> threads = internal::thread_names();
+      threads.size() > 1 + internal::kRuntimeThreads) {
+    std::string list;
+    for (const std::string& t : threads) list += (list.empty() ? "" : ", ") + t;
+    throw std::invalid_argument(
+        "start: this process runs " + std::to_string(threads.size()) + " threads (" + list +
+        "); start() forks every actor, and fork() copies only the calling thread, so call it "
+        "before any other thread starts (a thread pool, an asynchronous logger, a ZeroMQ "
+        "context), or after they have been joined");
   }
   if (internal::g_running.exchange(true)) {
     throw std::invalid_argument("start: another relay is running in this process");

@@ -123,12 +123,13 @@ class Placement {
 //   --relay-worker tcp://HOST:PORT   run as a worker of the driver there
 //   --relay-labels a,b               this worker's labels (Placement::label)
 //   --relay-key FILE                 the cluster key (relay-keygen makes one)
-// The environment variables RELAY_WORKER, RELAY_LABELS and RELAY_KEY_FILE do
-// the same. In a worker, Relay::start() joins the driver and runs the actors
+// The environment variables RELAY_WORKER, RELAY_LABELS and RELAY_KEY_FILE,
+// read by init() (flags win), do the same: a program that never calls init()
+// is never a worker, whatever its environment. In a worker, Relay::start() joins the driver and runs the actors
 // the driver assigns to it; the program is otherwise the same as the driver's.
 // Throws std::invalid_argument for a flag without its value.
 void init(int& argc, char** argv);
-// Whether this process runs as a worker (init() or RELAY_WORKER).
+// Whether init() made this process a worker (--relay-worker or RELAY_WORKER).
 bool is_worker();
 
 class Relay {
@@ -168,6 +169,7 @@ class Relay {
   // Accepts workers at `endpoint`, "tcp://ADDRESS:PORT", ADDRESS being where
   // workers reach this host. Data then flows over tcp between hosts. Binding a
   // non-loopback address needs a key (secure()) or allow_insecure_network().
+  // Throws std::invalid_argument for a malformed endpoint or a wildcard address.
   Relay& listen(std::string endpoint);
   // Uses the standalone broker at `endpoint` ("tcp://ADDRESS:PORT", a running
   // relay-broker) instead of one inside this process: this process joins it,
@@ -177,6 +179,8 @@ class Relay {
   // those endpoints (relay-broker --listen, --monitor).
   Relay& broker(std::string endpoint);
   // Runs group `group` where `where` says (default: Placement::local()).
+  // Call it after connect(): throws std::invalid_argument if there is no
+  // group of that name.
   Relay& place(const std::string& group, Placement where);
   // Waits at most `timeout` in start() for `n` workers before assigning
   // actors; start() fails with an error naming who joined if they do not come.

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -306,13 +308,137 @@ TEST_F(ErrorTest, ActorInTwoPlaces) {
     relay.connect(a, b, a);
     FAIL();
   } catch (const std::invalid_argument& e) {
-    EXPECT_THAT(e.what(), HasSubstr("actor 'Plain' is given twice"));
+    // Named as it would be in that place: the first of its group.
+    EXPECT_THAT(e.what(), HasSubstr("actor 'Plain-0' is given twice"));
   }
+}
+
+// An actor wired into a relay that still exists cannot join another...
+TEST_F(ErrorTest, ActorInALiveRelayIsRefusedNamingIt) {
+  Plain a, b, c;
   relay::Relay first;
-  first.connect(a, b);
-  Plain c;
+  first.connect(a, relay::group("second", b));
+  relay::Relay other;
+  try {
+    other.connect(c, b);
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("actor 'Plain-0' (group 'group-1') is already in another "
+                                    "relay (group 'second')"));
+  }
+}
+
+// ... but once that relay is gone, the actor can run again in a new one.
+TEST_F(ErrorTest, ActorOfADestroyedRelayRunsAgain) {
+  relay::Queue q;
+  relay::testing::Counter source(1, 50);
+  relay::testing::Tally sink(q);
+  {
+    relay::Relay first;
+    first.connect(source, sink);
+    first.start();
+  }
   relay::Relay second;
-  EXPECT_THROW(second.connect(c, a), std::invalid_argument);
+  second.connect(source, sink);
+  second.start();
+  const auto [count, sum] = relay::testing::Collect(q);
+  EXPECT_EQ(count, 100);
+  EXPECT_EQ(sum, 2 * relay::testing::SumRange(1, 50));
+}
+
+class NamedSink : public relay::Actor {
+ public:
+  explicit NamedSink(std::string name) : relay::Actor(std::move(name)) {}
+  void recv(const relay::Message&) override {}
+};
+
+TEST_F(ErrorTest, TwoActorsOfAGroupWithOneName) {
+  Plain a;
+  NamedSink x("x"), y("x");
+  relay::Relay relay;
+  try {
+    relay.connect(a, relay::group("out", x, y));
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("two actors of group 'out' are named 'x'"));
+  }
+}
+
+// The README forbids start() while another thread runs (fork copies only the
+// calling thread); it is detected rather than left to corrupt the children.
+TEST_F(ErrorTest, StartWithAnotherThreadRunning) {
+  Plain a;
+  Sink b;
+  relay::Relay relay;
+  relay.connect(a, b);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread other([&] {
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, std::chrono::seconds(30), [&] { return done; });
+  });
+  std::string what;
+  try {
+    relay.start();
+  } catch (const std::invalid_argument& e) {
+    what = e.what();
+  }
+  {
+    std::lock_guard lock(mu);
+    done = true;
+  }
+  cv.notify_all();
+  other.join();
+  EXPECT_THAT(what, HasSubstr("start: this process runs 2 threads"));
+  EXPECT_FALSE(a.pid().has_value());  // nothing was started
+}
+
+// Bad input to place() and listen() is refused at the call, not at start().
+TEST_F(ErrorTest, PlaceAndListenCheckAtTheCall) {
+  Plain a;
+  Sink b;
+  relay::Relay relay;
+  EXPECT_THAT(
+      [&] {
+        try {
+          relay.place("work", relay::Placement::workers());
+        } catch (const std::invalid_argument& e) {
+          return std::string(e.what());
+        }
+        return std::string("no error");
+      }(),
+      HasSubstr("place: connect() the groups first"));
+  relay.connect(relay::group("src", a), relay::group("sink", b));
+  try {
+    relay.place("nope", relay::Placement::workers());
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("no group named 'nope' (the groups are 'src', 'sink')"));
+  }
+  try {
+    relay.listen("tcp://*:5555");
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("listen: give the address workers reach this host at"));
+  }
+  EXPECT_THROW(relay.listen("tcp://127.0.0.1"), std::invalid_argument);
+  EXPECT_THROW(relay.monitor("tcp://127.0.0.1:"), std::invalid_argument);
+}
+
+// RELAY_WORKER in the environment of a program that never calls
+// relay::init() does not turn it into a worker: it runs its relay itself.
+TEST_F(ErrorTest, EnvironmentAloneMakesNoWorker) {
+  ::setenv("RELAY_WORKER", "tcp://127.0.0.1:9", 1);
+  relay::Queue q;
+  relay::testing::Counter source(1, 10);
+  relay::testing::Tally sink(q);
+  relay::Relay relay;
+  relay.connect(source, sink);
+  EXPECT_FALSE(relay::is_worker());
+  relay.start();
+  ::unsetenv("RELAY_WORKER");
+  EXPECT_EQ(relay::testing::Collect(q).first, 10);
 }
 
 TEST_F(ErrorTest, StartTwice) {
