@@ -87,7 +87,9 @@ zmq::socket_t Broker::make_monitor_socket(zmq::context_t& ctx, const std::string
   zmq::socket_t s = internal::make_socket(ctx, zmq::socket_type::pub);
   if (key) internal::curve_server(s, *key);
   try {
-    internal::bind_retrying(s, endpoint);
+    // Briefly: a monitor port is the user's, not the last run's, so a busy
+    // one is someone else's and the answer should come at once.
+    internal::bind_retrying(s, endpoint, std::chrono::milliseconds(200));
   } catch (const zmq::error_t& e) {
     throw Error("monitor: cannot bind " + endpoint + ": " + e.what());
   }

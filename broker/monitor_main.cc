@@ -75,6 +75,14 @@ int main(int argc, char** argv) {
   if (options.endpoint.rfind("tcp://", 0) != 0 && options.endpoint.rfind("ipc://", 0) != 0) {
     usage_error("ENDPOINT '" + options.endpoint + "' is not tcp://HOST:PORT");
   }
+  // On stderr, so that stdout holds only what the relay published.
+  if (options.timeout.count() > 0) {
+    std::fprintf(stderr, "relay-monitor: waiting for a relay at %s (giving up after %.3g s)\n",
+                 options.endpoint.c_str(), static_cast<double>(options.timeout.count()) / 1000.0);
+  } else {
+    std::fprintf(stderr, "relay-monitor: waiting for a relay at %s (Ctrl-C to stop)\n",
+                 options.endpoint.c_str());
+  }
   try {
     return static_cast<int>(relay::monitor::run(options, std::cout));
   } catch (const std::exception& e) {

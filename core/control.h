@@ -5,9 +5,16 @@
 
 namespace relay {
 
-// Values relay uses for end of stream, also usable by programs: a sink may put
-// Control::eol to a Handler's queue to say that it is done. On the wire a Control
-// is a msgpack ext value, so it never compares equal to a number.
+// The seed's control values, for programs to send and put. relay itself never
+// sends either: it ends streams with frames of its own, so a receiver's loop()
+// ends when its senders have ended, whatever the messages said.
+//   eol     "done": a sink puts Control::eol to a Handler's queue once it has
+//           finished, and the Handler's run() returns when it sees it.
+//   poison  the seed's poison pill, kept as a value: it arrives in recv() like
+//           any message (m.is(Control::poison)), for programs that want to
+//           tell an actor to stop early or mark the last item themselves.
+// On the wire a Control is a msgpack ext value, so it never compares equal to
+// a number.
 enum class Control : std::uint8_t { poison = 0, eol = 1 };
 
 // Returns "poison" or "eol".

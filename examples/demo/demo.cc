@@ -68,7 +68,8 @@ options:
   --delay-us N    simulated work per message in each worker, in microseconds
                   (default 0)
   --maxsize N     bound on the messages waiting between two groups
-                  (default: none, 1000 per sender/receiver pair)
+                  (default: none, a window of 4096 messages and 16 MiB
+                  per sender/receiver pair)
   --out PATH      results file (default demo-results.txt)
   --fail-at N     the prep worker that gets item N throws: shows how a failed
                   actor stops the run (exit status 1)
