@@ -478,7 +478,8 @@ struct LatencyReport {
 // Collects a latency run of two children: reaps both, reads the report.
 Latency finish_latency(DonePipe& done, ReportPipe& pipe, pid_t a, pid_t b, const char* what) {
   done.close_all();
-  const bool ok = reap(a) & reap(b);
+  const bool reaped_a = reap(a);  // both, whatever the first says
+  const bool ok = reap(b) && reaped_a;
   LatencyReport r{};
   if (!ok || !pipe.get(r)) {
     broken(std::string(what) + " run failed");
