@@ -543,9 +543,21 @@ void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std
     } else {
       if (n < 7) throw EncodeError("too few fields");
       if (a[5].as<std::uint64_t>() != plan_.fingerprint()) {
-        const std::string why = "its program built a different relay (" +
-                                a[6].as<std::string>() + ") than the driver's (" +
-                                plan_.layout() + "), or named its actors differently";
+        // Say which parts differ, when the worker says what its parts are.
+        using Parts = std::vector<std::pair<std::string, std::string>>;
+        const Parts theirs = n >= 8 ? a[7].as<Parts>() : Parts();
+        std::vector<std::string> differ;
+        for (const auto& [name, text] : plan_.parts()) {
+          auto it = std::find_if(theirs.begin(), theirs.end(),
+                                 [&name = name](const auto& p) { return p.first == name; });
+          if (it == theirs.end() || it->second == text) continue;
+          differ.push_back(name + " ('" + it->second + "' against the driver's '" + text + "')");
+        }
+        const std::string why =
+            "its program built a different relay (" + a[6].as<std::string>() +
+            ") than the driver's (" + plan_.describe() + "): " +
+            (differ.empty() ? std::string("they differ in a way it does not say (another version?)")
+                            : "they differ in " + fmt::format("{}", fmt::join(differ, "; ")));
         logger_->warn("turned away the worker on {} ({}): {}", w.host, a[4].as<std::string>(),
                       why);
         send_to_worker(rid, pack_ctl(Ctl::end, false, why));

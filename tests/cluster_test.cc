@@ -368,8 +368,12 @@ TEST_F(ClusterTest, WorkerWithAnotherRelayTurnedAway) {
   const int os = odd.WaitExit(milliseconds(10000));
   ASSERT_NE(os, -1) << "the mismatched worker still waits after 10 s\n" << All();
   EXPECT_TRUE(ExitedWith(os, 1)) << DescribeStatus(os) << "\n" << All();
-  EXPECT_THAT(odd.out(), HasSubstr("its program built a different relay (src[1] -> work[3] -> "
-                                   "sink[1]) than the driver's (src[1] -> work[4] -> sink[1])"))
+  EXPECT_THAT(odd.out(),
+              HasSubstr("its program built a different relay (src[1] -> work[3] -> sink[1]; "
+                        "maxsize 100; queues #1; work on workers) than the driver's (src[1] -> "
+                        "work[4] -> sink[1]; maxsize 100; queues #1; work on workers): they "
+                        "differ in layout ('src[1] -> work[3] -> sink[1]' against the driver's "
+                        "'src[1] -> work[4] -> sink[1]')"))
       << All();
   Spawned& w = Worker("good", {"--insecure"}, 500, 0);
   const int status = driver.WaitExit(milliseconds(30000));
@@ -377,6 +381,52 @@ TEST_F(ClusterTest, WorkerWithAnotherRelayTurnedAway) {
   EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
   EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=good\n")) << All();
   EXPECT_THAT(driver.out(), HasSubstr("turned away the worker on odd")) << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+}
+
+// A worker whose relay has another maxsize (10, not 100) would pair a sender
+// window of 10 with a receiver that returns credit after 50 messages, and the
+// run would hang: it is turned away at once, naming both maxsizes, and the
+// run goes on with a worker that agrees.
+TEST_F(ClusterTest, WorkerWithAnotherMaxsizeTurnedAway) {
+  Spawned& driver = Driver({"--insecure"}, 1, 500, 0);
+  Spawned& odd = Worker("odd", {"--insecure", "--maxsize", "10"}, 500, 0);
+  const int os = odd.WaitExit(milliseconds(10000));
+  ASSERT_NE(os, -1) << "the worker with another maxsize still runs after 10 s\n" << All();
+  EXPECT_TRUE(ExitedWith(os, 1)) << DescribeStatus(os) << "\n" << All();
+  EXPECT_THAT(odd.out(), HasSubstr("its program built a different relay (src[1] -> work[4] -> "
+                                   "sink[1]; maxsize 10; queues #1; work on workers) than the "
+                                   "driver's (src[1] -> work[4] -> sink[1]; maxsize 100; queues "
+                                   "#1; work on workers): they differ in maxsize ('maxsize 10' "
+                                   "against the driver's 'maxsize 100')"))
+      << All();
+  Spawned& w = Worker("good", {"--insecure"}, 500, 0);
+  const int status = driver.WaitExit(milliseconds(30000));
+  ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=good\n")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("turned away the worker on odd")) << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+}
+
+// A worker that made another set of queues (one more, bounded) before
+// start() could have its puts reach the wrong queue, as queues are named by
+// creation order: it is turned away, naming both sets.
+TEST_F(ClusterTest, WorkerWithOtherQueuesTurnedAway) {
+  Spawned& driver = Driver({"--insecure"}, 1, 500, 0);
+  Spawned& odd = Worker("odd", {"--insecure", "--extra-queue"}, 500, 0);
+  const int os = odd.WaitExit(milliseconds(10000));
+  ASSERT_NE(os, -1) << "the worker with other queues still runs after 10 s\n" << All();
+  EXPECT_TRUE(ExitedWith(os, 1)) << DescribeStatus(os) << "\n" << All();
+  EXPECT_THAT(odd.out(), HasSubstr("they differ in queues ('queues #1, #2 (maxsize 5)' against "
+                                   "the driver's 'queues #1')"))
+      << All();
+  EXPECT_THAT(odd.out(), Not(HasSubstr("worker done"))) << All();
+  Spawned& w = Worker("good", {"--insecure"}, 500, 0);
+  const int status = driver.WaitExit(milliseconds(30000));
+  ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=good\n")) << All();
   EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
 }
 
