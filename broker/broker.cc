@@ -113,12 +113,21 @@ void Broker::bind_and_listen() {
   if (plan_.key) internal::curve_server(logs_, *plan_.key);
   if (!plan_.log_endpoint.empty()) logs_.bind(plan_.log_endpoint);
   if (!plan_.listen_endpoint.empty()) {
-    try {
-      logs_.bind("tcp://" + plan_.data_host + ":*");
-    } catch (const zmq::error_t& e) {
-      throw Error("listen: cannot bind a log endpoint on " + plan_.data_host + ": " + e.what());
+    if (plan_.broker_ports) {
+      try {
+        log_tcp_endpoint_ = internal::bind_in_range(
+            logs_, plan_.data_host, plan_.broker_ports->first, plan_.broker_ports->last);
+      } catch (const Error& e) {
+        throw Error("listen: cannot bind the log endpoint: " + std::string(e.what()));
+      }
+    } else {
+      try {
+        logs_.bind("tcp://" + plan_.data_host + ":*");
+      } catch (const zmq::error_t& e) {
+        throw Error("listen: cannot bind a log endpoint on " + plan_.data_host + ": " + e.what());
+      }
+      log_tcp_endpoint_ = logs_.get(zmq::sockopt::last_endpoint);
     }
-    log_tcp_endpoint_ = logs_.get(zmq::sockopt::last_endpoint);
   }
   if (!plan_.monitor_endpoint.empty() && !monitor_) {
     monitor_ = make_monitor_socket(ctx_, plan_.monitor_endpoint, plan_.key);

@@ -44,6 +44,9 @@ constexpr const char* kUsage =
     "  --allow-insecure-network   listen on a non-loopback address without a key\n"
     "  --monitor URL              publish logs and counters for relay-monitor\n"
     "                             (tcp://ADDRESS:PORT)\n"
+    "  --ports FIRST-LAST         bind the log endpoint that every actor connects\n"
+    "                             to at the first free port of this range (default:\n"
+    "                             any free port); open it and --listen in a firewall\n"
     "  --runs N                   exit after N runs (default: serve until SIGINT\n"
     "                             or SIGTERM, which stop the current run)\n"
     "  --level LEVEL              trace|debug|info|warning|error (default info)\n"
@@ -60,6 +63,7 @@ struct Options {
   std::string key_file;
   bool insecure = false;
   std::string monitor;
+  std::optional<relay::internal::PortRange> ports;
   long runs = 0;
 };
 
@@ -212,6 +216,18 @@ int main(int argc, char** argv) {
       char* end = nullptr;
       o.runs = std::strtol(n.c_str(), &end, 10);
       if (end == n.c_str() || *end != '\0' || o.runs < 1) usage_error("bad --runs " + n);
+    } else if (arg == "--ports") {
+      const std::string range = value();
+      const auto dash = range.find('-');
+      char* end = nullptr;
+      const long first = std::strtol(range.c_str(), &end, 10);
+      const bool dash_next = dash != std::string::npos && end == range.c_str() + dash;
+      const long last = dash_next ? std::strtol(range.c_str() + dash + 1, &end, 10) : 0;
+      if (!dash_next || *end != '\0' || first < 1 || first > last || last > 65535) {
+        usage_error("--ports '" + range + "' is not FIRST-LAST (1 <= FIRST <= LAST <= 65535)");
+      }
+      o.ports = relay::internal::PortRange{static_cast<std::uint16_t>(first),
+                                           static_cast<std::uint16_t>(last)};
     } else if (arg == "--level") {
       level = value();
     } else {
@@ -308,6 +324,7 @@ int main(int argc, char** argv) {
       plan.distributed = true;
       plan.key = key;
       plan.monitor_endpoint = o.monitor;
+      plan.broker_ports = o.ports;
       try {
         relay::broker::Broker broker(ctx, plan, log, std::move(control), std::move(monitor));
         broker.watch(signal_fd, [&] {

@@ -8,9 +8,11 @@
 // exclusive (timing bounds). CLUSTER_TEST_VERBOSE=1 (--test_env) prints every
 // program's output after each test.
 #include <arpa/inet.h>
-#include <signal.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -20,12 +22,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "tests/netns.h"
 #include "tests/testing.h"
@@ -148,6 +148,41 @@ TEST_F(NetnsTest, CleansUpNamespacesAndProcesses) {
     }
     EXPECT_TRUE(gone) << "pid " << p << " survived its Spawned";
   }
+}
+
+// Listens on tcp `addr`:`port` inside `ns`, holding the port for the test;
+// returns the descriptor (close it to free the port), or -1.
+int Occupy(Netns& ns, const std::string& addr, int port) {
+  return ns.Within([&] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(port));
+    ::inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd, 1) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  });
+}
+
+// The tcp ports listened on inside `ns` (from `ss -ltnH`), or {-1} if ss
+// did not run.
+std::vector<int> ListeningPorts(Netns& ns) {
+  auto ss = Spawn(ns, {"/usr/bin/ss", "-ltnH"});
+  if (!ExitedWith(ss->WaitExit(milliseconds(10000)), 0)) return {-1};
+  std::vector<int> ports;
+  std::istringstream lines(ss->out());
+  for (std::string line; std::getline(lines, line);) {
+    // State Recv-Q Send-Q Local:Port Peer:Port
+    std::istringstream fields(line);
+    std::string state, recvq, sendq, local;
+    fields >> state >> recvq >> sendq >> local;
+    const auto colon = local.rfind(':');
+    if (colon != std::string::npos) ports.push_back(std::atoi(local.c_str() + colon + 1));
+  }
+  return ports;
 }
 
 // ---- Across hosts ----
@@ -428,6 +463,58 @@ TEST_F(ClusterTest, WorkerWithOtherQueuesTurnedAway) {
   EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
   EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=good\n")) << All();
   EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+}
+
+// With ports(7100, 7109) on driver and worker, every port the run listens
+// on besides the listen() port is in the range: the log endpoint and the
+// sink's data inbox on the driver's host, the four forwarders' inboxes on
+// the worker's. The run ends well.
+TEST_F(ClusterTest, PortsRangeHoldsEveryListener) {
+  constexpr long long kItems = 2000;
+  const std::vector<std::string> ports = {"--insecure", "--ports", "7100-7109"};
+  Spawned& driver = Driver(ports, 1, kItems, 2);
+  Spawned& w = Worker("b1", ports, kItems, 2);
+  ASSERT_TRUE(driver.WaitForOutput("running\n", milliseconds(20000))) << All();
+  std::vector<int> on_a = ListeningPorts(*a_);
+  std::vector<int> on_b = ListeningPorts(*b_);
+  std::erase(on_a, kPort);
+  EXPECT_EQ(on_a.size(), 2u) << "the log endpoint and the sink's inbox\n" << All();
+  EXPECT_EQ(on_b.size(), 4u) << "the forwarders' inboxes\n" << All();
+  for (const std::vector<int>* host : {&on_a, &on_b}) {
+    for (int port : *host) {
+      EXPECT_GE(port, 7100) << All();
+      EXPECT_LE(port, 7109) << All();
+    }
+  }
+  const int status = driver.WaitExit(milliseconds(30000));
+  ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("count=2000 sum=2001000 forwarders=4 hosts=b1\n")) << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+}
+
+// Every port of the range is taken on the worker's host: its actors cannot
+// bind their inboxes, and the driver's start() fails at once naming the
+// range and the host rather than binding elsewhere.
+TEST_F(ClusterTest, PortsRangeWithoutAFreePortIsAClearError) {
+  std::vector<int> held;
+  for (int port = 7200; port <= 7203; ++port) {
+    held.push_back(Occupy(*b_, link_.addr_b, port));
+    ASSERT_GE(held.back(), 0) << "cannot hold port " << port << " on " << link_.addr_b;
+  }
+  const std::vector<std::string> ports = {"--insecure", "--ports", "7200-7203"};
+  Spawned& driver = Driver(ports, 1, 500, 0);
+  Spawned& w = Worker("b1", ports, 500, 0);
+  const int status = driver.WaitExit(milliseconds(15000));
+  for (int fd : held) ::close(fd);
+  ASSERT_NE(status, -1) << "driver still running after 15 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("error: actors failed: [work] (Forwarder-")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("cannot bind its data inbox (ports()): no free port in "
+                                      "7200-7203 on " +
+                                      link_.addr_b))
+      << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 1)) << All();
 }
 
 // A slow run over two workers: the test kills one worker's main process with

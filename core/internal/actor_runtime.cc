@@ -146,8 +146,17 @@ void ActorRuntime::connect() {
     if (plan_.distributed) {
       // Senders may be on other hosts: bind where they can reach us and tell
       // the broker the port the system chose.
-      inbox_.bind("tcp://" + plan_.data_host + ":*");
-      endpoint = inbox_.get(zmq::sockopt::last_endpoint);
+      if (plan_.ports) {
+        try {
+          endpoint = bind_in_range(inbox_, plan_.data_host, plan_.ports->first, plan_.ports->last);
+        } catch (const Error& e) {
+          throw Error("actor '" + slot_.name +
+                      "' cannot bind its data inbox (ports()): " + e.what());
+        }
+      } else {
+        inbox_.bind("tcp://" + plan_.data_host + ":*");
+        endpoint = inbox_.get(zmq::sockopt::last_endpoint);
+      }
     } else {
       endpoint = plan_.data_prefix + std::to_string(slot_.id);
       inbox_.bind(endpoint);
