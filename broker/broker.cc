@@ -67,8 +67,8 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
 }
 
 Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
-               std::shared_ptr<spdlog::logger> logger, zmq::socket_t control,
-               zmq::socket_t monitor)
+               std::shared_ptr<spdlog::logger> logger, zmq::socket_t& control,
+               zmq::socket_t& monitor)
     : ctx_(ctx),
       plan_(plan),
       logger_(std::move(logger)),
@@ -79,7 +79,13 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
       monitor_(std::move(monitor)),
       standalone_(true) {
   hooks_.signal_actor = [](std::uint32_t, int) {};  // every actor's host stops its own
-  bind_and_listen();
+  try {
+    bind_and_listen();
+  } catch (...) {
+    control = std::move(control_);
+    monitor = std::move(monitor_);
+    throw;
+  }
 }
 
 zmq::socket_t Broker::make_monitor_socket(zmq::context_t& ctx, const std::string& endpoint,

@@ -149,9 +149,11 @@ class Broker {
   // Standalone: `control` is a ROUTER already bound on plan.listen_endpoint
   // (set up as a CURVE server, with the caller's ZAP handler, when the plan
   // has a key), `monitor` a bound PUB or none; nothing is bound on ipc. The
-  // driver joins as a member.
+  // driver joins as a member. Both sockets are taken; if the constructor
+  // throws (the log endpoint cannot be bound), they are given back, so that
+  // relay-broker keeps serving on them.
   Broker(zmq::context_t& ctx, const internal::Plan& plan, std::shared_ptr<spdlog::logger> logger,
-         zmq::socket_t control, zmq::socket_t monitor);
+         zmq::socket_t& control, zmq::socket_t& monitor);
   ~Broker();
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;

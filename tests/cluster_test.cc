@@ -780,6 +780,42 @@ int Occurrences(const std::string& text, const std::string& needle) {
   return n;
 }
 
+// A run that relay-broker cannot set up (its --ports range has no free port:
+// the test holds it) fails alone: the driver's start() throws naming the
+// cause, relay-broker keeps its sockets and serves the next driver once the
+// port is free, and --runs 2 exits 1 for the failed run.
+TEST_F(StandaloneBrokerTest, SurvivesARunItCannotSetUp) {
+  constexpr int kLogPort = 7300;
+  int held = Occupy(*a_, link_.addr_a, kLogPort);
+  ASSERT_GE(held, 0) << "cannot hold port " << kLogPort << " on " << link_.addr_a;
+  Spawned& broker = Broker({"--allow-insecure-network", "--runs", "2", "--ports",
+                            std::to_string(kLogPort) + "-" + std::to_string(kLogPort)});
+  Spawned& first = DriverOnB({}, 1, 500, 0);
+  const int fs = first.WaitExit(milliseconds(15000));
+  ASSERT_NE(fs, -1) << "the first driver still waits after 15 s\n" << All();
+  EXPECT_TRUE(ExitedWith(fs, 1)) << DescribeStatus(fs) << "\n" << All();
+  EXPECT_THAT(first.out(), HasSubstr("error: relay driver: the broker at " + url_ +
+                                     " turned us away: relay-broker could not serve run 1: "
+                                     "listen: cannot bind the log endpoint: no free port in "
+                                     "7300-7300 on " +
+                                     link_.addr_a))
+      << All();
+  EXPECT_EQ(broker.WaitExit(milliseconds(500)), -1) << "relay-broker ended with the run\n" << All();
+  ::close(held);
+
+  Spawned& second = DriverOnB({}, 1, 500, 0);
+  Spawned& w = Worker("b1", {}, 500, 0);
+  const int status = second.WaitExit(milliseconds(30000));
+  ASSERT_NE(status, -1) << "the second driver still runs after 30 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(second.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=b1\n")) << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+  const int bs = broker.WaitExit(milliseconds(10000));
+  EXPECT_TRUE(ExitedWith(bs, 1)) << "one of its two runs failed: " << DescribeStatus(bs) << "\n"
+                                 << All();
+  EXPECT_THAT(broker.out(), HasSubstr("run 2 ended well")) << All();
+}
+
 // Every queue put and every log record of a busy run reaches the driver
 // through the broker (a ROUTER drops what does not fit its send limit, so the
 // broker's has none).
@@ -879,6 +915,10 @@ TEST_F(StandaloneBrokerTest, CommandLine) {
   EXPECT_THAT(open_text, HasSubstr("--allow-insecure-network")) << open_text;
   auto [any, any_text] = run({"--listen", "tcp://*:5555"});
   EXPECT_TRUE(ExitedWith(any, 2)) << any_text;
+  auto [ports, ports_text] =
+      run({"--listen", url_, "--allow-insecure-network", "--ports", "7010-7000"});
+  EXPECT_TRUE(ExitedWith(ports, 2)) << ports_text;
+  EXPECT_THAT(ports_text, HasSubstr("--ports '7010-7000' is not FIRST-LAST")) << ports_text;
   // A monitor port in use is found at start, not when the first driver comes.
   Spawned& first = Broker({"--allow-insecure-network", "--monitor", "tcp://" + link_.addr_a + ":5560"});
   ASSERT_TRUE(first.WaitForOutput("waiting for a driver", milliseconds(10000))) << All();

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
 #include <zmq.hpp>
 
 #include "relay/internal/codec.h"
