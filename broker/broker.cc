@@ -145,6 +145,11 @@ void Broker::bind_and_listen() {
   actor_worker_.assign(plan_.actors.size(), -1);
   began_ = std::chrono::steady_clock::now();
   next_ping_ = began_;
+  // The driver forked its actors just before; remote ones (and with a
+  // standalone broker, all) start when they are assigned.
+  bool any_assigned = standalone_;
+  for (std::uint32_t id = 0; id < plan_.actors.size(); ++id) any_assigned |= plan_.remote(id);
+  if (!any_assigned) start_by_ = began_ + internal::start_wait();
   abort_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (abort_fd_ < 0) throw Error(std::string("broker: eventfd: ") + std::strerror(errno));
 }
@@ -230,6 +235,7 @@ void Broker::run() {
     }
     if (!plan_.listen_endpoint.empty()) check_workers();
     check_stuck_senders();
+    check_start();
     if (kill_at_ && std::chrono::steady_clock::now() >= *kill_at_) {
       kill_at_.reset();
       for (std::uint32_t id = 0; id < reports_.size(); ++id) {
@@ -651,6 +657,7 @@ void Broker::actor_ended_remotely(std::uint32_t id) {
 
 void Broker::assign_workers() {
   assigned_ = true;
+  start_by_ = std::chrono::steady_clock::now() + internal::start_wait();
   std::vector<std::vector<std::uint32_t>> given(workers_.size());
   for (const internal::GroupSlot& g : plan_.groups) {
     std::vector<std::size_t> fit;
@@ -727,6 +734,42 @@ void Broker::check_stuck_senders() {
       return;
     }
   }
+}
+
+void Broker::check_start() {
+  // An actor that cannot reach the broker's control endpoint (a firewall
+  // that opens only some ports) never says hello, and every other actor
+  // would wait for the start frame for ever.
+  if (started_ || abort_reason_ || !start_by_ || std::chrono::steady_clock::now() < *start_by_) {
+    return;
+  }
+  const std::string seconds = fmt::format("{:.1f}", internal::start_wait().count() / 1000.0);
+  std::vector<std::string> missing;
+  for (std::uint32_t id = 0; id < reports_.size(); ++id) {
+    ActorReport& r = reports_[id];
+    if (r.hello || r.exitcode) continue;
+    const int w = actor_worker_[id];
+    const bool tcp = standalone_ || plan_.remote(id);
+    if (w >= 0) {
+      const WorkerReport& worker = workers_[static_cast<std::size_t>(w)];
+      r.host = worker.host + " (" + worker.address + ")";
+    } else {
+      r.host = internal::host_name();
+    }
+    const std::string given = "control " + (tcp ? plan_.listen_endpoint : plan_.control_endpoint) +
+                              ", log " + (tcp ? log_tcp_endpoint_ : plan_.log_endpoint);
+    r.failure = "did not say hello within " + seconds + " s of its start (given " + given +
+                "; can it reach them?)";
+    logger_->error("[{}] ({}) on {} {}", plan_.actors[id].group_name, plan_.actors[id].name, r.host,
+                   *r.failure);
+    missing.push_back(plan_.actors[id].name + " on " + r.host + " (" + given + ")");
+  }
+  if (missing.empty()) return;  // the rest exited: actor_exited() stopped the run
+  const std::string why = "start barrier: " + std::to_string(missing.size()) +
+                          " actor(s) did not say hello within " + seconds +
+                          " s: " + fmt::format("{}", fmt::join(missing, "; "));
+  logger_->error("{}", why);
+  abort(why);
 }
 
 void Broker::check_workers() {

@@ -220,6 +220,7 @@ class Broker {
   void assign_workers();
   void check_workers();
   void check_stuck_senders();
+  void check_start();
   void send_to_worker(const std::string& rid, const std::string& frame);
   template <class T>
   void publish(const char* topic, const T& value);
@@ -271,6 +272,9 @@ class Broker {
   std::vector<QueuedJoin> queued_;
   std::chrono::steady_clock::time_point began_;
   std::chrono::steady_clock::time_point next_ping_;
+  // When every actor must have said hello: internal::start_wait() after the
+  // local actors were forked, or after the remote ones were assigned.
+  std::optional<std::chrono::steady_clock::time_point> start_by_;
 };
 
 }  // namespace relay::broker

@@ -223,27 +223,29 @@ class ClusterTest : public ProcessTest {
     return {"--items", std::to_string(items), "--delay-ms", std::to_string(delay_ms)};
   }
 
-  Spawned& Start(Netns& ns, const std::string& host, std::vector<std::string> args) {
+  Spawned& Start(Netns& ns, const std::string& host, std::vector<std::string> args,
+                 std::vector<std::string> env = {}) {
     args.insert(args.begin(), "tests/cluster_main");
-    procs_.push_back(Spawn(ns, args, {"CLUSTER_HOST=" + host}, host));
+    env.push_back("CLUSTER_HOST=" + host);
+    procs_.push_back(Spawn(ns, args, env, host));
     return *procs_.back();
   }
 
   Spawned& Driver(std::vector<std::string> extra, std::size_t workers, long long items,
-                  int delay_ms) {
+                  int delay_ms, std::vector<std::string> env = {}) {
     std::vector<std::string> args = {
         "--listen", url_, "--workers", std::to_string(workers), "--join-timeout-ms", "20000"};
     args.insert(args.end(), extra.begin(), extra.end());
     for (auto& a : AppArgs(items, delay_ms)) args.push_back(a);
-    return Start(*a_, "a", args);
+    return Start(*a_, "a", args, env);
   }
 
   Spawned& Worker(const std::string& host, std::vector<std::string> extra, long long items,
-                  int delay_ms) {
+                  int delay_ms, std::vector<std::string> env = {}) {
     std::vector<std::string> args = {"--relay-worker", url_};
     args.insert(args.end(), extra.begin(), extra.end());
     for (auto& a : AppArgs(items, delay_ms)) args.push_back(a);
-    return Start(*b_, host, args);
+    return Start(*b_, host, args, env);
   }
 
   // Makes a cluster key with relay-keygen; returns its path.
@@ -514,6 +516,71 @@ TEST_F(ClusterTest, PortsRangeWithoutAFreePortIsAClearError) {
                                       "7200-7203 on " +
                                       link_.addr_b))
       << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 1)) << All();
+}
+
+// The start deadlines, with 3 s instead of 30 (RELAY_TESTING_START_WAIT_MS)
+// and faults injected in the actor runtime in place of a firewall.
+const std::string kShortStart = "RELAY_TESTING_START_WAIT_MS=3000";
+
+// An actor on the worker never says hello (as if the control port were
+// closed to it): the broker stops the run once the start barrier's time is
+// up, naming the actor, its host and the endpoints it was given.
+TEST_F(ClusterTest, ActorThatNeverSaysHelloStopsTheRun) {
+  Spawned& driver = Driver({"--insecure"}, 1, 500, 0, {kShortStart});
+  Spawned& w =
+      Worker("b1", {"--insecure"}, 500, 0, {kShortStart, "RELAY_TESTING_SKIP_HELLO=Forwarder-2"});
+  const int status = driver.WaitExit(milliseconds(20000));
+  ASSERT_NE(status, -1) << "driver still waits 20 s after the start barrier's time was up\n"
+                        << All();
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(),
+              HasSubstr("error: actor failed: [work] (Forwarder-2) pid 0 on b1 (" + link_.addr_b +
+                        "): did not say hello within 3.0 s of its start (given "
+                        "control " +
+                        url_ + ", log tcp://" + link_.addr_a + ":"))
+      << All();
+  EXPECT_THAT(driver.out(), HasSubstr("start barrier: 1 actor(s) did not say hello within 3.0 s: "
+                                      "Forwarder-2 on b1"))
+      << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 1)) << All();
+}
+
+// The actors on the worker connect their logs to an endpoint nobody serves
+// (as if the log port were closed to them): each gives up when its time is
+// up, naming that endpoint, and the run stops.
+TEST_F(ClusterTest, ActorWithoutLogSubscriptionFails) {
+  const std::string nowhere = "tcp://" + link_.addr_a + ":1";
+  Spawned& driver = Driver({"--insecure"}, 1, 500, 0, {kShortStart});
+  Spawned& w =
+      Worker("b1", {"--insecure"}, 500, 0, {kShortStart, "RELAY_TESTING_LOG_ENDPOINT=" + nowhere});
+  const int status = driver.WaitExit(milliseconds(20000));
+  ASSERT_NE(status, -1) << "driver still waits 20 s after the actors' time was up\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr(" failed: [work] (Forwarder-")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("' had no log subscription from the broker at " + nowhere +
+                                      " within 3.0 s (is that port reachable from this host?)"))
+      << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 1)) << All();
+}
+
+// The sink reports a data endpoint the worker's forwarders cannot reach (as
+// if its port were closed): they fail when their time is up, naming the
+// receiver and the endpoint, instead of queueing messages for ever.
+TEST_F(ClusterTest, UnreachableDataInboxFailsItsSenders) {
+  const std::string nowhere = "tcp://" + link_.addr_a + ":1";
+  Spawned& driver =
+      Driver({"--insecure"}, 1, 500, 0, {kShortStart, "RELAY_TESTING_DATA_ENDPOINT=" + nowhere});
+  Spawned& w = Worker("b1", {"--insecure"}, 500, 0, {kShortStart});
+  const int status = driver.WaitExit(milliseconds(20000));
+  ASSERT_NE(status, -1) << "driver still waits 20 s after the senders' time was up\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr(" failed: [work] (Forwarder-")) << All();
+  EXPECT_THAT(driver.out(),
+              HasSubstr("' could not connect to the data inbox of Sink-0 at " + nowhere +
+                        " within 3.0 s (is that port reachable from this host?)"))
+      << All();
+  EXPECT_THAT(driver.out(), Not(HasSubstr("count="))) << All();
   EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 1)) << All();
 }
 

@@ -1,6 +1,7 @@
 #include "relay/internal/plan.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <tuple>
 
 #include <msgpack.hpp>
@@ -9,6 +10,13 @@
 #include "relay/internal/codec.h"
 
 namespace relay::internal {
+
+std::chrono::milliseconds start_wait() {
+  if (const char* ms = std::getenv("RELAY_TESTING_START_WAIT_MS")) {
+    return std::chrono::milliseconds(std::strtoll(ms, nullptr, 10));
+  }
+  return kStartWait;
+}
 
 std::uint32_t Plan::window(std::uint32_t sender_group) const {
   if (!maxsize) return kDefaultWindow;

@@ -25,6 +25,17 @@ namespace relay::internal {
 inline constexpr std::uint32_t kDefaultWindow = 4096;
 inline constexpr std::uint64_t kDefaultWindowBytes = 16ull << 20;
 
+// How long the start barrier may take: the broker stops the run if an actor
+// has not said hello this long after it was forked (or assigned to a
+// worker), and an actor gives up if it has no log subscription this long
+// after it started (or no start frame, kStartSlack later still), or if a
+// tcp connection to a receiver's data inbox is not made within it.
+inline constexpr std::chrono::milliseconds kStartWait{30000};
+inline constexpr std::chrono::milliseconds kStartSlack{2000};
+// kStartWait, or RELAY_TESTING_START_WAIT_MS from the environment (for
+// tests that prove the deadlines fire).
+std::chrono::milliseconds start_wait();
+
 struct ActorSlot {
   std::uint32_t id = 0;      // position in the relay, 0..n-1, group by group
   std::uint32_t group = 0;   // index of its group
