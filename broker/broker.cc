@@ -391,6 +391,8 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         need(3);
         if (!r.failure) {
           r.failure = a[1].as<std::string>();
+          // Failed before its hello (it could not bind its inbox, say).
+          if (r.host.empty()) r.host = host_of(*id);
           logger_->error("[{}] ({}) failed (pid {} on {}): {}", slot.group_name, slot.name, r.pid,
                          r.host, *r.failure);
         }
@@ -736,6 +738,13 @@ void Broker::check_stuck_senders() {
   }
 }
 
+std::string Broker::host_of(std::uint32_t id) const {
+  const int w = actor_worker_[id];
+  if (w < 0) return internal::host_name();  // forked by this broker's driver
+  const WorkerReport& worker = workers_[static_cast<std::size_t>(w)];
+  return worker.host + " (" + worker.address + ")";
+}
+
 void Broker::check_start() {
   // An actor that cannot reach the broker's control endpoint (a firewall
   // that opens only some ports) never says hello, and every other actor
@@ -748,14 +757,8 @@ void Broker::check_start() {
   for (std::uint32_t id = 0; id < reports_.size(); ++id) {
     ActorReport& r = reports_[id];
     if (r.hello || r.exitcode) continue;
-    const int w = actor_worker_[id];
     const bool tcp = standalone_ || plan_.remote(id);
-    if (w >= 0) {
-      const WorkerReport& worker = workers_[static_cast<std::size_t>(w)];
-      r.host = worker.host + " (" + worker.address + ")";
-    } else {
-      r.host = internal::host_name();
-    }
+    r.host = host_of(id);
     const std::string given = "control " + (tcp ? plan_.listen_endpoint : plan_.control_endpoint) +
                               ", log " + (tcp ? log_tcp_endpoint_ : plan_.log_endpoint);
     r.failure = "did not say hello within " + seconds + " s of its start (given " + given +

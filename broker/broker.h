@@ -221,6 +221,9 @@ class Broker {
   void check_workers();
   void check_stuck_senders();
   void check_start();
+  // Where actor `id` runs, for an actor that has not said hello: its
+  // worker's host and address, or this host.
+  std::string host_of(std::uint32_t id) const;
   void send_to_worker(const std::string& rid, const std::string& frame);
   template <class T>
   void publish(const char* topic, const T& value);

@@ -511,7 +511,12 @@ TEST_F(ClusterTest, PortsRangeWithoutAFreePortIsAClearError) {
   for (int fd : held) ::close(fd);
   ASSERT_NE(status, -1) << "driver still running after 15 s\n" << All();
   EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
-  EXPECT_THAT(driver.out(), HasSubstr("error: actors failed: [work] (Forwarder-")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr(" failed: [work] (Forwarder-")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr(" on b1 (" + link_.addr_b +
+                                      "): relay::Error: actor "
+                                      "'Forwarder-"))
+      << "the host of an actor that failed before its hello is not named\n"
+      << All();
   EXPECT_THAT(driver.out(), HasSubstr("cannot bind its data inbox (ports()): no free port in "
                                       "7200-7203 on " +
                                       link_.addr_b))
