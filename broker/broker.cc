@@ -67,8 +67,8 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
 }
 
 Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
-               std::shared_ptr<spdlog::logger> logger, zmq::socket_t control,
-               zmq::socket_t monitor)
+               std::shared_ptr<spdlog::logger> logger, zmq::socket_t& control,
+               zmq::socket_t& monitor)
     : ctx_(ctx),
       plan_(plan),
       logger_(std::move(logger)),
@@ -79,7 +79,13 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
       monitor_(std::move(monitor)),
       standalone_(true) {
   hooks_.signal_actor = [](std::uint32_t, int) {};  // every actor's host stops its own
-  bind_and_listen();
+  try {
+    bind_and_listen();
+  } catch (...) {
+    control = std::move(control_);
+    monitor = std::move(monitor_);
+    throw;
+  }
 }
 
 zmq::socket_t Broker::make_monitor_socket(zmq::context_t& ctx, const std::string& endpoint,
@@ -115,12 +121,21 @@ void Broker::bind_and_listen() {
   if (plan_.key) internal::curve_server(logs_, *plan_.key);
   if (!plan_.log_endpoint.empty()) logs_.bind(plan_.log_endpoint);
   if (!plan_.listen_endpoint.empty()) {
-    try {
-      logs_.bind("tcp://" + plan_.data_host + ":*");
-    } catch (const zmq::error_t& e) {
-      throw Error("listen: cannot bind a log endpoint on " + plan_.data_host + ": " + e.what());
+    if (plan_.broker_ports) {
+      try {
+        log_tcp_endpoint_ = internal::bind_in_range(
+            logs_, plan_.data_host, plan_.broker_ports->first, plan_.broker_ports->last);
+      } catch (const Error& e) {
+        throw Error("listen: cannot bind the log endpoint: " + std::string(e.what()));
+      }
+    } else {
+      try {
+        logs_.bind("tcp://" + plan_.data_host + ":*");
+      } catch (const zmq::error_t& e) {
+        throw Error("listen: cannot bind a log endpoint on " + plan_.data_host + ": " + e.what());
+      }
+      log_tcp_endpoint_ = logs_.get(zmq::sockopt::last_endpoint);
     }
-    log_tcp_endpoint_ = logs_.get(zmq::sockopt::last_endpoint);
   }
   if (!plan_.monitor_endpoint.empty() && !monitor_) {
     monitor_ = make_monitor_socket(ctx_, plan_.monitor_endpoint, plan_.key);
@@ -132,6 +147,11 @@ void Broker::bind_and_listen() {
   actor_worker_.assign(plan_.actors.size(), -1);
   began_ = std::chrono::steady_clock::now();
   next_ping_ = began_;
+  // The driver forked its actors just before; remote ones (and with a
+  // standalone broker, all) start when they are assigned.
+  bool any_assigned = standalone_;
+  for (std::uint32_t id = 0; id < plan_.actors.size(); ++id) any_assigned |= plan_.remote(id);
+  if (!any_assigned) start_by_ = began_ + internal::start_wait();
   abort_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (abort_fd_ < 0) throw Error(std::string("broker: eventfd: ") + std::strerror(errno));
 }
@@ -244,6 +264,7 @@ void Broker::run() {
     }
     if (!plan_.listen_endpoint.empty()) check_workers();
     check_stuck_senders();
+    check_start();
     decide_exits();
     if (kill_at_ && std::chrono::steady_clock::now() >= *kill_at_) {
       kill_at_.reset();
@@ -400,6 +421,8 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         need(3);
         if (!r.failure) {
           r.failure = a[1].as<std::string>();
+          // Failed before its hello (it could not bind its inbox, say).
+          if (r.host.empty()) r.host = host_of(*id);
           logger_->error("[{}] ({}) failed (pid {} on {}): {}", slot.group_name, slot.name, r.pid,
                          r.host, *r.failure);
         }
@@ -573,9 +596,21 @@ void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std
     } else {
       if (n < 7) throw EncodeError("too few fields");
       if (a[5].as<std::uint64_t>() != plan_.fingerprint()) {
-        const std::string why = "its program built a different relay (" +
-                                a[6].as<std::string>() + ") than the driver's (" +
-                                plan_.layout() + "), or named its actors differently";
+        // Say which parts differ, when the worker says what its parts are.
+        using Parts = std::vector<std::pair<std::string, std::string>>;
+        const Parts theirs = n >= 8 ? a[7].as<Parts>() : Parts();
+        std::vector<std::string> differ;
+        for (const auto& [name, text] : plan_.parts()) {
+          auto it = std::find_if(theirs.begin(), theirs.end(),
+                                 [&name = name](const auto& p) { return p.first == name; });
+          if (it == theirs.end() || it->second == text) continue;
+          differ.push_back(name + " ('" + it->second + "' against the driver's '" + text + "')");
+        }
+        const std::string why =
+            "its program built a different relay (" + a[6].as<std::string>() +
+            ") than the driver's (" + plan_.describe() + "): " +
+            (differ.empty() ? std::string("they differ in a way it does not say (another version?)")
+                            : "they differ in " + fmt::format("{}", fmt::join(differ, "; ")));
         logger_->warn("turned away the worker on {} ({}): {}", w.host, a[4].as<std::string>(),
                       why);
         send_to_worker(rid, pack_ctl(Ctl::end, false, why));
@@ -656,6 +691,7 @@ void Broker::actor_ended_remotely(std::uint32_t id) {
 
 void Broker::assign_workers() {
   assigned_ = true;
+  start_by_ = std::chrono::steady_clock::now() + internal::start_wait();
   std::vector<std::vector<std::uint32_t>> given(workers_.size());
   for (const internal::GroupSlot& g : plan_.groups) {
     std::vector<std::size_t> fit;
@@ -732,6 +768,43 @@ void Broker::check_stuck_senders() {
       return;
     }
   }
+}
+
+std::string Broker::host_of(std::uint32_t id) const {
+  const int w = actor_worker_[id];
+  if (w < 0) return internal::host_name();  // forked by this broker's driver
+  const WorkerReport& worker = workers_[static_cast<std::size_t>(w)];
+  return worker.host + " (" + worker.address + ")";
+}
+
+void Broker::check_start() {
+  // An actor that cannot reach the broker's control endpoint (a firewall
+  // that opens only some ports) never says hello, and every other actor
+  // would wait for the start frame for ever.
+  if (started_ || abort_reason_ || !start_by_ || std::chrono::steady_clock::now() < *start_by_) {
+    return;
+  }
+  const std::string seconds = fmt::format("{:.1f}", internal::start_wait().count() / 1000.0);
+  std::vector<std::string> missing;
+  for (std::uint32_t id = 0; id < reports_.size(); ++id) {
+    ActorReport& r = reports_[id];
+    if (r.hello || r.exitcode) continue;
+    const bool tcp = standalone_ || plan_.remote(id);
+    r.host = host_of(id);
+    const std::string given = "control " + (tcp ? plan_.listen_endpoint : plan_.control_endpoint) +
+                              ", log " + (tcp ? log_tcp_endpoint_ : plan_.log_endpoint);
+    r.failure = "did not say hello within " + seconds + " s of its start (given " + given +
+                "; can it reach them?)";
+    logger_->error("[{}] ({}) on {} {}", plan_.actors[id].group_name, plan_.actors[id].name, r.host,
+                   *r.failure);
+    missing.push_back(plan_.actors[id].name + " on " + r.host + " (" + given + ")");
+  }
+  if (missing.empty()) return;  // the rest exited: actor_exited() stopped the run
+  const std::string why = "start barrier: " + std::to_string(missing.size()) +
+                          " actor(s) did not say hello within " + seconds +
+                          " s: " + fmt::format("{}", fmt::join(missing, "; "));
+  logger_->error("{}", why);
+  abort(why);
 }
 
 void Broker::check_workers() {

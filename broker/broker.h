@@ -149,9 +149,11 @@ class Broker {
   // Standalone: `control` is a ROUTER already bound on plan.listen_endpoint
   // (set up as a CURVE server, with the caller's ZAP handler, when the plan
   // has a key), `monitor` a bound PUB or none; nothing is bound on ipc. The
-  // driver joins as a member.
+  // driver joins as a member. Both sockets are taken; if the constructor
+  // throws (the log endpoint cannot be bound), they are given back, so that
+  // relay-broker keeps serving on them.
   Broker(zmq::context_t& ctx, const internal::Plan& plan, std::shared_ptr<spdlog::logger> logger,
-         zmq::socket_t control, zmq::socket_t monitor);
+         zmq::socket_t& control, zmq::socket_t& monitor);
   ~Broker();
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
@@ -224,6 +226,10 @@ class Broker {
   void assign_workers();
   void check_workers();
   void check_stuck_senders();
+  void check_start();
+  // Where actor `id` runs, for an actor that has not said hello: its
+  // worker's host and address, or this host.
+  std::string host_of(std::uint32_t id) const;
   void send_to_worker(const std::string& rid, const std::string& frame);
   template <class T>
   void publish(const char* topic, const T& value);
@@ -280,6 +286,9 @@ class Broker {
   std::vector<QueuedJoin> queued_;
   std::chrono::steady_clock::time_point began_;
   std::chrono::steady_clock::time_point next_ping_;
+  // When every actor must have said hello: internal::start_wait() after the
+  // local actors were forked, or after the remote ones were assigned.
+  std::optional<std::chrono::steady_clock::time_point> start_by_;
 };
 
 }  // namespace relay::broker

@@ -44,11 +44,15 @@ constexpr const char* kUsage =
     "  --allow-insecure-network   listen on a non-loopback address without a key\n"
     "  --monitor URL              publish logs and counters for relay-monitor\n"
     "                             (tcp://ADDRESS:PORT)\n"
+    "  --ports FIRST-LAST         bind the log endpoint that every actor connects\n"
+    "                             to at the first free port of this range (default:\n"
+    "                             any free port); open it and --listen in a firewall\n"
     "  --runs N                   exit after N runs (default: serve until SIGINT\n"
     "                             or SIGTERM, which stop the current run)\n"
     "  --level LEVEL              trace|debug|info|warning|error (default info)\n"
-    "Exit status: 1 if a run it served failed (one stopped by SIGINT or SIGTERM\n"
-    "does not count), else 0; 2 bad usage or cannot listen (--listen, --monitor).\n";
+    "Exit status: 1 if a run it served failed or could not be set up (one stopped\n"
+    "by SIGINT or SIGTERM does not count), else 0; 2 bad usage or cannot listen (--listen, "
+    "--monitor).\n";
 
 [[noreturn]] void usage_error(const std::string& why) {
   std::fprintf(stderr, "relay-broker: %s\n%s", why.c_str(), kUsage);
@@ -60,6 +64,7 @@ struct Options {
   std::string key_file;
   bool insecure = false;
   std::string monitor;
+  std::optional<relay::internal::PortRange> ports;
   long runs = 0;
 };
 
@@ -212,6 +217,18 @@ int main(int argc, char** argv) {
       char* end = nullptr;
       o.runs = std::strtol(n.c_str(), &end, 10);
       if (end == n.c_str() || *end != '\0' || o.runs < 1) usage_error("bad --runs " + n);
+    } else if (arg == "--ports") {
+      const std::string range = value();
+      const auto dash = range.find('-');
+      char* end = nullptr;
+      const long first = std::strtol(range.c_str(), &end, 10);
+      const bool dash_next = dash != std::string::npos && end == range.c_str() + dash;
+      const long last = dash_next ? std::strtol(range.c_str() + dash + 1, &end, 10) : 0;
+      if (!dash_next || *end != '\0' || first < 1 || first > last || last > 65535) {
+        usage_error("--ports '" + range + "' is not FIRST-LAST (1 <= FIRST <= LAST <= 65535)");
+      }
+      o.ports = relay::internal::PortRange{static_cast<std::uint16_t>(first),
+                                           static_cast<std::uint16_t>(last)};
     } else if (arg == "--level") {
       level = value();
     } else {
@@ -308,29 +325,31 @@ int main(int argc, char** argv) {
       plan.distributed = true;
       plan.key = key;
       plan.monitor_endpoint = o.monitor;
+      plan.broker_ports = o.ports;
+      std::optional<relay::broker::Broker> broker;
       try {
-        relay::broker::Broker broker(ctx, plan, log, std::move(control), std::move(monitor));
-        broker.watch(signal_fd, [&] {
+        broker.emplace(ctx, plan, log, control, monitor);
+        broker->watch(signal_fd, [&] {
           signalfd_siginfo info{};
           [[maybe_unused]] ssize_t r = ::read(signal_fd, &info, sizeof info);
           stopping = true;
           const std::string sig = relay::internal::signal_name(static_cast<int>(info.ssi_signo));
           log->warn("{}: stopping the run", sig);
-          broker.abort("relay-broker stopped by " + sig);
+          broker->abort("relay-broker stopped by " + sig);
           return true;
         });
         auto accept = [&broker](const relay::broker::QueuedJoin& j) {
           zmq::message_t from(j.routing_id.data(), j.routing_id.size());
           zmq::message_t frame(j.frame.data(), j.frame.size());
-          broker.accept(from, frame);
+          broker->accept(from, frame);
         };
         accept(joins->driver);
         for (const relay::broker::QueuedJoin& j : joins->early) accept(j);
-        broker.run();
-        waiting = broker.take_queued();
-        control = broker.release_control();
-        monitor = broker.release_monitor();
-        const relay::broker::RunResult r = broker.result();
+        broker->run();
+        waiting = broker->take_queued();
+        control = broker->release_control();
+        monitor = broker->release_monitor();
+        const relay::broker::RunResult r = broker->result();
         if (r.failures.empty() && r.accounting.empty() && !r.stopped) {
           log->info("run {} ended well", served + 1);
         } else {
@@ -343,11 +362,32 @@ int main(int argc, char** argv) {
           log->error("run {} failed: {}", served + 1, why);
         }
       } catch (const std::exception& e) {
-        // The control socket went with the broker: stop here rather than
-        // serve on half set up.
-        log->error("run {} broke: {}; relay-broker stops", served + 1, e.what());
+        // One run's failure is not the broker's: keep the sockets (the
+        // Broker gives them back if its constructor threw), tell the run's
+        // members why, count the run as failed and serve the next driver.
+        const std::string why =
+            "relay-broker could not serve run " + std::to_string(served + 1) + ": " + e.what();
+        log->error("{}", why);
         status = 1;
-        break;
+        std::vector<std::string> members = {joins->driver.routing_id};
+        if (broker) {
+          control = broker->release_control();
+          monitor = broker->release_monitor();
+          waiting = broker->take_queued();
+          for (const relay::broker::WorkerReport& w : broker->workers()) {
+            if (w.routing_id != joins->driver.routing_id) members.push_back(w.routing_id);
+          }
+        } else {
+          // Nobody was given anything: the early workers wait for the next run.
+          waiting = std::move(joins->early);
+        }
+        broker.reset();
+        if (!control) {
+          log->error("relay-broker lost its control socket; it stops");
+          break;
+        }
+        const std::string end = relay::internal::pack_ctl(Ctl::end, false, why);
+        for (const std::string& rid : members) send_to(control, rid, end);
       }
     }
   }

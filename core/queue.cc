@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -107,6 +108,21 @@ void set_queue_phase(QueuePhase phase) {
     s->not_empty.notify_all();
     s->not_full.notify_all();
   }
+}
+
+std::vector<QueueSlot> live_queues() {
+  std::vector<QueueSlot> out;
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    for (auto& [id, weak] : r.queues) {
+      auto s = weak.lock();
+      if (s && s->owner == ::getpid()) out.push_back({id, s->maxsize});
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const QueueSlot& a, const QueueSlot& b) { return a.id < b.id; });
+  return out;
 }
 
 void set_remote_put(RemotePut put) {

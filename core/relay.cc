@@ -50,6 +50,7 @@ struct RelayState {
   std::string key_file;
   bool insecure = false;
   std::string monitor;
+  std::optional<PortRange> ports;  // ports(): where tcp inboxes and logs bind
   std::string broker;         // a standalone relay-broker's endpoint
   std::string monitor_bound;  // set by start() once bound
   std::mutex monitor_mu;
@@ -443,6 +444,10 @@ void run_relay(RelayState& state, Handler* handler) {
     }
   }
   auto logger = logger_named(state.log_name);
+  // What a worker must have built the same way: its puts name queues by id.
+  plan.queues = live_queues();
+  plan.ports = state.ports;
+  plan.broker_ports = state.ports;
 
   // Placement, checked against the groups.
   plan.placement.assign(actors.size(), std::nullopt);
@@ -748,6 +753,16 @@ Relay& Relay::listen(std::string endpoint) {
                                 "tcp://10.0.0.1:5555), not '" + host + "'");
   }
   state_->listen = std::move(endpoint);
+  return *this;
+}
+
+Relay& Relay::ports(unsigned first, unsigned last) {
+  if (first == 0 || first > last || last > 65535) {
+    throw std::invalid_argument("ports: " + std::to_string(first) + "-" + std::to_string(last) +
+                                " is not a range of tcp ports (1-65535, first <= last)");
+  }
+  state_->ports =
+      internal::PortRange{static_cast<std::uint16_t>(first), static_cast<std::uint16_t>(last)};
   return *this;
 }
 

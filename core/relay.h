@@ -178,6 +178,15 @@ class Relay {
   // with an embedded broker. Not with listen() or monitor(): the broker owns
   // those endpoints (relay-broker --listen, --monitor).
   Relay& broker(std::string endpoint);
+  // Binds every port relay opens for a distributed run in [first, last]
+  // (the first free one): each receiver's data inbox, on whichever host it
+  // runs, and the embedded broker's log endpoint. Without it they bind any
+  // free port, which a firewall that opens only the listen() port cuts off.
+  // A range with no free port left makes start() fail, naming the range and
+  // the host. Driver and workers must give the same range (it is part of
+  // what they must agree on). Throws std::invalid_argument unless
+  // 1 <= first <= last <= 65535.
+  Relay& ports(unsigned first, unsigned last);
   // Runs group `group` where `where` says (default: Placement::local()).
   // Call it after connect(): throws std::invalid_argument if there is no
   // group of that name.

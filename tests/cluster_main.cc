@@ -20,13 +20,16 @@
 // (the forwarder that gets item N throws), --forwarders N (default 4),
 // --put-all (the sink also puts every item to the driver's queue; the driver
 // prints "puts=<n> put_sum=<s>"), --log-all (forwarders log every item),
-// --all-on-workers (src and sink run on workers too).
+// --all-on-workers (src and sink run on workers too), --maxsize N (the
+// Relay's, default 100), --extra-queue (one more queue, bounded to 5, alive
+// at start()), --ports FIRST-LAST (Relay::ports()).
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -53,15 +56,20 @@ struct Options {
   bool put_all = false;         // the sink puts every item to the driver's queue
   bool log_all = false;         // each forwarder logs every item
   bool all_on_workers = false;  // src and sink too, not only work
+  std::size_t maxsize = 100;
+  bool extra_queue = false;
+  unsigned first_port = 0;  // Relay::ports(), if set
+  unsigned last_port = 0;
 };
 
 [[noreturn]] void Usage(const char* argv0, const std::string& why) {
-  std::fprintf(stderr,
-               "%s: %s\nusage: %s [--listen URL] [--broker URL] [--workers N] [--items N] [--delay-ms MS]\n"
-               "  [--key FILE] [--place spread|label:NAME] [--insecure] [--join-timeout-ms MS]\n"
-               "  [--monitor URL] [--fail-at N] [--forwarders N] [--put-all] [--log-all]\n"
-               "  [--all-on-workers]\n",
-               argv0, why.c_str(), argv0);
+  std::fprintf(
+      stderr,
+      "%s: %s\nusage: %s [--listen URL] [--broker URL] [--workers N] [--items N] [--delay-ms MS]\n"
+      "  [--key FILE] [--place spread|label:NAME] [--insecure] [--join-timeout-ms MS]\n"
+      "  [--monitor URL] [--fail-at N] [--forwarders N] [--put-all] [--log-all]\n"
+      "  [--all-on-workers] [--maxsize N] [--extra-queue] [--ports FIRST-LAST]\n",
+      argv0, why.c_str(), argv0);
   std::exit(2);
 }
 
@@ -103,6 +111,16 @@ Options Parse(int argc, char** argv) {
       o.log_all = true;
     } else if (a == "--all-on-workers") {
       o.all_on_workers = true;
+    } else if (a == "--maxsize") {
+      o.maxsize = std::stoul(value());
+    } else if (a == "--extra-queue") {
+      o.extra_queue = true;
+    } else if (a == "--ports") {
+      const std::string range = value();
+      const auto dash = range.find('-');
+      if (dash == std::string::npos) Usage(argv[0], "bad --ports " + range);
+      o.first_port = static_cast<unsigned>(std::stoul(range.substr(0, dash)));
+      o.last_port = static_cast<unsigned>(std::stoul(range.substr(dash + 1)));
     } else {
       Usage(argv[0], "unknown argument " + a);
     }
@@ -216,8 +234,10 @@ int main(int argc, char** argv) {
     std::vector<std::unique_ptr<Forwarder>> work;
     for (int i = 0; i < o.forwarders; ++i) work.push_back(std::make_unique<Forwarder>(o.delay_ms, o.fail_at, o.log_all));
     Sink sink(report.q, o.put_all);
+    std::optional<relay::Queue> extra;
+    if (o.extra_queue) extra.emplace(5);
 
-    relay::Relay relay(/*maxsize=*/100);
+    relay::Relay relay(o.maxsize);
     relay.connect(relay::group("src", source), relay::group("work", work),
                   relay::group("sink", sink));
     relay.place("work", o.place == "spread" ? relay::Placement::workers()
@@ -226,6 +246,7 @@ int main(int argc, char** argv) {
       relay.place("src", relay::Placement::workers());
       relay.place("sink", relay::Placement::workers());
     }
+    if (o.first_port != 0) relay.ports(o.first_port, o.last_port);
     if (!o.key.empty()) relay.secure(o.key);
     if (o.insecure) relay.allow_insecure_network();
     if (!o.listen.empty()) relay.listen(o.listen);

@@ -8,9 +8,11 @@
 // exclusive (timing bounds). CLUSTER_TEST_VERBOSE=1 (--test_env) prints every
 // program's output after each test.
 #include <arpa/inet.h>
-#include <signal.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -20,12 +22,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "tests/netns.h"
 #include "tests/testing.h"
@@ -150,6 +150,41 @@ TEST_F(NetnsTest, CleansUpNamespacesAndProcesses) {
   }
 }
 
+// Listens on tcp `addr`:`port` inside `ns`, holding the port for the test;
+// returns the descriptor (close it to free the port), or -1.
+int Occupy(Netns& ns, const std::string& addr, int port) {
+  return ns.Within([&] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(port));
+    ::inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd, 1) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  });
+}
+
+// The tcp ports listened on inside `ns` (from `ss -ltnH`), or {-1} if ss
+// did not run.
+std::vector<int> ListeningPorts(Netns& ns) {
+  auto ss = Spawn(ns, {"/usr/bin/ss", "-ltnH"});
+  if (!ExitedWith(ss->WaitExit(milliseconds(10000)), 0)) return {-1};
+  std::vector<int> ports;
+  std::istringstream lines(ss->out());
+  for (std::string line; std::getline(lines, line);) {
+    // State Recv-Q Send-Q Local:Port Peer:Port
+    std::istringstream fields(line);
+    std::string state, recvq, sendq, local;
+    fields >> state >> recvq >> sendq >> local;
+    const auto colon = local.rfind(':');
+    if (colon != std::string::npos) ports.push_back(std::atoi(local.c_str() + colon + 1));
+  }
+  return ports;
+}
+
 // ---- Across hosts ----
 
 constexpr int kPort = 5555;  // a namespace of our own: nothing else can hold it
@@ -188,27 +223,29 @@ class ClusterTest : public ProcessTest {
     return {"--items", std::to_string(items), "--delay-ms", std::to_string(delay_ms)};
   }
 
-  Spawned& Start(Netns& ns, const std::string& host, std::vector<std::string> args) {
+  Spawned& Start(Netns& ns, const std::string& host, std::vector<std::string> args,
+                 std::vector<std::string> env = {}) {
     args.insert(args.begin(), "tests/cluster_main");
-    procs_.push_back(Spawn(ns, args, {"CLUSTER_HOST=" + host}, host));
+    env.push_back("CLUSTER_HOST=" + host);
+    procs_.push_back(Spawn(ns, args, env, host));
     return *procs_.back();
   }
 
   Spawned& Driver(std::vector<std::string> extra, std::size_t workers, long long items,
-                  int delay_ms) {
+                  int delay_ms, std::vector<std::string> env = {}) {
     std::vector<std::string> args = {
         "--listen", url_, "--workers", std::to_string(workers), "--join-timeout-ms", "20000"};
     args.insert(args.end(), extra.begin(), extra.end());
     for (auto& a : AppArgs(items, delay_ms)) args.push_back(a);
-    return Start(*a_, "a", args);
+    return Start(*a_, "a", args, env);
   }
 
   Spawned& Worker(const std::string& host, std::vector<std::string> extra, long long items,
-                  int delay_ms) {
+                  int delay_ms, std::vector<std::string> env = {}) {
     std::vector<std::string> args = {"--relay-worker", url_};
     args.insert(args.end(), extra.begin(), extra.end());
     for (auto& a : AppArgs(items, delay_ms)) args.push_back(a);
-    return Start(*b_, host, args);
+    return Start(*b_, host, args, env);
   }
 
   // Makes a cluster key with relay-keygen; returns its path.
@@ -368,8 +405,12 @@ TEST_F(ClusterTest, WorkerWithAnotherRelayTurnedAway) {
   const int os = odd.WaitExit(milliseconds(10000));
   ASSERT_NE(os, -1) << "the mismatched worker still waits after 10 s\n" << All();
   EXPECT_TRUE(ExitedWith(os, 1)) << DescribeStatus(os) << "\n" << All();
-  EXPECT_THAT(odd.out(), HasSubstr("its program built a different relay (src[1] -> work[3] -> "
-                                   "sink[1]) than the driver's (src[1] -> work[4] -> sink[1])"))
+  EXPECT_THAT(odd.out(),
+              HasSubstr("its program built a different relay (src[1] -> work[3] -> sink[1]; "
+                        "maxsize 100; queues #1; work on workers) than the driver's (src[1] -> "
+                        "work[4] -> sink[1]; maxsize 100; queues #1; work on workers): they "
+                        "differ in layout ('src[1] -> work[3] -> sink[1]' against the driver's "
+                        "'src[1] -> work[4] -> sink[1]')"))
       << All();
   Spawned& w = Worker("good", {"--insecure"}, 500, 0);
   const int status = driver.WaitExit(milliseconds(30000));
@@ -378,6 +419,174 @@ TEST_F(ClusterTest, WorkerWithAnotherRelayTurnedAway) {
   EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=good\n")) << All();
   EXPECT_THAT(driver.out(), HasSubstr("turned away the worker on odd")) << All();
   EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+}
+
+// A worker whose relay has another maxsize (10, not 100) would pair a sender
+// window of 10 with a receiver that returns credit after 50 messages, and the
+// run would hang: it is turned away at once, naming both maxsizes, and the
+// run goes on with a worker that agrees.
+TEST_F(ClusterTest, WorkerWithAnotherMaxsizeTurnedAway) {
+  Spawned& driver = Driver({"--insecure"}, 1, 500, 0);
+  Spawned& odd = Worker("odd", {"--insecure", "--maxsize", "10"}, 500, 0);
+  const int os = odd.WaitExit(milliseconds(10000));
+  ASSERT_NE(os, -1) << "the worker with another maxsize still runs after 10 s\n" << All();
+  EXPECT_TRUE(ExitedWith(os, 1)) << DescribeStatus(os) << "\n" << All();
+  EXPECT_THAT(odd.out(), HasSubstr("its program built a different relay (src[1] -> work[4] -> "
+                                   "sink[1]; maxsize 10; queues #1; work on workers) than the "
+                                   "driver's (src[1] -> work[4] -> sink[1]; maxsize 100; queues "
+                                   "#1; work on workers): they differ in maxsize ('maxsize 10' "
+                                   "against the driver's 'maxsize 100')"))
+      << All();
+  Spawned& w = Worker("good", {"--insecure"}, 500, 0);
+  const int status = driver.WaitExit(milliseconds(30000));
+  ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=good\n")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("turned away the worker on odd")) << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+}
+
+// A worker that made another set of queues (one more, bounded) before
+// start() could have its puts reach the wrong queue, as queues are named by
+// creation order: it is turned away, naming both sets.
+TEST_F(ClusterTest, WorkerWithOtherQueuesTurnedAway) {
+  Spawned& driver = Driver({"--insecure"}, 1, 500, 0);
+  Spawned& odd = Worker("odd", {"--insecure", "--extra-queue"}, 500, 0);
+  const int os = odd.WaitExit(milliseconds(10000));
+  ASSERT_NE(os, -1) << "the worker with other queues still runs after 10 s\n" << All();
+  EXPECT_TRUE(ExitedWith(os, 1)) << DescribeStatus(os) << "\n" << All();
+  EXPECT_THAT(odd.out(), HasSubstr("they differ in queues ('queues #1, #2 (maxsize 5)' against "
+                                   "the driver's 'queues #1')"))
+      << All();
+  EXPECT_THAT(odd.out(), Not(HasSubstr("worker done"))) << All();
+  Spawned& w = Worker("good", {"--insecure"}, 500, 0);
+  const int status = driver.WaitExit(milliseconds(30000));
+  ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=good\n")) << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+}
+
+// With ports(7100, 7109) on driver and worker, every port the run listens
+// on besides the listen() port is in the range: the log endpoint and the
+// sink's data inbox on the driver's host, the four forwarders' inboxes on
+// the worker's. The run ends well.
+TEST_F(ClusterTest, PortsRangeHoldsEveryListener) {
+  constexpr long long kItems = 2000;
+  const std::vector<std::string> ports = {"--insecure", "--ports", "7100-7109"};
+  Spawned& driver = Driver(ports, 1, kItems, 2);
+  Spawned& w = Worker("b1", ports, kItems, 2);
+  ASSERT_TRUE(driver.WaitForOutput("running\n", milliseconds(20000))) << All();
+  std::vector<int> on_a = ListeningPorts(*a_);
+  std::vector<int> on_b = ListeningPorts(*b_);
+  std::erase(on_a, kPort);
+  EXPECT_EQ(on_a.size(), 2u) << "the log endpoint and the sink's inbox\n" << All();
+  EXPECT_EQ(on_b.size(), 4u) << "the forwarders' inboxes\n" << All();
+  for (const std::vector<int>* host : {&on_a, &on_b}) {
+    for (int port : *host) {
+      EXPECT_GE(port, 7100) << All();
+      EXPECT_LE(port, 7109) << All();
+    }
+  }
+  const int status = driver.WaitExit(milliseconds(30000));
+  ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr("count=2000 sum=2001000 forwarders=4 hosts=b1\n")) << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+}
+
+// Every port of the range is taken on the worker's host: its actors cannot
+// bind their inboxes, and the driver's start() fails at once naming the
+// range and the host rather than binding elsewhere.
+TEST_F(ClusterTest, PortsRangeWithoutAFreePortIsAClearError) {
+  std::vector<int> held;
+  for (int port = 7200; port <= 7203; ++port) {
+    held.push_back(Occupy(*b_, link_.addr_b, port));
+    ASSERT_GE(held.back(), 0) << "cannot hold port " << port << " on " << link_.addr_b;
+  }
+  const std::vector<std::string> ports = {"--insecure", "--ports", "7200-7203"};
+  Spawned& driver = Driver(ports, 1, 500, 0);
+  Spawned& w = Worker("b1", ports, 500, 0);
+  const int status = driver.WaitExit(milliseconds(15000));
+  for (int fd : held) ::close(fd);
+  ASSERT_NE(status, -1) << "driver still running after 15 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr(" failed: [work] (Forwarder-")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr(" on b1 (" + link_.addr_b +
+                                      "): relay::Error: actor "
+                                      "'Forwarder-"))
+      << "the host of an actor that failed before its hello is not named\n"
+      << All();
+  EXPECT_THAT(driver.out(), HasSubstr("cannot bind its data inbox (ports()): no free port in "
+                                      "7200-7203 on " +
+                                      link_.addr_b))
+      << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 1)) << All();
+}
+
+// The start deadlines, with 3 s instead of 30 (RELAY_TESTING_START_WAIT_MS)
+// and faults injected in the actor runtime in place of a firewall.
+const std::string kShortStart = "RELAY_TESTING_START_WAIT_MS=3000";
+
+// An actor on the worker never says hello (as if the control port were
+// closed to it): the broker stops the run once the start barrier's time is
+// up, naming the actor, its host and the endpoints it was given.
+TEST_F(ClusterTest, ActorThatNeverSaysHelloStopsTheRun) {
+  Spawned& driver = Driver({"--insecure"}, 1, 500, 0, {kShortStart});
+  Spawned& w =
+      Worker("b1", {"--insecure"}, 500, 0, {kShortStart, "RELAY_TESTING_SKIP_HELLO=Forwarder-2"});
+  const int status = driver.WaitExit(milliseconds(20000));
+  ASSERT_NE(status, -1) << "driver still waits 20 s after the start barrier's time was up\n"
+                        << All();
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(),
+              HasSubstr("error: actor failed: [work] (Forwarder-2) pid 0 on b1 (" + link_.addr_b +
+                        "): did not say hello within 3.0 s of its start (given "
+                        "control " +
+                        url_ + ", log tcp://" + link_.addr_a + ":"))
+      << All();
+  EXPECT_THAT(driver.out(), HasSubstr("start barrier: 1 actor(s) did not say hello within 3.0 s: "
+                                      "Forwarder-2 on b1"))
+      << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 1)) << All();
+}
+
+// The actors on the worker connect their logs to an endpoint nobody serves
+// (as if the log port were closed to them): each gives up when its time is
+// up, naming that endpoint, and the run stops.
+TEST_F(ClusterTest, ActorWithoutLogSubscriptionFails) {
+  const std::string nowhere = "tcp://" + link_.addr_a + ":1";
+  Spawned& driver = Driver({"--insecure"}, 1, 500, 0, {kShortStart});
+  Spawned& w =
+      Worker("b1", {"--insecure"}, 500, 0, {kShortStart, "RELAY_TESTING_LOG_ENDPOINT=" + nowhere});
+  const int status = driver.WaitExit(milliseconds(20000));
+  ASSERT_NE(status, -1) << "driver still waits 20 s after the actors' time was up\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr(" failed: [work] (Forwarder-")) << All();
+  EXPECT_THAT(driver.out(), HasSubstr("' had no log subscription from the broker at " + nowhere +
+                                      " within 3.0 s (is that port reachable from this host?)"))
+      << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 1)) << All();
+}
+
+// The sink reports a data endpoint the worker's forwarders cannot reach (as
+// if its port were closed): they fail when their time is up, naming the
+// receiver and the endpoint, instead of queueing messages for ever.
+TEST_F(ClusterTest, UnreachableDataInboxFailsItsSenders) {
+  const std::string nowhere = "tcp://" + link_.addr_a + ":1";
+  Spawned& driver =
+      Driver({"--insecure"}, 1, 500, 0, {kShortStart, "RELAY_TESTING_DATA_ENDPOINT=" + nowhere});
+  Spawned& w = Worker("b1", {"--insecure"}, 500, 0, {kShortStart});
+  const int status = driver.WaitExit(milliseconds(20000));
+  ASSERT_NE(status, -1) << "driver still waits 20 s after the senders' time was up\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(driver.out(), HasSubstr(" failed: [work] (Forwarder-")) << All();
+  EXPECT_THAT(driver.out(),
+              HasSubstr("' could not connect to the data inbox of Sink-0 at " + nowhere +
+                        " within 3.0 s (is that port reachable from this host?)"))
+      << All();
+  EXPECT_THAT(driver.out(), Not(HasSubstr("count="))) << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 1)) << All();
 }
 
 // A slow run over two workers: the test kills one worker's main process with
@@ -643,6 +852,42 @@ int Occurrences(const std::string& text, const std::string& needle) {
   return n;
 }
 
+// A run that relay-broker cannot set up (its --ports range has no free port:
+// the test holds it) fails alone: the driver's start() throws naming the
+// cause, relay-broker keeps its sockets and serves the next driver once the
+// port is free, and --runs 2 exits 1 for the failed run.
+TEST_F(StandaloneBrokerTest, SurvivesARunItCannotSetUp) {
+  constexpr int kLogPort = 7300;
+  int held = Occupy(*a_, link_.addr_a, kLogPort);
+  ASSERT_GE(held, 0) << "cannot hold port " << kLogPort << " on " << link_.addr_a;
+  Spawned& broker = Broker({"--allow-insecure-network", "--runs", "2", "--ports",
+                            std::to_string(kLogPort) + "-" + std::to_string(kLogPort)});
+  Spawned& first = DriverOnB({}, 1, 500, 0);
+  const int fs = first.WaitExit(milliseconds(15000));
+  ASSERT_NE(fs, -1) << "the first driver still waits after 15 s\n" << All();
+  EXPECT_TRUE(ExitedWith(fs, 1)) << DescribeStatus(fs) << "\n" << All();
+  EXPECT_THAT(first.out(), HasSubstr("error: relay driver: the broker at " + url_ +
+                                     " turned us away: relay-broker could not serve run 1: "
+                                     "listen: cannot bind the log endpoint: no free port in "
+                                     "7300-7300 on " +
+                                     link_.addr_a))
+      << All();
+  EXPECT_EQ(broker.WaitExit(milliseconds(500)), -1) << "relay-broker ended with the run\n" << All();
+  ::close(held);
+
+  Spawned& second = DriverOnB({}, 1, 500, 0);
+  Spawned& w = Worker("b1", {}, 500, 0);
+  const int status = second.WaitExit(milliseconds(30000));
+  ASSERT_NE(status, -1) << "the second driver still runs after 30 s\n" << All();
+  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+  EXPECT_THAT(second.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=b1\n")) << All();
+  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+  const int bs = broker.WaitExit(milliseconds(10000));
+  EXPECT_TRUE(ExitedWith(bs, 1)) << "one of its two runs failed: " << DescribeStatus(bs) << "\n"
+                                 << All();
+  EXPECT_THAT(broker.out(), HasSubstr("run 2 ended well")) << All();
+}
+
 // Every queue put and every log record of a busy run reaches the driver
 // through the broker (a ROUTER drops what does not fit its send limit, so the
 // broker's has none).
@@ -742,6 +987,10 @@ TEST_F(StandaloneBrokerTest, CommandLine) {
   EXPECT_THAT(open_text, HasSubstr("--allow-insecure-network")) << open_text;
   auto [any, any_text] = run({"--listen", "tcp://*:5555"});
   EXPECT_TRUE(ExitedWith(any, 2)) << any_text;
+  auto [ports, ports_text] =
+      run({"--listen", url_, "--allow-insecure-network", "--ports", "7010-7000"});
+  EXPECT_TRUE(ExitedWith(ports, 2)) << ports_text;
+  EXPECT_THAT(ports_text, HasSubstr("--ports '7010-7000' is not FIRST-LAST")) << ports_text;
   // A monitor port in use is found at start, not when the first driver comes.
   Spawned& first = Broker({"--allow-insecure-network", "--monitor", "tcp://" + link_.addr_a + ":5560"});
   ASSERT_TRUE(first.WaitForOutput("waiting for a driver", milliseconds(10000))) << All();

@@ -32,6 +32,9 @@ Plan ThreeGroups() {
   p.placement[2] = "gpu";
   p.expect_workers = 2;
   p.worker_wait = std::chrono::milliseconds(1234);
+  p.maxsize = 10;
+  p.queues = {{1, std::nullopt}, {3, 5}};
+  p.ports = relay::internal::PortRange{7000, 7010};
   return p;
 }
 
@@ -60,6 +63,27 @@ TEST(BrokerPlan, RoundTrips) {
   EXPECT_FALSE(out.remote(4));
   EXPECT_EQ(out.expect_workers, 2u);
   EXPECT_EQ(out.worker_wait.count(), 1234);
+  EXPECT_EQ(out.maxsize, std::optional<std::size_t>(10));
+  ASSERT_EQ(out.queues.size(), 2u);
+  EXPECT_EQ(out.queues[0].id, 1u);
+  EXPECT_FALSE(out.queues[0].maxsize.has_value());
+  EXPECT_EQ(out.queues[1].id, 3u);
+  EXPECT_EQ(out.queues[1].maxsize, std::optional<std::size_t>(5));
+  ASSERT_TRUE(out.ports.has_value());
+  EXPECT_EQ(out.ports->first, 7000);
+  EXPECT_EQ(out.ports->last, 7010);
+  EXPECT_EQ(out.describe(), in.describe());
+
+  Plan bare = ThreeGroups();
+  bare.maxsize.reset();
+  bare.queues.clear();
+  bare.ports.reset();
+  const std::string bare_bytes = pack_broker_plan(bare);
+  const Plan bare_out = unpack_broker_plan(bare_bytes.data(), bare_bytes.size());
+  EXPECT_FALSE(bare_out.maxsize.has_value());
+  EXPECT_TRUE(bare_out.queues.empty());
+  EXPECT_FALSE(bare_out.ports.has_value());
+  EXPECT_EQ(bare_out.fingerprint(), bare.fingerprint());
 }
 
 TEST(BrokerPlan, RefusesWhatIsNotAPlan) {
@@ -98,6 +122,37 @@ TEST(BrokerPlan, RefusesInconsistentPlans) {
   Plan wrapped;
   wrapped.groups = {{"a", 0, 0xFFFFFFFFu}, {"b", 0xFFFFFFFFu, 1}};
   EXPECT_THAT(refused(wrapped), ::testing::HasSubstr("groups"));
+  Plan unordered = ThreeGroups();
+  unordered.queues = {{3, std::nullopt}, {1, std::nullopt}};
+  EXPECT_THAT(refused(unordered), ::testing::HasSubstr("queue ids"));
+  Plan empty_queue = ThreeGroups();
+  empty_queue.queues = {{1, 0}};
+  EXPECT_THAT(refused(empty_queue), ::testing::HasSubstr("maxsize 0"));
+  Plan backwards = ThreeGroups();
+  backwards.ports = relay::internal::PortRange{7010, 7000};
+  EXPECT_THAT(refused(backwards), ::testing::HasSubstr("port range"));
+  Plan zero = ThreeGroups();
+  zero.maxsize = 0;
+  EXPECT_THAT(refused(zero), ::testing::HasSubstr("maxsize 0"));
+}
+
+// A plan whose windows are not the ones this build computes (a driver of
+// another version) is refused by name rather than turning every worker away.
+TEST(BrokerPlan, RefusesOtherWindows) {
+  const Plan p = ThreeGroups();
+  const std::string bytes = pack_broker_plan(p);
+  msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size());
+  auto t = oh.get().as<std::vector<msgpack::object>>();
+  ASSERT_EQ(t.size(), 9u);
+  msgpack::zone zone;
+  t[8] = msgpack::object(std::make_pair(std::vector<std::uint32_t>{4, 10}, std::uint64_t{0}), zone);
+  const std::string other = Packed(t);
+  try {
+    unpack_broker_plan(other.data(), other.size());
+    ADD_FAILURE() << "a plan with other windows was accepted";
+  } catch (const EncodeError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("credit windows"));
+  }
 }
 
 TEST(BrokerPlan, FingerprintTellsRelaysApart) {
@@ -112,9 +167,56 @@ TEST(BrokerPlan, FingerprintTellsRelaysApart) {
   Plan regrouped = ThreeGroups();
   regrouped.groups[1].name = "works";
   EXPECT_NE(regrouped.fingerprint(), p.fingerprint());
+  // Everything driver and workers must agree on changes it.
   Plan placed = ThreeGroups();
-  placed.placement[1] = std::nullopt;  // placement is the driver's choice alone
-  EXPECT_EQ(placed.fingerprint(), p.fingerprint());
+  placed.placement[1] = std::nullopt;
+  EXPECT_NE(placed.fingerprint(), p.fingerprint());
+  Plan bounded = ThreeGroups();
+  bounded.maxsize = 2048;
+  EXPECT_NE(bounded.fingerprint(), p.fingerprint());
+  Plan unbounded = ThreeGroups();
+  unbounded.maxsize.reset();
+  EXPECT_NE(unbounded.fingerprint(), p.fingerprint());
+  Plan queued = ThreeGroups();
+  queued.queues.push_back({4, std::nullopt});
+  EXPECT_NE(queued.fingerprint(), p.fingerprint());
+  Plan renumbered = ThreeGroups();
+  renumbered.queues[1].id = 2;
+  EXPECT_NE(renumbered.fingerprint(), p.fingerprint());
+  Plan rebound = ThreeGroups();
+  rebound.queues[1].maxsize = 6;
+  EXPECT_NE(rebound.fingerprint(), p.fingerprint());
+  Plan ported = ThreeGroups();
+  ported.ports->last = 7011;
+  EXPECT_NE(ported.fingerprint(), p.fingerprint());
+  // What is the driver's alone (how many workers, how long to wait) does not.
+  Plan waiting = ThreeGroups();
+  waiting.expect_workers = 5;
+  waiting.worker_wait = std::chrono::milliseconds(1);
+  EXPECT_EQ(waiting.fingerprint(), p.fingerprint());
+}
+
+// The description names what a refused worker and its driver disagree on.
+TEST(BrokerPlan, DescribesTheRelay) {
+  const Plan p = ThreeGroups();
+  EXPECT_EQ(p.describe(),
+            "src[1] -> work[3] -> sink[1]; maxsize 10; queues #1, #3 (maxsize 5); work on "
+            "workers; ports 7000-7010");
+  Plan bare = ThreeGroups();
+  bare.maxsize.reset();
+  bare.queues.clear();
+  bare.ports.reset();
+  bare.placement.assign(5, std::nullopt);
+  EXPECT_EQ(bare.describe(),
+            "src[1] -> work[3] -> sink[1]; no maxsize; no queues; all on the driver's host");
+  bool windows = false;
+  for (const auto& [name, text] : p.parts()) {
+    if (name == "windows") {
+      windows = true;
+      EXPECT_EQ(text, "windows 3, 10 messages, 0 bytes");
+    }
+  }
+  EXPECT_TRUE(windows);
 }
 
 TEST(RunResult, RoundTrips) {

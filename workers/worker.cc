@@ -127,8 +127,8 @@ void WorkerSession::join_and_fork(const ForkActor& fork_actor) {
                                                 static_cast<int>(::getpid()), address_)));
       logger_->info("driver: joining the broker at {} from {}", config_.driver, address_);
     } else {
-      send_ctl(s, Ctl::whello, internal::host_name(), config_.labels,
-               static_cast<int>(::getpid()), address_, plan_.fingerprint(), plan_.layout());
+      send_ctl(s, Ctl::whello, internal::host_name(), config_.labels, static_cast<int>(::getpid()),
+               address_, plan_.fingerprint(), plan_.describe(), plan_.parts());
       logger_->info("worker: joining {} from {}", config_.driver, address_);
     }
     // Until the broker answers, wait join_wait; once it has, it pings while

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <tuple>
 
 #include "relay/internal/queue_state.h"
@@ -37,6 +38,11 @@ constexpr auto kPollPeriod = std::chrono::milliseconds(500);
 constexpr int kBriefWaitMs = 2;
 // How often a busy actor looks at control, the driver and its stats.
 constexpr auto kHousekeepingPeriod = std::chrono::milliseconds(5);
+
+// "30.0" for 30000 ms.
+std::string seconds(std::chrono::milliseconds ms) {
+  return std::to_string(ms.count() / 1000) + "." + std::to_string(ms.count() % 1000 / 100);
+}
 
 // What an exception that escaped a hook says, with its type.
 std::string describe(const std::exception& e) { return demangle(typeid(e)) + ": " + e.what(); }
@@ -146,25 +152,68 @@ void ActorRuntime::connect() {
     if (plan_.distributed) {
       // Senders may be on other hosts: bind where they can reach us and tell
       // the broker the port the system chose.
-      inbox_.bind("tcp://" + plan_.data_host + ":*");
-      endpoint = inbox_.get(zmq::sockopt::last_endpoint);
+      if (plan_.ports) {
+        try {
+          endpoint = bind_in_range(inbox_, plan_.data_host, plan_.ports->first, plan_.ports->last);
+        } catch (const Error& e) {
+          throw Error("actor '" + slot_.name +
+                      "' cannot bind its data inbox (ports()): " + e.what());
+        }
+      } else {
+        inbox_.bind("tcp://" + plan_.data_host + ":*");
+        endpoint = inbox_.get(zmq::sockopt::last_endpoint);
+      }
     } else {
       endpoint = plan_.data_prefix + std::to_string(slot_.id);
       inbox_.bind(endpoint);
     }
   }
+  // Fault injection for tests of the start deadlines: an actor that cannot
+  // reach the log endpoint, or whose hello never arrives, or a receiver
+  // that reports an endpoint nobody can reach.
+  std::string log_endpoint = plan_.log_endpoint;
+  if (const char* e = std::getenv("RELAY_TESTING_LOG_ENDPOINT")) log_endpoint = e;
+  const char* skip_hello = std::getenv("RELAY_TESTING_SKIP_HELLO");
+  if (const char* e = std::getenv("RELAY_TESTING_DATA_ENDPOINT"); e && !endpoint.empty()) {
+    endpoint = e;
+  }
   log_ = make_socket(ctx_, zmq::socket_type::xpub);
   log_.set(zmq::sockopt::xpub_nodrop, 1);
   log_.set(zmq::sockopt::sndhwm, 100000);
   if (plan_.key) curve_client(log_, *plan_.key);
-  log_.connect(plan_.log_endpoint);
+  log_.connect(log_endpoint);
 
-  send_value(control_, std::make_tuple(static_cast<std::uint8_t>(Ctl::hello), slot_.id,
-                                       static_cast<int>(::getpid()), host_name(), endpoint));
+  if (skip_hello == nullptr || slot_.name != skip_hello) {
+    send_value(control_, std::make_tuple(static_cast<std::uint8_t>(Ctl::hello), slot_.id,
+                                         static_cast<int>(::getpid()), host_name(), endpoint));
+  }
   // Wait for the broker's start (every actor is up) and for its log
   // subscription: a record published before the subscription would be lost.
+  // Neither may take for ever: a port a firewall closes would hang the run
+  // while the pings stay healthy. The broker stops a run whose hellos do not
+  // all come within start_wait() (and names who is missing), so an actor
+  // waits a little longer for the start frame than for its subscription.
+  const auto started = std::chrono::steady_clock::now();
+  // An actor the driver forked before its workers joined also waits for
+  // them (at most worker_wait) before the broker can send start.
+  bool any_remote = false;
+  for (std::uint32_t id = 0; id < plan_.actors.size(); ++id) any_remote |= plan_.remote(id);
+  const auto start_deadline =
+      start_wait() + kStartSlack +
+      (any_remote && !plan_.remote(slot_.id) ? plan_.worker_wait : std::chrono::milliseconds(0));
   bool subscribed = false;
   while (endpoints_.empty() || !subscribed) {
+    const auto waited = std::chrono::steady_clock::now() - started;
+    if (endpoints_.empty() && waited > start_deadline) {
+      throw Error("actor '" + slot_.name + "' had no start from the broker at " +
+                  plan_.control_endpoint + " within " + seconds(start_deadline) +
+                  " s (is that port reachable from this host?)");
+    }
+    if (!subscribed && waited > start_wait()) {
+      throw Error("actor '" + slot_.name + "' had no log subscription from the broker at " +
+                  log_endpoint + " within " + seconds(start_wait()) +
+                  " s (is that port reachable from this host?)");
+    }
     zmq::pollitem_t items[] = {{control_.handle(), 0, ZMQ_POLLIN, 0},
                                {log_.handle(), 0, ZMQ_POLLIN, 0}};
     zmq::poll(items, 2, kPollPeriod);
@@ -196,7 +245,14 @@ void ActorRuntime::connect() {
       d.socket.set(zmq::sockopt::sndhwm, static_cast<int>(std::min<std::uint32_t>(window, 1 << 20) + 64));
       d.socket.set(zmq::sockopt::rcvtimeo, kBriefWaitMs);
       if (plan_.key) curve_client(d.socket, *plan_.key);
-      d.socket.connect(endpoints_.at(d.id));
+    }
+    // Across hosts a receiver's port may be unreachable (a firewall): a
+    // DEALER would queue messages for it for ever. Watch each connection
+    // and start the actor's hooks only once every one is made.
+    if (plan_.distributed) {
+      wait_for_downstream();
+    } else {
+      for (Downstream& d : down_) d.socket.connect(endpoints_.at(d.id));
     }
     for (Downstream& d : down_) down_items_.push_back({d.socket.handle(), 0, ZMQ_POLLIN, 0});
     down_items_.push_back({control_.handle(), 0, ZMQ_POLLIN, 0});
@@ -204,6 +260,62 @@ void ActorRuntime::connect() {
     // begin with the same one.
     next_ = slot_.id % next.size;
   }
+}
+
+void ActorRuntime::wait_for_downstream() {
+  // One monitor per DEALER, reporting when its handshake (ZMTP, and CURVE
+  // with a key) with the receiver succeeded.
+  std::vector<zmq::socket_t> monitors;
+  for (std::size_t i = 0; i < down_.size(); ++i) {
+    const std::string address = "inproc://relay-connect-" + std::to_string(i);
+    if (zmq_socket_monitor(down_[i].socket.handle(), address.c_str(),
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
+      throw Error(std::string("cannot watch a data connection: ") + zmq_strerror(zmq_errno()));
+    }
+    monitors.push_back(make_socket(ctx_, zmq::socket_type::pair));
+    monitors.back().connect(address);
+    down_[i].socket.connect(endpoints_.at(down_[i].id));
+  }
+  std::vector<bool> connected(down_.size(), false);
+  std::size_t missing = down_.size();
+  const auto deadline = std::chrono::steady_clock::now() + start_wait();
+  while (missing > 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::string which;
+      for (std::size_t i = 0; i < down_.size(); ++i) {
+        if (connected[i]) continue;
+        which += (which.empty() ? "" : ", ") + plan_.actors[down_[i].id].name + " at " +
+                 endpoints_.at(down_[i].id);
+      }
+      throw Error("actor '" + slot_.name + "' could not connect to the data inbox of " + which +
+                  " within " + seconds(start_wait()) +
+                  " s (is that port reachable from this host?)");
+    }
+    std::vector<zmq::pollitem_t> items;
+    for (zmq::socket_t& m : monitors) items.push_back({m.handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back({control_.handle(), 0, ZMQ_POLLIN, 0});
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
+    for (std::size_t i = 0; i < monitors.size(); ++i) {
+      zmq::message_t event;
+      // Two parts: [event (16 bits), value (32 bits)], then the endpoint.
+      while (monitors[i].recv(event, zmq::recv_flags::dontwait)) {
+        std::uint16_t kind = 0;
+        if (event.size() >= sizeof kind) std::memcpy(&kind, event.data(), sizeof kind);
+        while (event.more() && monitors[i].recv(event, zmq::recv_flags::dontwait)) {
+        }
+        if (kind == ZMQ_EVENT_HANDSHAKE_SUCCEEDED && !connected[i]) {
+          connected[i] = true;
+          --missing;
+        }
+      }
+    }
+    if (items.back().revents & ZMQ_POLLIN) {
+      zmq::message_t frame;
+      while (control_.recv(frame, zmq::recv_flags::dontwait)) handle_control(frame);
+    }
+    check_driver();
+  }
+  for (Downstream& d : down_) zmq_socket_monitor(d.socket.handle(), nullptr, 0);
 }
 
 void ActorRuntime::send(Buffer& frame) {

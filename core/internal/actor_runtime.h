@@ -68,6 +68,10 @@ class ActorRuntime {
   };
 
   void connect();
+  // Connects every downstream DEALER and waits, at most start_wait(), until
+  // each has completed its handshake; throws naming the endpoints it could
+  // not reach.
+  void wait_for_downstream();
   void end_stream();
   void say_bye();
   [[noreturn]] void fail(const std::string& text) noexcept;

@@ -1,6 +1,7 @@
 #include "relay/internal/plan.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <tuple>
 
 #include <msgpack.hpp>
@@ -9,6 +10,13 @@
 #include "relay/internal/codec.h"
 
 namespace relay::internal {
+
+std::chrono::milliseconds start_wait() {
+  if (const char* ms = std::getenv("RELAY_TESTING_START_WAIT_MS")) {
+    return std::chrono::milliseconds(std::strtoll(ms, nullptr, 10));
+  }
+  return kStartWait;
+}
 
 std::uint32_t Plan::window(std::uint32_t sender_group) const {
   if (!maxsize) return kDefaultWindow;
@@ -27,8 +35,54 @@ std::string Plan::layout() const {
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> Plan::parts() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.emplace_back("layout", layout());
+  out.emplace_back("maxsize", maxsize ? "maxsize " + std::to_string(*maxsize) : "no maxsize");
+  // The windows follow from maxsize and the group sizes, and without maxsize
+  // from this build's defaults: another version of the program may differ.
+  std::string windows = "windows";
+  for (std::uint32_t g = 0; g + 1 < groups.size(); ++g) {
+    windows += (g == 0 ? " " : ", ") + std::to_string(window(g));
+  }
+  windows += " messages, " + std::to_string(window_bytes()) + " bytes";
+  out.emplace_back("windows", windows);
+  std::string q;
+  for (const QueueSlot& slot : queues) {
+    q += (q.empty() ? "queues #" : ", #") + std::to_string(slot.id);
+    if (slot.maxsize) q += " (maxsize " + std::to_string(*slot.maxsize) + ")";
+  }
+  out.emplace_back("queues", q.empty() ? "no queues" : q);
+  std::string where;
+  for (const GroupSlot& g : groups) {
+    if (!remote(g.first)) continue;
+    const std::string& label = *placement[g.first];
+    where += (where.empty() ? "" : ", ") + g.name +
+             (label.empty() ? " on workers" : " on workers labelled '" + label + "'");
+  }
+  out.emplace_back("placement", where.empty() ? "all on the driver's host" : where);
+  out.emplace_back(
+      "ports", ports ? "ports " + std::to_string(ports->first) + "-" + std::to_string(ports->last)
+                     : "any ports");
+  std::string names;
+  for (const ActorSlot& a : actors) names += (names.empty() ? "" : ", ") + a.name;
+  out.emplace_back("actor names", names);
+  return out;
+}
+
+std::string Plan::describe() const {
+  std::string out;
+  for (const auto& [name, text] : parts()) {
+    // Windows follow from the rest; actor names are too long to show.
+    if (name == "windows" || name == "actor names" || (name == "ports" && !ports)) continue;
+    out += (out.empty() ? "" : "; ") + text;
+  }
+  return out;
+}
+
 std::uint64_t Plan::fingerprint() const {
-  // FNV-1a over the names, each followed by a separator and its position.
+  // FNV-1a over the names, each followed by a separator and its position,
+  // then over every part's text.
   std::uint64_t h = 14695981039346656037ull;
   auto mix = [&h](const std::string& text, std::uint32_t n) {
     for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
@@ -37,6 +91,8 @@ std::uint64_t Plan::fingerprint() const {
   };
   for (const GroupSlot& g : groups) mix(g.name, g.size);
   for (const ActorSlot& a : actors) mix(a.name, a.group);
+  std::uint32_t k = 0;
+  for (const auto& [name, text] : parts()) mix(name + "=" + text, k++);
   return h;
 }
 
@@ -46,8 +102,18 @@ using PackedGroup = std::tuple<std::string, std::uint32_t, std::uint32_t>;
 using PackedActor = std::tuple<std::uint32_t, std::uint32_t, std::string, std::string>;
 // (placed on workers, label); (false, "") is the driver's host.
 using PackedPlace = std::pair<bool, std::string>;
+// (has a bound, bound)
+using PackedBound = std::pair<bool, std::uint64_t>;
+using PackedQueue = std::pair<std::uint64_t, PackedBound>;
+// (set, first, last)
+using PackedPorts = std::tuple<bool, std::uint16_t, std::uint16_t>;
+// (message window of each sender group, byte window): checked, not used,
+// so that a relay-broker of another version says so instead of turning
+// every worker away.
+using PackedWindows = std::pair<std::vector<std::uint32_t>, std::uint64_t>;
 using PackedPlan = std::tuple<std::vector<PackedGroup>, std::vector<PackedActor>,
-                              std::vector<PackedPlace>, std::uint64_t, std::int64_t>;
+                              std::vector<PackedPlace>, std::uint64_t, std::int64_t, PackedBound,
+                              std::vector<PackedQueue>, PackedPorts, PackedWindows>;
 
 }  // namespace
 
@@ -63,6 +129,15 @@ std::string pack_broker_plan(const Plan& plan) {
   }
   std::get<3>(p) = plan.expect_workers;
   std::get<4>(p) = plan.worker_wait.count();
+  std::get<5>(p) = {plan.maxsize.has_value(), plan.maxsize.value_or(0)};
+  for (const QueueSlot& q : plan.queues) {
+    std::get<6>(p).push_back({q.id, {q.maxsize.has_value(), q.maxsize.value_or(0)}});
+  }
+  if (plan.ports) std::get<7>(p) = {true, plan.ports->first, plan.ports->last};
+  for (std::uint32_t g = 0; g + 1 < plan.groups.size(); ++g) {
+    std::get<8>(p).first.push_back(plan.window(g));
+  }
+  std::get<8>(p).second = plan.window_bytes();
   return pack_to_string(p);
 }
 
@@ -97,6 +172,30 @@ Plan unpack_broker_plan(const char* data, std::size_t size) {
   plan.expect_workers = std::get<3>(p);
   if (std::get<4>(p) < 0) throw EncodeError("plan: negative worker wait");
   plan.worker_wait = std::chrono::milliseconds(std::get<4>(p));
+  const auto& [bounded, maxsize] = std::get<5>(p);
+  if (bounded && maxsize == 0) throw EncodeError("plan: maxsize 0");
+  if (bounded) plan.maxsize = maxsize;
+  std::uint64_t last_queue = 0;
+  for (const auto& [id, bound] : std::get<6>(p)) {
+    if (id <= last_queue) throw EncodeError("plan: queue ids out of order");
+    if (bound.first && bound.second == 0) throw EncodeError("plan: a queue of maxsize 0");
+    last_queue = id;
+    plan.queues.push_back(
+        {id, bound.first ? std::optional<std::size_t>(bound.second) : std::nullopt});
+  }
+  const auto& [has_ports, first_port, last_port] = std::get<7>(p);
+  if (has_ports) {
+    if (first_port == 0 || first_port > last_port) throw EncodeError("plan: bad port range");
+    plan.ports = PortRange{first_port, last_port};
+  }
+  const auto& [windows, window_bytes] = std::get<8>(p);
+  bool same = windows.size() + 1 == plan.groups.size() && window_bytes == plan.window_bytes();
+  for (std::uint32_t g = 0; same && g < windows.size(); ++g) same = windows[g] == plan.window(g);
+  if (!same) {
+    throw EncodeError(
+        "plan: the driver's credit windows are not the ones this relay-broker computes for the "
+        "same plan (another version of relay?)");
+  }
   return plan;
 }
 

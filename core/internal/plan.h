@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "relay/internal/security.h"
@@ -24,6 +25,17 @@ namespace relay::internal {
 inline constexpr std::uint32_t kDefaultWindow = 4096;
 inline constexpr std::uint64_t kDefaultWindowBytes = 16ull << 20;
 
+// How long the start barrier may take: the broker stops the run if an actor
+// has not said hello this long after it was forked (or assigned to a
+// worker), and an actor gives up if it has no log subscription this long
+// after it started (or no start frame, kStartSlack later still), or if a
+// tcp connection to a receiver's data inbox is not made within it.
+inline constexpr std::chrono::milliseconds kStartWait{30000};
+inline constexpr std::chrono::milliseconds kStartSlack{2000};
+// kStartWait, or RELAY_TESTING_START_WAIT_MS from the environment (for
+// tests that prove the deadlines fire).
+std::chrono::milliseconds start_wait();
+
 struct ActorSlot {
   std::uint32_t id = 0;      // position in the relay, 0..n-1, group by group
   std::uint32_t group = 0;   // index of its group
@@ -37,10 +49,25 @@ struct GroupSlot {
   std::uint32_t size = 0;
 };
 
+// A relay::Queue alive when start() was called: puts name queues by id, so
+// the driver and every worker must have made the same ones in the same order.
+struct QueueSlot {
+  std::uint64_t id = 0;
+  std::optional<std::size_t> maxsize;
+};
+
+// A range of tcp ports, both ends included (Relay::ports()).
+struct PortRange {
+  std::uint16_t first = 0;
+  std::uint16_t last = 0;
+};
+
 struct Plan {
   std::vector<GroupSlot> groups;
   std::vector<ActorSlot> actors;
   std::optional<std::size_t> maxsize;
+  // The queues alive at start(), by id (filled from the queue registry).
+  std::vector<QueueSlot> queues;
   std::string control_endpoint;  // broker ROUTER: hello, puts, fail, bye
   std::string log_endpoint;      // broker SUB: log records
   std::string data_prefix;       // + actor id: a receiver's data ROUTER (local)
@@ -64,14 +91,30 @@ struct Plan {
   std::string monitor_endpoint;
   // The cluster key: every socket uses CURVE when set.
   std::optional<CurveKey> key;
+  // Relay::ports(): the range every receiver's tcp data inbox binds in, on
+  // every host (the first free port of it). Unset: any free port.
+  std::optional<PortRange> ports;
+  // Where this process's broker binds its tcp log endpoint: the relay's
+  // ports with an embedded broker, relay-broker's --ports when standalone
+  // (a property of the broker's host, not of the relay: not in the
+  // fingerprint, not sent).
+  std::optional<PortRange> broker_ports;
 
   bool remote(std::uint32_t id) const { return id < placement.size() && placement[id]; }
 
   // The shape of the relay, for people: "src[1] -> work[4] -> sink[1]".
   std::string layout() const;
-  // A hash of every group's and actor's name and position: a driver and a
-  // worker that built different relays (other flags, another version of the
-  // program) disagree on it, and the worker is turned away.
+  // Everything a driver and its workers must agree on, part by part, each as
+  // (name, text): "layout", "maxsize", "windows", "queues", "placement",
+  // "ports" and "actor names".
+  std::vector<std::pair<std::string, std::string>> parts() const;
+  // The parts people need to tell two relays apart: "src[1] -> work[4] ->
+  // sink[1]; maxsize 10; queues #1 (maxsize 5), #2; work on workers" (and
+  // "; ports 7000-7010" when set).
+  std::string describe() const;
+  // A hash of parts(): a driver and a worker that built different relays
+  // (other flags, another version of the program) disagree on it, and the
+  // worker is turned away.
   std::uint64_t fingerprint() const;
 
   // Credits a sender of group `sender_group` holds for each receiver of the
@@ -91,11 +134,13 @@ struct Plan {
 
 // What a standalone broker (relay-broker) needs of a driver's plan: groups,
 // actors, placement, how many workers to expect and how long to wait for
-// them. The driver packs it into its join; relay-broker unpacks it and adds
-// its own endpoints and key. unpack_broker_plan() throws EncodeError on
-// anything malformed or inconsistent.
+// them, and what goes into the fingerprint besides (maxsize, the credit
+// windows, queues, ports), so that the broker's agrees with the workers'.
+// The driver packs it into its join; relay-broker unpacks it and adds its
+// own endpoints and key. unpack_broker_plan() throws EncodeError on anything
+// malformed or inconsistent, and for windows that this build would not
+// compute from the same plan (a relay-broker of another version).
 std::string pack_broker_plan(const Plan& plan);
 Plan unpack_broker_plan(const char* data, std::size_t size);
-
 
 }  // namespace relay::internal

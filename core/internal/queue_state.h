@@ -11,8 +11,10 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "relay/internal/delivery.h"
+#include "relay/internal/plan.h"
 #include "relay/message.h"
 
 namespace relay::internal {
@@ -45,6 +47,11 @@ int queue_space_fd();
 // Each change wakes every blocked get().
 enum class QueuePhase { idle, running, over };
 void set_queue_phase(QueuePhase phase);
+
+// The queues this process owns that are still alive, by id, with their
+// bounds: what the plan carries so that a worker with other queues is
+// turned away.
+std::vector<QueueSlot> live_queues();
 
 // How an actor process sends a put() to the queue's owner (set by the actor
 // runtime in each actor process).

@@ -9,6 +9,8 @@
 #include <random>
 #include <thread>
 
+#include "relay/errors.h"
+
 namespace relay::internal {
 
 zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type) {
@@ -31,6 +33,21 @@ void bind_retrying(zmq::socket_t& socket, const std::string& endpoint,
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+std::string bind_in_range(zmq::socket_t& socket, const std::string& host, std::uint16_t first,
+                          std::uint16_t last) {
+  for (std::uint32_t port = first; port <= last; ++port) {
+    const std::string endpoint = "tcp://" + host + ":" + std::to_string(port);
+    try {
+      socket.bind(endpoint);
+      return endpoint;
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EADDRINUSE) throw Error("cannot bind " + endpoint + ": " + e.what());
+    }
+  }
+  throw Error("no free port in " + std::to_string(first) + "-" + std::to_string(last) + " on " +
+              host);
 }
 
 int poll(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds timeout) {

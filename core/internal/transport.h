@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,13 @@ zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type);
 // early. Throws zmq::error_t as bind() does.
 void bind_retrying(zmq::socket_t& socket, const std::string& endpoint,
                    std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
+
+// Binds tcp://`host`:PORT at the first port of [first, last] that is free
+// and returns the endpoint bound. Throws relay::Error "no free port in
+// FIRST-LAST on HOST" when every one is in use, and relay::Error with
+// ZeroMQ's text for any other failure.
+std::string bind_in_range(zmq::socket_t& socket, const std::string& host, std::uint16_t first,
+                          std::uint16_t last);
 
 // zmq::poll that returns 0 (nothing ready) when a signal interrupts it: relay's
 // signal handler only writes a pipe, which the caller polls too.

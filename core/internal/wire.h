@@ -17,7 +17,8 @@
 //   abort   [105, reason]
 //
 // Workers (routing id 'W' + 8 hex digits) on the same ROUTER:
-//   whello  [20, host, [label...], pid, address, fingerprint, layout]
+//   whello  [20, host, [label...], pid, address, fingerprint, description,
+//            [[part, text]...]]  (Plan::describe(), Plan::parts())
 //           (Plan::fingerprint(): a worker whose relay differs is turned away)
 //   wexit   [21, actor id, exitcode]                 worker -> broker
 //   ping    [22] / [122]                             both ways, every 500 ms
