@@ -68,15 +68,32 @@ class Buffer {
   std::size_t capacity_ = 0;
 };
 
-// Appends one message (a msgpack array of the values) to `out`.
+// How many arrays and maps deep a value may nest, the message's own array
+// included: the decoder refuses deeper ones (its stack must stay bounded), so
+// the encoder does too.
+inline constexpr std::size_t kMaxDepth = 64;
+
+// Whether the msgpack bytes nest arrays and maps deeper than kMaxDepth (a
+// scan of the bytes that stops at the first level too deep; what does not
+// parse counts as not too deep, for the decoder to refuse).
+bool nested_too_deep(const char* data, std::size_t size) noexcept;
+
+// Appends one message (a msgpack array of the values) to `out`. Throws
+// EncodeError if a value cannot be encoded, or nests deeper than kMaxDepth.
 template <class... Args>
 void pack_message(Buffer& out, const Args&... args) {
+  const std::size_t start = out.size();
   msgpack::packer<Buffer> pk(out);
   pk.pack_array(sizeof...(Args));
   try {
     (pk.pack(args), ...);
   } catch (const std::exception& e) {
     throw EncodeError(std::string("cannot encode message: ") + e.what());
+  }
+  // Each level takes at least one byte: a shorter message cannot be too deep.
+  if (out.size() - start > kMaxDepth && nested_too_deep(out.data() + start, out.size() - start)) {
+    throw EncodeError("cannot encode message: nested deeper than " + std::to_string(kMaxDepth) +
+                      " levels");
   }
 }
 

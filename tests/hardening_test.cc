@@ -1,0 +1,165 @@
+// Issue 9, "Hardening first": a put that cannot be delivered fails its actor
+// instead of waiting for ever, the encoder refuses what the decoder would, a
+// lost credit frame is made good, the broker's abort ends an actor whatever
+// its code catches, and a bounded queue nobody reads fails its putter.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "relay/internal/codec.h"
+#include "relay/relay.h"
+#include "tests/actors.h"
+#include "tests/testing.h"
+
+// A value nested `levels` arrays deep (a user type with its own adaptor).
+struct Deep {
+  int levels = 0;
+};
+
+namespace msgpack {
+MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
+  namespace adaptor {
+  template <>
+  struct pack<Deep> {
+    template <class Stream>
+    packer<Stream>& operator()(packer<Stream>& o, const Deep& d) const {
+      for (int i = 0; i < d.levels; ++i) o.pack_array(1);
+      o.pack_nil();
+      return o;
+    }
+  };
+  }  // namespace adaptor
+}  // MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS)
+}  // namespace msgpack
+
+namespace {
+
+using relay::testing::Collect;
+using relay::testing::Counter;
+using relay::testing::ProcessTest;
+using relay::testing::SharedBlock;
+using relay::testing::StartError;
+using relay::testing::SumRange;
+using relay::testing::Tally;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+using HardeningTest = ProcessTest;
+
+class Sink : public relay::Actor {
+ public:
+  void recv(const relay::Message&) override {}
+};
+
+// ---- (2) undeliverable puts, and what the encoder refuses ----
+
+// The decoder's nesting limit; the message array is one level, so
+// Deep{kDecoderLimit - 1} is as deep as it takes.
+constexpr int kDecoderLimit = 64;
+
+TEST(PackMessage, RefusesWhatTheDecoderWould) {
+  relay::internal::Buffer ok;
+  relay::internal::pack_message(ok, Deep{kDecoderLimit - 1});
+  EXPECT_NO_THROW(relay::internal::decode_message(ok.data(), ok.size(), nullptr));
+
+  relay::internal::Buffer deep;
+  try {
+    relay::internal::pack_message(deep, Deep{kDecoderLimit});
+    ADD_FAILURE() << "pack_message took a message the decoder refuses";
+  } catch (const relay::EncodeError& e) {
+    EXPECT_STREQ(e.what(), "cannot encode message: nested deeper than 64 levels");
+  }
+  // The same bytes, packed by hand, are what the decoder refuses.
+  relay::internal::Buffer raw;
+  msgpack::packer<relay::internal::Buffer> pk(raw);
+  pk.pack_array(1);
+  pk.pack(Deep{kDecoderLimit});
+  EXPECT_THROW(relay::internal::decode_message(raw.data(), raw.size(), nullptr),
+               relay::EncodeError);
+
+  // Maps count as levels too; long flat messages and large strings pass.
+  relay::internal::Buffer maps;
+  msgpack::packer<relay::internal::Buffer> mp(maps);
+  mp.pack_array(1);
+  for (int i = 0; i < 70; ++i) {
+    mp.pack_map(1);
+    mp.pack(i);
+  }
+  mp.pack_nil();
+  EXPECT_THROW(relay::internal::decode_message(maps.data(), maps.size(), nullptr),
+               relay::EncodeError);
+  relay::internal::Buffer flat;
+  relay::internal::pack_message(flat, std::vector<int>(10000, 7), std::string(100000, 'x'),
+                                Deep{10});
+  EXPECT_NO_THROW(relay::internal::decode_message(flat.data(), flat.size(), nullptr));
+}
+
+class DeepPutter : public relay::Actor {
+ public:
+  explicit DeepPutter(relay::Queue& q) : relay::Actor("deep-putter"), q_(q) {}
+  void loop() override {
+    q_.put(1);
+    q_.put(Deep{100});
+  }
+
+ private:
+  relay::Queue& q_;
+};
+
+// A too-deep value put to a bounded queue: the actor fails (EncodeError in
+// its own process) and nothing waits for an acknowledgement.
+TEST_F(HardeningTest, TooDeepPutToABoundedQueueFailsTheActor) {
+  SetWatchdog(std::chrono::seconds(30));
+  relay::Queue q(5);
+  DeepPutter source(q);
+  Sink sink;
+  relay::Relay relay;
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  const std::string what = StartError<relay::ActorError>(relay);
+  EXPECT_THAT(what, HasSubstr("(deep-putter)"));
+  EXPECT_THAT(what, HasSubstr("cannot encode message: nested deeper than 64 levels"));
+}
+
+TEST_F(HardeningTest, TooDeepPutToAnUnboundedQueueFailsTheActor) {
+  SetWatchdog(std::chrono::seconds(30));
+  relay::Queue q;
+  DeepPutter source(q);
+  Sink sink;
+  relay::Relay relay;
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  const std::string what = StartError<relay::ActorError>(relay);
+  EXPECT_THAT(what, HasSubstr("(deep-putter)"));
+  EXPECT_THAT(what, HasSubstr("cannot encode message: nested deeper than 64 levels"));
+  EXPECT_EQ(q.qsize(), 1u);
+}
+
+class DeepSender : public relay::Actor {
+ public:
+  DeepSender() : relay::Actor("deep-sender") {}
+  void loop() override {
+    send(1);
+    send(Deep{100});
+  }
+};
+
+// send() of a too-deep value throws EncodeError in the sender, rather than
+// the receiver dropping the frame (and the run ending in an accounting error).
+TEST_F(HardeningTest, TooDeepSendFailsTheActor) {
+  SetWatchdog(std::chrono::seconds(30));
+  DeepSender source;
+  Sink sink;
+  relay::Relay relay;
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  const std::string what = StartError<relay::ActorError>(relay);
+  EXPECT_THAT(what, HasSubstr("(deep-sender)"));
+  EXPECT_THAT(what, HasSubstr("relay::EncodeError: cannot encode message: nested deeper than 64"));
+}
+
+}  // namespace
