@@ -60,25 +60,36 @@ void signal_space() {
 
 }  // namespace
 
-Delivery deliver_to_queue(std::uint64_t id, const char* data, std::size_t size) {
-  std::shared_ptr<QueueState> s;
-  {
-    Registry& r = registry();
-    std::lock_guard lock(r.mu);
-    auto it = r.queues.find(id);
-    if (it != r.queues.end()) s = it->second.lock();
+Delivery deliver_to_queue(std::uint64_t id, const char* data, std::size_t size,
+                          std::string& refusal) noexcept {
+  const std::string queue = "queue #" + std::to_string(id);
+  try {
+    std::shared_ptr<QueueState> s;
+    {
+      Registry& r = registry();
+      std::lock_guard lock(r.mu);
+      auto it = r.queues.find(id);
+      if (it != r.queues.end()) s = it->second.lock();
+    }
+    if (!s) {
+      refusal = "Queue::put: the main process holds no " + queue +
+                " (it was destroyed, or made in another process)";
+      return Delivery::refused;
+    }
+    auto bytes = std::shared_ptr<char[]>(new char[size]);
+    std::memcpy(bytes.get(), data, size);
+    Message m(decode_message(bytes.get(), size, bytes));  // throws EncodeError
+    {
+      std::lock_guard lock(s->mu);
+      if (full(*s)) return Delivery::full;
+      s->items.push_back(std::move(m));
+    }
+    s->not_empty.notify_one();
+    return Delivery::accepted;
+  } catch (const std::exception& e) {
+    refusal = "Queue::put: the message put to " + queue + " cannot be delivered: " + e.what();
+    return Delivery::refused;
   }
-  if (!s) return Delivery::unknown_queue;
-  auto bytes = std::shared_ptr<char[]>(new char[size]);
-  std::memcpy(bytes.get(), data, size);
-  Message m(decode_message(bytes.get(), size, bytes));  // throws EncodeError
-  {
-    std::lock_guard lock(s->mu);
-    if (full(*s)) return Delivery::full;
-    s->items.push_back(std::move(m));
-  }
-  s->not_empty.notify_one();
-  return Delivery::accepted;
 }
 
 int queue_space_fd() {

@@ -162,4 +162,55 @@ TEST_F(HardeningTest, TooDeepSendFailsTheActor) {
   EXPECT_THAT(what, HasSubstr("relay::EncodeError: cannot encode message: nested deeper than 64"));
 }
 
+// Puts to a queue the main process no longer holds (it destroyed it during the
+// run; the actor's copy of it lives on in the actor's process).
+class LatePutter : public relay::Actor {
+ public:
+  LatePutter(relay::Queue*& q, SharedBlock& shm) : relay::Actor("late-putter"), q_(q), shm_(shm) {}
+  void loop() override {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (shm_.at(0).load() == 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    q_->put(1);
+    q_->put(2);
+  }
+
+ private:
+  relay::Queue*& q_;
+  SharedBlock& shm_;
+};
+class DropQueue : public relay::Handler {
+ public:
+  DropQueue(std::unique_ptr<relay::Queue>& q, SharedBlock& shm) : q_(q), shm_(shm) {}
+  void run() override {
+    q_.reset();
+    shm_.at(0).store(1);
+  }
+
+ private:
+  std::unique_ptr<relay::Queue>& q_;
+  SharedBlock& shm_;
+};
+
+class UnknownQueueTest : public ProcessTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(UnknownQueueTest, PutToAQueueTheMainProcessDoesNotHoldFailsTheActor) {
+  SetWatchdog(std::chrono::seconds(30));
+  SharedBlock shm;
+  auto owned = GetParam() ? std::make_unique<relay::Queue>(5) : std::make_unique<relay::Queue>();
+  relay::Queue* q = owned.get();
+  LatePutter source(q, shm);
+  Sink sink;
+  DropQueue handler(owned, shm);
+  relay::Relay relay;
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  const std::string what = StartError<relay::ActorError>(relay, &handler);
+  EXPECT_THAT(what, HasSubstr("(late-putter)"));
+  EXPECT_THAT(what, HasSubstr("Queue::put: the main process holds no queue #"));
+  EXPECT_THAT(what, HasSubstr("(it was destroyed, or made in another process)"));
+}
+
+INSTANTIATE_TEST_SUITE_P(BoundedOrNot, UnknownQueueTest, ::testing::Bool());
+
 }  // namespace

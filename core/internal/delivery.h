@@ -3,6 +3,9 @@
 
 namespace relay::internal {
 
-enum class Delivery { accepted, full, unknown_queue };
+// accepted: the message is in the queue. full: a bounded queue is full; try
+// again once there is room. refused: never deliverable (no such queue, or a
+// message that does not decode); the put fails the actor that made it.
+enum class Delivery { accepted, full, refused };
 
 }  // namespace relay::internal

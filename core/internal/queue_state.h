@@ -28,9 +28,11 @@ struct QueueState {
 };
 
 // Called by the broker thread with the bytes of one put() made in another
-// process. Never blocks: a bounded queue that is full answers `full`, and the
-// broker tries again once queue_space_fd() becomes readable.
-Delivery deliver_to_queue(std::uint64_t id, const char* data, std::size_t size);
+// process. Never blocks, never throws: a bounded queue that is full answers
+// `full`, and the broker tries again once queue_space_fd() becomes readable; a put that can never
+// be delivered answers `refused`, with `refusal` saying why ("Queue::put: ...", naming the queue).
+Delivery deliver_to_queue(std::uint64_t id, const char* data, std::size_t size,
+                          std::string& refusal) noexcept;
 
 // An eventfd that becomes readable when a get() frees room in a bounded queue.
 int queue_space_fd();

@@ -31,7 +31,9 @@
 // receives what an embedded broker would hand it directly:
 //   dhello  [30, host, pid, address, plan]           driver -> broker
 //   dabort  [31, reason]                             driver -> broker
-//   qack    [32, actor id, queue_id]  a bounded put is in the driver's queue
+//   qack    [32, actor id, queue_id, error]  a bounded put is in the driver's
+//           queue (error ""), or a put, bounded or not, the driver cannot
+//           deliver: error says why, and the broker fails that actor
 //   qput    [130, actor id, queue_id, bounded, bin message]  broker -> driver
 //   dlog    [131, actor id, level, text]             broker -> driver
 //   rended  [132, actor id, pid, exitcode]  an actor on a worker ended
