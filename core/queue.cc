@@ -23,6 +23,8 @@ struct Registry {
   std::uint64_t next_id = 1;
   std::unordered_map<std::uint64_t, std::weak_ptr<QueueState>> queues;
   bool running = false;
+  bool handler_running = false;
+  bool handler_given = false;
   int space_fd = -1;
   RemotePut remote_put = nullptr;
 };
@@ -65,11 +67,15 @@ Delivery deliver_to_queue(std::uint64_t id, const char* data, std::size_t size,
   const std::string queue = "queue #" + std::to_string(id);
   try {
     std::shared_ptr<QueueState> s;
+    bool reader = false;
+    bool given = false;
     {
       Registry& r = registry();
       std::lock_guard lock(r.mu);
       auto it = r.queues.find(id);
       if (it != r.queues.end()) s = it->second.lock();
+      reader = r.handler_running;
+      given = r.handler_given;
     }
     if (!s) {
       refusal = "Queue::put: the main process holds no " + queue +
@@ -81,7 +87,17 @@ Delivery deliver_to_queue(std::uint64_t id, const char* data, std::size_t size,
     Message m(decode_message(bytes.get(), size, bytes));  // throws EncodeError
     {
       std::lock_guard lock(s->mu);
-      if (full(*s)) return Delivery::full;
+      if (full(*s)) {
+        if (reader) return Delivery::full;
+        // The putter would wait for ever: nothing takes from the queue until
+        // start() returns, and start() waits for the putter.
+        refusal = "Queue::put: " + queue + " (maxsize " + std::to_string(*s->maxsize) +
+                  ") is full and nothing reads it during the run: " +
+                  (given ? "the Handler's run() has returned" : "no Handler was given to start()") +
+                  "; read it in a Handler's run() (relay.start(handler)), or give it a larger "
+                  "maxsize or none";
+        return Delivery::refused;
+      }
       s->items.push_back(std::move(m));
     }
     s->not_empty.notify_one();
@@ -118,6 +134,16 @@ void set_queues_running(bool running) {
     s->not_empty.notify_all();
     s->not_full.notify_all();
   }
+}
+
+void set_handler_running(bool running, bool given) {
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    r.handler_running = running;
+    r.handler_given = given;
+  }
+  if (!running) signal_space();
 }
 
 void set_remote_put(RemotePut put) {

@@ -325,6 +325,7 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
   signals.set_pidfds(pidfds);
 
   set_queues_running(true);
+  set_handler_running(handler != nullptr, handler != nullptr);
   std::exception_ptr session_error;
   std::thread serving([&] {
     try {
@@ -342,6 +343,9 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
     const std::uint64_t one = 1;
     [[maybe_unused]] ssize_t w = ::write(wake, &one, sizeof one);
   });
+  // Nothing reads a full bounded queue now: the serving thread refuses the
+  // puts it holds for one (and those that come).
+  set_handler_running(false, handler != nullptr);
   serving.join();
   logger->flush();
   if (!result) {
@@ -552,6 +556,7 @@ void run_relay(RelayState& state, Handler* handler) {
   });
 
   set_queues_running(true);
+  set_handler_running(handler != nullptr, handler != nullptr);
   std::exception_ptr broker_error;
   std::thread broker_thread([&] {
     try {
@@ -565,6 +570,9 @@ void run_relay(RelayState& state, Handler* handler) {
   });
   const HandlerOutcome handled = run_handler(
       handler, [&](const std::string& reason) { broker->request_abort(reason); });
+  // Nothing reads a full bounded queue now: the broker refuses the puts it
+  // holds for one (and those that come).
+  set_handler_running(false, handler != nullptr);
   broker_thread.join();
   logger->flush();
   throw_outcome(broker->result(), handles, interrupted, handled, broker_error, logger);

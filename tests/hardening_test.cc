@@ -213,4 +213,78 @@ TEST_P(UnknownQueueTest, PutToAQueueTheMainProcessDoesNotHoldFailsTheActor) {
 
 INSTANTIATE_TEST_SUITE_P(BoundedOrNot, UnknownQueueTest, ::testing::Bool());
 
+// ---- (9) a bounded queue nobody reads ----
+
+class HundredPuts : public relay::Actor {
+ public:
+  explicit HundredPuts(relay::Queue& q) : relay::Actor("putter"), q_(q) {}
+  void loop() override {
+    for (int i = 0; i < 100; ++i) q_.put(i);
+  }
+
+ private:
+  relay::Queue& q_;
+};
+class ReturnsAtOnce : public relay::Handler {
+ public:
+  void run() override {}
+};
+class ReadsAll : public relay::Handler {
+ public:
+  explicit ReadsAll(relay::Queue& q) : q_(q) {}
+  void run() override {
+    for (int i = 0; i < 100; ++i) values.push_back(q_.get().get<int>(0));
+  }
+  std::vector<int> values;
+
+ private:
+  relay::Queue& q_;
+};
+
+void ExpectUnreadQueueFailure(const std::string& what, const std::string& why) {
+  EXPECT_THAT(what, HasSubstr("(putter)"));
+  EXPECT_THAT(what, HasSubstr("Queue::put: queue #"));
+  EXPECT_THAT(what, HasSubstr("(maxsize 5) is full and nothing reads it during the run: " + why +
+                              "; read it in a Handler's run() (relay.start(handler)), or give "
+                              "it a larger maxsize or none"));
+}
+
+TEST_F(HardeningTest, BoundedQueueWithoutAHandlerFailsThePutter) {
+  SetWatchdog(std::chrono::seconds(30));
+  relay::Queue small(5);
+  HundredPuts source(small);
+  Sink sink;
+  relay::Relay relay;
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  ExpectUnreadQueueFailure(StartError<relay::ActorError>(relay), "no Handler was given to start()");
+  EXPECT_EQ(small.qsize(), 5u);
+}
+
+TEST_F(HardeningTest, BoundedQueueAfterTheHandlerReturnedFailsThePutter) {
+  SetWatchdog(std::chrono::seconds(30));
+  relay::Queue small(5);
+  HundredPuts source(small);
+  Sink sink;
+  ReturnsAtOnce handler;
+  relay::Relay relay;
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  ExpectUnreadQueueFailure(StartError<relay::ActorError>(relay, &handler),
+                           "the Handler's run() has returned");
+  EXPECT_EQ(small.qsize(), 5u);
+}
+
+TEST_F(HardeningTest, BoundedQueueReadByTheHandlerTakesEveryPut) {
+  SetWatchdog(std::chrono::seconds(30));
+  relay::Queue small(5);
+  HundredPuts source(small);
+  Sink sink;
+  ReadsAll handler(small);
+  relay::Relay relay;
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  relay.start(&handler);
+  std::vector<int> expected(100);
+  for (int i = 0; i < 100; ++i) expected[static_cast<std::size_t>(i)] = i;
+  EXPECT_EQ(handler.values, expected);
+}
+
 }  // namespace
