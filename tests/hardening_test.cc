@@ -287,4 +287,35 @@ TEST_F(HardeningTest, BoundedQueueReadByTheHandlerTakesEveryPut) {
   EXPECT_EQ(handler.values, expected);
 }
 
+// ---- (5) a lost credit frame is made good ----
+
+struct CreditCase {
+  std::optional<std::size_t> maxsize;
+  long long items;
+};
+
+class LostCreditTest : public ProcessTest, public ::testing::WithParamInterface<CreditCase> {};
+
+// Every third credit reply is treated as unsent (as if the sender had gone
+// away for a moment): counts are still exact, and nothing hangs. Relay(1) has
+// no next message to carry the credit: only the receiver's retry can.
+TEST_P(LostCreditTest, CountsStayExact) {
+  SetWatchdog(std::chrono::seconds(60));
+  ::setenv("RELAY_TESTING_DROP_EVERY_NTH_CREDIT", "3", 1);
+  relay::Queue q;
+  Counter source(0, GetParam().items);
+  Tally sink(q);
+  relay::Relay relay(GetParam().maxsize);
+  relay.connect(source, sink);
+  relay.start();
+  ::unsetenv("RELAY_TESTING_DROP_EVERY_NTH_CREDIT");
+  const auto [count, sum] = Collect(q);
+  EXPECT_EQ(count, GetParam().items);
+  EXPECT_EQ(sum, SumRange(0, GetParam().items));
+}
+
+INSTANTIATE_TEST_SUITE_P(Windows, LostCreditTest,
+                         ::testing::Values(CreditCase{4, 3000}, CreditCase{1, 300},
+                                           CreditCase{std::nullopt, 30000}));
+
 }  // namespace

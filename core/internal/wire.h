@@ -46,7 +46,10 @@
 // the receiver's ROUTER. One frame, whose first byte is its kind:
 //   'D' + msgpack array   a message              sender -> receiver
 //   'E' + msgpack uint    end of stream: how many 'D' were sent on this pair
-//   'C' + msgpack uint    credits: that many more 'D' may be sent
+//   'C' + msgpack uint    credits: the total number of 'D' the receiver has
+//                         taken from this sender so far (cumulative, so a lost
+//                         one is made good by the next; the sender credits the
+//                         difference from the last total it saw)
 //   'A'                   end of stream taken: every 'D' before it was read (the
 //                         broker, not the receiver, checks the counts)
 #pragma once
