@@ -318,4 +318,47 @@ INSTANTIATE_TEST_SUITE_P(Windows, LostCreditTest,
                          ::testing::Values(CreditCase{4, 3000}, CreditCase{1, 300},
                                            CreditCase{std::nullopt, 30000}));
 
+// ---- (6) the abort ends an actor whatever its code catches ----
+
+class Swallower : public relay::Actor {
+ public:
+  Swallower() : relay::Actor("swallower") {}
+  void startup() override { ::signal(SIGTERM, SIG_IGN); }
+  void loop() override {
+    for (long long i = 0;; ++i) {
+      try {
+        send(i);
+      } catch (...) {
+      }
+    }
+  }
+};
+class Failer : public relay::Actor {
+ public:
+  Failer() : relay::Actor("failer") {}
+  void loop() override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    throw std::runtime_error("planned failure");
+  }
+};
+
+TEST_F(HardeningTest, CatchAllInUserCodeDoesNotKeepAnAbortedActorRunning) {
+  SetWatchdog(std::chrono::seconds(30));
+  Swallower swallower;
+  Failer failer;
+  Sink sink;
+  relay::Relay relay;
+  relay.connect(relay::group("src", swallower, failer), relay::group("out", sink));
+  try {
+    relay.start();
+    ADD_FAILURE() << "start() returned normally";
+  } catch (const relay::ActorError& e) {
+    ASSERT_EQ(e.failures().size(), 1u) << e.what();
+    EXPECT_EQ(e.failures()[0].name, "failer");
+    EXPECT_THAT(e.what(), HasSubstr("planned failure"));
+  }
+  EXPECT_EQ(swallower.exitcode(), -SIGTERM);
+  EXPECT_EQ(sink.exitcode(), -SIGTERM);
+}
+
 }  // namespace

@@ -21,9 +21,22 @@ namespace {
 
 ActorRuntime* g_current = nullptr;
 
-// Thrown when the broker says abort: the actor leaves without reporting a
-// failure of its own.
-struct Aborted {};
+// Ends this actor's process on the broker's abort, wherever the runtime reads
+// it (send(), the receive loop, put()'s wait, the start barrier): right there,
+// not by an exception that user code could catch and ignore. It ends as an
+// actor stopped from outside does (killed by SIGTERM, even if the user ignores
+// or blocks it), so that no exit status has to be reserved for it and the
+// broker counts it as stopped, not failed.
+[[noreturn]] void end_aborted() noexcept {
+  std::fflush(nullptr);
+  ::signal(SIGTERM, SIG_DFL);
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ::pthread_sigmask(SIG_UNBLOCK, &term, nullptr);
+  ::raise(SIGTERM);
+  ::_exit(kAbortedStatus);
+}
 
 void remote_put(std::uint64_t queue_id, bool bounded, const Buffer& message) {
   if (g_current == nullptr) throw Error("Queue::put: the actor runtime is not running");
@@ -109,13 +122,6 @@ void ActorRuntime::run() {
     }
     end_stream();
     say_bye();
-  } catch (const Aborted&) {
-    // Stopped by the broker: end as an actor stopped from outside does, so
-    // that no exit status has to be reserved for it.
-    std::fflush(nullptr);
-    ::signal(SIGTERM, SIG_DFL);
-    ::raise(SIGTERM);
-    ::_exit(kAbortedStatus);
   } catch (const std::exception& e) {
     fail(describe(e));
   } catch (...) {
@@ -512,12 +518,10 @@ Ctl ActorRuntime::handle_control(const zmq::message_t& frame) {
       case Ctl::ack:
         return kind;
       case Ctl::abort:
-        throw Aborted{};
+        end_aborted();
       default:
         throw EncodeError("unknown control kind");
     }
-  } catch (const Aborted&) {
-    throw;
   } catch (const std::exception& e) {
     reject(std::string("bad control frame: ") + e.what());
   }
