@@ -2,12 +2,20 @@
 // instead of waiting for ever, the encoder refuses what the decoder would, a
 // lost credit frame is made good, the broker's abort ends an actor whatever
 // its code catches, and a bounded queue nobody reads fails its putter.
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -360,5 +368,143 @@ TEST_F(HardeningTest, CatchAllInUserCodeDoesNotKeepAnAbortedActorRunning) {
   EXPECT_EQ(swallower.exitcode(), -SIGTERM);
   EXPECT_EQ(sink.exitcode(), -SIGTERM);
 }
+
+// ---- (2) and (9) through a standalone relay-broker: the driver decides ----
+
+// A relay-broker on loopback serving one run, started before the driver.
+class StandaloneBroker {
+ public:
+  StandaloneBroker() {
+    // A port the system says is free now (the broker binds it right after).
+    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      ADD_FAILURE() << "cannot find a free port: " << std::strerror(errno);
+    }
+    url_ = "tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    if (s >= 0) ::close(s);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      const char* argv[] = {"broker/relay-broker",
+                            "--listen",
+                            url_.c_str(),
+                            "--runs",
+                            "1",
+                            "--level",
+                            "warning",
+                            nullptr};
+      ::execv(argv[0], const_cast<char**>(argv));
+      ::_exit(127);
+    }
+  }
+  ~StandaloneBroker() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  const std::string& url() const { return url_; }
+  // The broker's wait status once it has exited (it serves one run), or -1
+  // after 10 s.
+  int Wait() {
+    for (int i = 0; i < 1000; ++i) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        reaped_ = true;
+        return status;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return -1;
+  }
+
+ private:
+  std::string url_;
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+};
+
+// A failed run: the broker exits with status 1.
+void ExpectBrokerSawAFailure(StandaloneBroker& broker) {
+  const int status = broker.Wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "wait status " << status;
+}
+
+TEST_F(HardeningTest, StandaloneBoundedQueueWithoutAHandlerFailsThePutter) {
+  SetWatchdog(std::chrono::seconds(40));
+  StandaloneBroker broker;
+  relay::Queue small(5);
+  HundredPuts source(small);
+  Sink sink;
+  relay::Relay relay;
+  relay.broker(broker.url());
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  ExpectUnreadQueueFailure(StartError<relay::ActorError>(relay), "no Handler was given to start()");
+  EXPECT_EQ(small.qsize(), 5u);
+  ExpectBrokerSawAFailure(broker);
+}
+
+TEST_F(HardeningTest, StandaloneBoundedQueueAfterTheHandlerReturnedFailsThePutter) {
+  SetWatchdog(std::chrono::seconds(40));
+  StandaloneBroker broker;
+  relay::Queue small(5);
+  HundredPuts source(small);
+  Sink sink;
+  ReturnsAtOnce handler;
+  relay::Relay relay;
+  relay.broker(broker.url());
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  ExpectUnreadQueueFailure(StartError<relay::ActorError>(relay, &handler),
+                           "the Handler's run() has returned");
+  ExpectBrokerSawAFailure(broker);
+}
+
+TEST_F(HardeningTest, StandaloneBoundedQueueReadByTheHandlerTakesEveryPut) {
+  SetWatchdog(std::chrono::seconds(40));
+  StandaloneBroker broker;
+  relay::Queue small(5);
+  HundredPuts source(small);
+  Sink sink;
+  ReadsAll handler(small);
+  relay::Relay relay;
+  relay.broker(broker.url());
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  relay.start(&handler);
+  std::vector<int> expected(100);
+  for (int i = 0; i < 100; ++i) expected[static_cast<std::size_t>(i)] = i;
+  EXPECT_EQ(handler.values, expected);
+  const int status = broker.Wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "wait status " << status;
+}
+
+class StandaloneUnknownQueueTest : public ProcessTest,
+                                   public ::testing::WithParamInterface<bool> {};
+
+// Bounded or not, the driver answers the put with an error (qack) and the
+// broker fails the actor.
+TEST_P(StandaloneUnknownQueueTest, PutToAQueueTheMainProcessDoesNotHoldFailsTheActor) {
+  SetWatchdog(std::chrono::seconds(40));
+  StandaloneBroker broker;
+  SharedBlock shm;
+  auto owned = GetParam() ? std::make_unique<relay::Queue>(5) : std::make_unique<relay::Queue>();
+  relay::Queue* q = owned.get();
+  LatePutter source(q, shm);
+  Sink sink;
+  DropQueue handler(owned, shm);
+  relay::Relay relay;
+  relay.broker(broker.url());
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  const std::string what = StartError<relay::ActorError>(relay, &handler);
+  EXPECT_THAT(what, HasSubstr("(late-putter)"));
+  EXPECT_THAT(what, HasSubstr("Queue::put: the main process holds no queue #"));
+  ExpectBrokerSawAFailure(broker);
+}
+
+INSTANTIATE_TEST_SUITE_P(BoundedOrNot, StandaloneUnknownQueueTest, ::testing::Bool());
 
 }  // namespace
