@@ -109,6 +109,26 @@ TEST(PackMessage, RefusesWhatTheDecoderWould) {
   EXPECT_NO_THROW(relay::internal::decode_message(flat.data(), flat.size(), nullptr));
 }
 
+// Usual messages are not scanned: their types bound their depth. A type that
+// does not (a user adaptor, here) is scanned.
+TEST(PackMessage, TypesBoundTheDepthWhereTheyCan) {
+  using relay::internal::static_depth_v;
+  static_assert(static_depth_v<long long> == 0);
+  static_assert(static_depth_v<const std::string&> == 0);
+  static_assert(static_depth_v<std::vector<std::map<std::string, std::vector<int>>>> == 3);
+  static_assert(static_depth_v<std::tuple<int, std::optional<std::pair<int, int>>>> == 2);
+  static_assert(static_depth_v<Deep> == relay::internal::kUnknownDepth);
+  static_assert(static_depth_v<std::vector<Deep>> == relay::internal::kUnknownDepth);
+  // Packed without a scan, and read back as it was.
+  const std::vector<std::map<std::string, std::vector<int>>> value(
+      10, {{"numbers", std::vector<int>(20, 5)}});
+  relay::internal::Buffer b;
+  relay::internal::pack_message(b, value);
+  ASSERT_GT(b.size(), relay::internal::kMaxDepth);
+  const relay::Message m(relay::internal::decode_message(b.data(), b.size(), nullptr));
+  EXPECT_EQ((m.get<std::vector<std::map<std::string, std::vector<int>>>>(0)), value);
+}
+
 class DeepPutter : public relay::Actor {
  public:
   explicit DeepPutter(relay::Queue& q) : relay::Actor("deep-putter"), q_(q) {}
