@@ -405,14 +405,15 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
             return;
           }
         }
-        internal::Delivery d = hooks_.deliver(queue, data, size);
+        std::string refusal;
+        internal::Delivery d = hooks_.deliver(queue, data, size, refusal);
         if (d == internal::Delivery::full) {
           pending_puts_.push_back({*id, queue, std::string(data, size)});
           return;
         }
-        if (d == internal::Delivery::unknown_queue) {
-          logger_->error("[{}] ({}) put to a queue that the main process does not own; dropped",
-                         slot.group_name, slot.name);
+        if (d == internal::Delivery::refused) {
+          fail_actor(*id, refusal);
+          return;
         }
         if (bounded) send_to(*id, pack_ctl(Ctl::put_ack, queue));
         return;
@@ -513,20 +514,34 @@ void Broker::retry_puts() {
       ++it;
       continue;
     }
-    internal::Delivery d = internal::Delivery::unknown_queue;
-    try {
-      d = hooks_.deliver(it->queue, it->bytes.data(), it->bytes.size());
-    } catch (const std::exception& e) {
-      reject(std::string("bad put: ") + e.what());
-    }
+    std::string refusal;
+    const internal::Delivery d =
+        hooks_.deliver(it->queue, it->bytes.data(), it->bytes.size(), refusal);
     if (d == internal::Delivery::full) {
       still_full.insert(it->queue);
       ++it;
       continue;
     }
-    send_to(it->actor, pack_ctl(Ctl::put_ack, it->queue));
+    if (d == internal::Delivery::refused) {
+      fail_actor(it->actor, refusal);
+    } else {
+      send_to(it->actor, pack_ctl(Ctl::put_ack, it->queue));
+    }
     it = pending_puts_.erase(it);
   }
+}
+
+void Broker::fail_actor(std::uint32_t id, const std::string& reason) {
+  // Also once the actor has ended: a driver's answer to an unbounded put can
+  // come after the actor's bye, and the put is lost all the same.
+  ActorReport& r = reports_[id];
+  const internal::ActorSlot& slot = plan_.actors[id];
+  if (!r.failure) {
+    r.failure = reason;
+    logger_->error("[{}] ({}) failed (pid {} on {}): {}", slot.group_name, slot.name, r.pid, r.host,
+                   reason);
+  }
+  abort("actor '" + slot.name + "' in group '" + slot.group_name + "' failed");
 }
 
 // Standalone: a driver's join while another driver's run is served, and a
@@ -671,10 +686,16 @@ void Broker::handle_driver(WorkerReport& driver, Ctl kind, const msgpack::object
     interrupt(SIGTERM, reason);
     return;
   }
-  // qack: a bounded put is in the driver's queue.
+  // qack: a bounded put is in the driver's queue, or (with an error) a put
+  // the driver cannot deliver, which fails its actor.
   if (n < 3) throw EncodeError("too few fields");
   const auto id = a[1].as<std::uint32_t>();
   if (id >= reports_.size()) throw EncodeError("put acknowledged for an unknown actor");
+  const std::string error = n >= 4 ? a[3].as<std::string>() : std::string();
+  if (!error.empty()) {
+    fail_actor(id, error);
+    return;
+  }
   send_to(id, pack_ctl(Ctl::put_ack, a[2].as<std::uint64_t>()));
 }
 

@@ -5,7 +5,8 @@
 //   - holds the start barrier: once every actor said hello it sends each the
 //     table of data endpoints, so senders connect straight to receivers;
 //   - delivers queue puts to the owning process and acknowledges bounded ones
-//     only when there is room;
+//     only when there is room; a put that can never be delivered (see
+//     internal::Delivery) fails the actor that made it, which stops the run;
 //   - writes every log record with spdlog, prefixed "[group] (name)";
 //   - acknowledges an actor's bye (end of run, with its counts) or failure
 //     report only once every log record it announced has arrived, so nothing
@@ -133,8 +134,10 @@ RunResult unpack_result(const char* data, std::size_t size);  // throws EncodeEr
 class Broker {
  public:
   struct Hooks {
-    // Delivers a put from another process to a queue of this one; never blocks.
-    std::function<internal::Delivery(std::uint64_t, const char*, std::size_t)> deliver;
+    // Delivers a put from another process to a queue of this one; never blocks
+    // or throws. On `refused`, the string says why; the put fails its actor.
+    std::function<internal::Delivery(std::uint64_t, const char*, std::size_t, std::string&)>
+        deliver;
     // Readable when a bounded queue has room again.
     int queue_space_fd = -1;
     // Sends a signal to local actor `id` if its process is still alive.
@@ -235,6 +238,9 @@ class Broker {
   void publish(const char* topic, const T& value);
   void handle_log(const zmq::message_t& frame);
   void retry_puts();
+  // Records `reason` as actor `id`'s failure (as if it had reported it) and
+  // stops the run; the abort also answers a bounded put it waits on.
+  void fail_actor(std::uint32_t id, const std::string& reason);
   void settle_pending_acks(bool force);
   void send_to(std::uint32_t id, const std::string& frame);
   void reject(const std::string& what);

@@ -24,6 +24,8 @@ struct Registry {
   std::uint64_t next_id = 1;
   std::unordered_map<std::uint64_t, std::weak_ptr<QueueState>> queues;
   QueuePhase phase = QueuePhase::idle;
+  bool handler_running = false;
+  bool handler_given = false;
   int space_fd = -1;
   RemotePut remote_put = nullptr;
 };
@@ -61,25 +63,50 @@ void signal_space() {
 
 }  // namespace
 
-Delivery deliver_to_queue(std::uint64_t id, const char* data, std::size_t size) {
-  std::shared_ptr<QueueState> s;
-  {
-    Registry& r = registry();
-    std::lock_guard lock(r.mu);
-    auto it = r.queues.find(id);
-    if (it != r.queues.end()) s = it->second.lock();
+Delivery deliver_to_queue(std::uint64_t id, const char* data, std::size_t size,
+                          std::string& refusal) noexcept {
+  const std::string queue = "queue #" + std::to_string(id);
+  try {
+    std::shared_ptr<QueueState> s;
+    bool reader = false;
+    bool given = false;
+    {
+      Registry& r = registry();
+      std::lock_guard lock(r.mu);
+      auto it = r.queues.find(id);
+      if (it != r.queues.end()) s = it->second.lock();
+      reader = r.handler_running;
+      given = r.handler_given;
+    }
+    if (!s) {
+      refusal = "Queue::put: the main process holds no " + queue +
+                " (it was destroyed, or made in another process)";
+      return Delivery::refused;
+    }
+    auto bytes = std::shared_ptr<char[]>(new char[size]);
+    std::memcpy(bytes.get(), data, size);
+    Message m(decode_message(bytes.get(), size, bytes));  // throws EncodeError
+    {
+      std::lock_guard lock(s->mu);
+      if (full(*s)) {
+        if (reader) return Delivery::full;
+        // The putter would wait for ever: nothing takes from the queue until
+        // start() returns, and start() waits for the putter.
+        refusal = "Queue::put: " + queue + " (maxsize " + std::to_string(*s->maxsize) +
+                  ") is full and nothing reads it during the run: " +
+                  (given ? "the Handler's run() has returned" : "no Handler was given to start()") +
+                  "; read it in a Handler's run() (relay.start(handler)), or give it a larger "
+                  "maxsize or none";
+        return Delivery::refused;
+      }
+      s->items.push_back(std::move(m));
+    }
+    s->not_empty.notify_one();
+    return Delivery::accepted;
+  } catch (const std::exception& e) {
+    refusal = "Queue::put: the message put to " + queue + " cannot be delivered: " + e.what();
+    return Delivery::refused;
   }
-  if (!s) return Delivery::unknown_queue;
-  auto bytes = std::shared_ptr<char[]>(new char[size]);
-  std::memcpy(bytes.get(), data, size);
-  Message m(decode_message(bytes.get(), size, bytes));  // throws EncodeError
-  {
-    std::lock_guard lock(s->mu);
-    if (full(*s)) return Delivery::full;
-    s->items.push_back(std::move(m));
-  }
-  s->not_empty.notify_one();
-  return Delivery::accepted;
 }
 
 int queue_space_fd() {
@@ -123,6 +150,16 @@ std::vector<QueueSlot> live_queues() {
   std::sort(out.begin(), out.end(),
             [](const QueueSlot& a, const QueueSlot& b) { return a.id < b.id; });
   return out;
+}
+
+void set_handler_running(bool running, bool given) {
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mu);
+    r.handler_running = running;
+    r.handler_given = given;
+  }
+  if (!running) signal_space();
 }
 
 void set_remote_put(RemotePut put) {

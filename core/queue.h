@@ -10,6 +10,9 @@
 //   ... in main():    relay::Message m = results.get();
 //
 // A Queue(maxsize) is bounded: put() blocks while it holds maxsize messages.
+// A full one is read during a run only by a Handler's run() (Relay::start(&h)):
+// with none running, an actor's put() to it would wait for ever, so it fails
+// the actor instead (start() throws relay::ActorError saying so).
 #pragma once
 
 #include <chrono>

@@ -290,23 +290,19 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
   auto send = [&](const std::string& frame) {
     if (part.send) part.send(frame);
   };
+  // Returns false if a bounded queue is full for now. A put that can never be
+  // delivered is answered too, bounded or not: the broker fails its actor,
+  // as an embedded broker does.
   auto deliver = [&](std::uint32_t actor, std::uint64_t queue, bool bounded, const char* data,
                      std::size_t size) {
-    Delivery d = Delivery::unknown_queue;
-    try {
-      d = deliver_to_queue(queue, data, size);
-    } catch (const std::exception& e) {
-      // Acknowledged all the same: the actor's put() must not wait for ever.
-      logger->error("[{}] ({}) a put that cannot be read was dropped: {}",
-                    plan.actors[actor].group_name, plan.actors[actor].name, e.what());
-      d = Delivery::accepted;
-    }
+    std::string refusal;
+    const Delivery d = deliver_to_queue(queue, data, size, refusal);
     if (d == Delivery::full) return false;
-    if (d == Delivery::unknown_queue) {
-      logger->error("[{}] ({}) put to a queue that the main process does not own; dropped",
-                    plan.actors[actor].group_name, plan.actors[actor].name);
+    if (d == Delivery::refused) {
+      send(pack_ctl(Ctl::qack, actor, queue, refusal));
+    } else if (bounded) {
+      send(pack_ctl(Ctl::qack, actor, queue, std::string()));
     }
-    if (bounded) send(pack_ctl(Ctl::qack, actor, queue));
     return true;
   };
   part.on_frame = [&](Ctl kind, const msgpack::object* a, std::uint32_t n) {
@@ -391,6 +387,7 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
   signals.set_pidfds(pidfds);
 
   set_queue_phase(QueuePhase::running);
+  set_handler_running(handler != nullptr, handler != nullptr);
   std::exception_ptr session_error;
   std::thread serving([&] {
     try {
@@ -408,6 +405,9 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
     const std::uint64_t one = 1;
     [[maybe_unused]] ssize_t w = ::write(wake, &one, sizeof one);
   });
+  // Nothing reads a full bounded queue now: the serving thread refuses the
+  // puts it holds for one (and those that come).
+  set_handler_running(false, handler != nullptr);
   serving.join();
   logger->flush();
   if (!result) {
@@ -600,6 +600,7 @@ void run_relay(RelayState& state, Handler* handler) {
   });
 
   set_queue_phase(QueuePhase::running);
+  set_handler_running(handler != nullptr, handler != nullptr);
   std::exception_ptr broker_error;
   std::thread broker_thread([&] {
     try {
@@ -613,6 +614,9 @@ void run_relay(RelayState& state, Handler* handler) {
   });
   const HandlerOutcome handled = run_handler(
       handler, [&](const std::string& reason) { broker->request_abort(reason); });
+  // Nothing reads a full bounded queue now: the broker refuses the puts it
+  // holds for one (and those that come).
+  set_handler_running(false, handler != nullptr);
   broker_thread.join();
   logger->flush();
   throw_outcome(broker->result(), handles, interrupted, handled, broker_error, logger);

@@ -22,9 +22,22 @@ namespace {
 
 ActorRuntime* g_current = nullptr;
 
-// Thrown when the broker says abort: the actor leaves without reporting a
-// failure of its own.
-struct Aborted {};
+// Ends this actor's process on the broker's abort, wherever the runtime reads
+// it (send(), the receive loop, put()'s wait, the start barrier): right there,
+// not by an exception that user code could catch and ignore. It ends as an
+// actor stopped from outside does (killed by SIGTERM, even if the user ignores
+// or blocks it), so that no exit status has to be reserved for it and the
+// broker counts it as stopped, not failed.
+[[noreturn]] void end_aborted() noexcept {
+  std::fflush(nullptr);
+  ::signal(SIGTERM, SIG_DFL);
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ::pthread_sigmask(SIG_UNBLOCK, &term, nullptr);
+  ::raise(SIGTERM);
+  ::_exit(kAbortedStatus);
+}
 
 void remote_put(std::uint64_t queue_id, bool bounded, const Buffer& message) {
   if (g_current == nullptr) throw Error("Queue::put: the actor runtime is not running");
@@ -94,6 +107,9 @@ ActorRuntime::ActorRuntime(const Plan& plan, Actor& actor)
   if (const char* drop = std::getenv("RELAY_TESTING_DROP_NTH_MESSAGE")) {
     drop_nth_ = std::strtoull(drop, nullptr, 10);
   }
+  if (const char* drop = std::getenv("RELAY_TESTING_DROP_EVERY_NTH_CREDIT")) {
+    drop_credit_every_ = std::strtoull(drop, nullptr, 10);
+  }
 }
 
 ActorRuntime* ActorRuntime::current() noexcept { return g_current; }
@@ -112,13 +128,6 @@ void ActorRuntime::run() {
     }
     end_stream();
     say_bye();
-  } catch (const Aborted&) {
-    // Stopped by the broker: end as an actor stopped from outside does, so
-    // that no exit status has to be reserved for it.
-    std::fflush(nullptr);
-    ::signal(SIGTERM, SIG_DFL);
-    ::raise(SIGTERM);
-    ::_exit(kAbortedStatus);
   } catch (const std::exception& e) {
     fail(describe(e));
   } catch (...) {
@@ -359,15 +368,22 @@ void ActorRuntime::read_credit(Downstream& d, const zmq::message_t& frame) {
       // A credit is one small uint: a 64-byte first chunk will do, rather
       // than msgpack's default of 8 KiB.
       msgpack::zone zone(64);
-      const auto n = decode_value(zone, p + 1, frame.size() - 1).as<std::uint64_t>();
-      if (window_bytes_ != 0) {
-        if (n > d.sizes.size()) throw EncodeError("credit for more than was sent");
-        for (std::uint64_t k = 0; k < n; ++k) {
-          d.bytes_out -= d.sizes.front();
-          d.sizes.pop_front();
+      const auto total = decode_value(zone, p + 1, frame.size() - 1).as<std::uint64_t>();
+      // A total, not an increment: a lost credit frame is made good by the
+      // next, and a stale or repeated one adds nothing.
+      if (total > d.sent) throw EncodeError("credit for more than was sent");
+      if (total > d.credited) {
+        const std::uint64_t n = total - d.credited;
+        if (window_bytes_ != 0) {
+          if (n > d.sizes.size()) throw EncodeError("credit for more than went out");
+          for (std::uint64_t k = 0; k < n; ++k) {
+            d.bytes_out -= d.sizes.front();
+            d.sizes.pop_front();
+          }
         }
+        d.credited = total;
+        d.credit += n;
       }
-      d.credit += n;
     } catch (const std::exception& e) {
       reject(std::string("bad credit frame: ") + e.what());
     }
@@ -412,6 +428,11 @@ void ActorRuntime::housekeeping(bool force) {
   next_housekeeping_ = now + kHousekeepingPeriod;
   zmq::message_t frame;
   while (control_.recv(frame, zmq::recv_flags::dontwait)) handle_control(frame);
+  // A sender whose credit was lost may have none left, and then sends
+  // nothing that would make this receiver send another.
+  for (Upstream& u : up_) {
+    if (u.owed) return_credit(u);
+  }
   report_stats();
   check_driver();
 }
@@ -466,15 +487,31 @@ void ActorRuntime::report_stats(bool force) {
                                              received, waiting));
 }
 
-void ActorRuntime::reply(std::uint32_t sender, Buffer& frame) {
+bool ActorRuntime::reply(std::uint32_t sender, Buffer& frame) {
   try {
     inbox_.send(zmq::buffer(routing_id(sender)), zmq::send_flags::sndmore);
     (void)send_frame(inbox_, frame);
+    return true;
   } catch (const zmq::error_t& e) {
-    // A sender that has gone away needs no credit; whether it ended well is
-    // for the supervisor to judge, not for this receiver.
+    // A sender that is not connected (gone, or reconnecting): the caller
+    // decides whether to try again; whether it ended well is for the
+    // supervisor to judge, not for this receiver.
     if (e.num() != EHOSTUNREACH) throw;
+    return false;
   }
+}
+
+void ActorRuntime::return_credit(Upstream& u) {
+  Buffer credit;
+  credit.put(kCredit);
+  msgpack::pack(credit, u.taken);
+  const bool dropped = drop_credit_every_ != 0 && ++credit_replies_ % drop_credit_every_ == 0;
+  // Not sent (a sender reconnecting, or gone): owed, and retried from
+  // housekeeping() until it goes out or the sender ends its stream.
+  u.owed = dropped || !reply(u.id, credit);
+  if (u.owed) return;
+  u.credited = u.taken;
+  u.unreturned_bytes = 0;
 }
 
 bool ActorRuntime::spare_unshared() const noexcept {
@@ -537,14 +574,9 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     // recv() runs: a recv() that blocks in send() on the next edge must not
     // hold up this one, so edges do not chain their round trips.
     u.unreturned_bytes += size;
-    if (++u.unreturned >= credit_return_ ||
+    if (++u.taken - u.credited >= credit_return_ ||
         (window_bytes_ != 0 && u.unreturned_bytes >= window_bytes_ / 2)) {
-      Buffer credit;
-      credit.put(kCredit);
-      msgpack::pack(credit, u.unreturned);
-      reply(u.id, credit);
-      u.unreturned = 0;
-      u.unreturned_bytes = 0;
+      return_credit(u);
     }
     if (message) {
       ++u.received;
@@ -560,6 +592,7 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
       return;
     }
     u.ended = true;
+    u.owed = false;  // it sends nothing more
     --open_upstreams_;
     // The count is checked by the broker against what the sender reports.
     Buffer ack;
@@ -597,12 +630,10 @@ Ctl ActorRuntime::handle_control(const zmq::message_t& frame) {
       case Ctl::ack:
         return kind;
       case Ctl::abort:
-        throw Aborted{};
+        end_aborted();
       default:
         throw EncodeError("unknown control kind");
     }
-  } catch (const Aborted&) {
-    throw;
   } catch (const std::exception& e) {
     reject(std::string("bad control frame: ") + e.what());
   }

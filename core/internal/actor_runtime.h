@@ -53,6 +53,8 @@ class ActorRuntime {
     zmq::socket_t socket;
     std::uint64_t credit = 0;
     std::uint64_t sent = 0;
+    // The receiver's last total of messages taken (credits are cumulative).
+    std::uint64_t credited = 0;
     bool acked = false;
     // With a byte window: the size of each frame not yet credited, oldest
     // first (credits come back in sending order), and their sum.
@@ -62,8 +64,10 @@ class ActorRuntime {
   struct Upstream {
     std::uint32_t id = 0;
     std::uint64_t received = 0;
-    std::uint64_t unreturned = 0;        // consumed, credit not yet returned
-    std::uint64_t unreturned_bytes = 0;  // their frames' sizes
+    std::uint64_t taken = 0;             // 'D' frames taken off the wire
+    std::uint64_t credited = 0;          // the last total sent back as credit
+    std::uint64_t unreturned_bytes = 0;  // sizes of the frames taken since
+    bool owed = false;                   // a credit could not be sent: retry
     bool ended = false;
   };
 
@@ -88,8 +92,12 @@ class ActorRuntime {
   // Whether spare_ is held by nothing but this runtime.
   bool spare_unshared() const noexcept;
   void handle_inbound(zmq::message_t& from, zmq::message_t& frame);
-  // Sends a frame back to upstream actor `sender` (credits, acks).
-  void reply(std::uint32_t sender, Buffer& frame);
+  // Sends a frame back to upstream actor `sender` (credits, acks); returns
+  // false if it could not be routed (EHOSTUNREACH: the sender is not
+  // connected, for now or for good).
+  bool reply(std::uint32_t sender, Buffer& frame);
+  // Sends `u` the total it has taken as credit; on failure it is owed.
+  void return_credit(Upstream& u);
   void drain_multipart(zmq::socket_t& socket);
   // Handles one control frame; returns its kind.
   Ctl handle_control(const zmq::message_t& frame);
@@ -130,6 +138,11 @@ class ActorRuntime {
   std::chrono::steady_clock::time_point next_stats_{};
   std::uint64_t drop_nth_ = 0;
   std::uint64_t total_sent_ = 0;
+  // RELAY_TESTING_DROP_EVERY_NTH_CREDIT=N: every Nth credit reply this actor
+  // makes is treated as failed with EHOSTUNREACH (not sent), as when its
+  // sender is reconnecting.
+  std::uint64_t drop_credit_every_ = 0;
+  std::uint64_t credit_replies_ = 0;
 };
 
 }  // namespace relay::internal

@@ -101,10 +101,77 @@ bool reference_none(msgpack::type::object_type, std::size_t, void*) { return fal
 // frame of n bytes can declare at most n elements. Nesting is bounded too, so
 // that a hostile frame cannot exhaust the stack.
 msgpack::unpack_limit limits_for(std::size_t size) {
-  return msgpack::unpack_limit(size, size / 2, size, size, size, 64);
+  return msgpack::unpack_limit(size, size / 2, size, size, size, kMaxDepth);
+}
+
+// Big-endian length of `n` bytes at `p`.
+std::uint64_t read_length(const unsigned char* p, std::size_t n) noexcept {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < n; ++i) v = v << 8 | p[i];
+  return v;
 }
 
 }  // namespace
+
+bool nested_too_deep(const char* data, std::size_t size) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(data);
+  const unsigned char* const end = p + size;
+  // Values still to read in each open array or map (a map's pairs count twice).
+  std::uint64_t left[kMaxDepth];
+  std::size_t depth = 0;
+  // Opens a container of `n` values; false when it is one level too many.
+  auto open = [&](std::uint64_t n) {
+    if (depth == kMaxDepth) return false;
+    left[depth++] = n;
+    return true;
+  };
+  while (p < end) {
+    // Each value read fills a place in the innermost open container.
+    while (depth > 0 && left[depth - 1] == 0) --depth;
+    if (depth > 0) --left[depth - 1];
+    const unsigned char b = *p++;
+    std::uint64_t skip = 0;  // payload bytes after the header
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc1 || b == 0xc2 || b == 0xc3) {
+    } else if (b <= 0x8f) {
+      if (!open(2 * std::uint64_t{b & 0x0fu})) return true;
+    } else if (b <= 0x9f) {
+      if (!open(b & 0x0fu)) return true;
+    } else if (b <= 0xbf) {
+      skip = b & 0x1fu;
+    } else {
+      // Header bytes after the type byte, and what they hold.
+      static constexpr struct {
+        unsigned char len;   // length field bytes
+        unsigned char kind;  // 0 fixed payload, 1 sized payload, 2 array, 3 map
+        unsigned char fixed;
+      } kFormats[] = {
+          {1, 1, 0}, {2, 1, 0}, {4, 1, 0},                         // c4-c6 bin
+          {1, 1, 1}, {2, 1, 1}, {4, 1, 1},                         // c7-c9 ext (+1 type byte)
+          {0, 0, 4}, {0, 0, 8},                                    // ca-cb float
+          {0, 0, 1}, {0, 0, 2}, {0, 0, 4}, {0, 0, 8},              // cc-cf uint
+          {0, 0, 1}, {0, 0, 2}, {0, 0, 4}, {0, 0, 8},              // d0-d3 int
+          {0, 0, 2}, {0, 0, 3}, {0, 0, 5}, {0, 0, 9}, {0, 0, 17},  // d4-d8 fixext
+          {1, 1, 0}, {2, 1, 0}, {4, 1, 0},                         // d9-db str
+          {2, 2, 0}, {4, 2, 0},                                    // dc-dd array
+          {2, 3, 0}, {4, 3, 0},                                    // de-df map
+      };
+      const auto& f = kFormats[b - 0xc4];
+      if (static_cast<std::size_t>(end - p) < f.len) return false;
+      const std::uint64_t n = read_length(p, f.len);
+      p += f.len;
+      if (f.kind == 0) {
+        skip = f.fixed;
+      } else if (f.kind == 1) {
+        skip = n + f.fixed;
+      } else if (!open(f.kind == 2 ? n : 2 * n)) {
+        return true;
+      }
+    }
+    if (skip > static_cast<std::uint64_t>(end - p)) return false;
+    p += skip;
+  }
+  return false;
+}
 
 void enable_block_pool() noexcept {
   if (g_pool.load(std::memory_order_acquire) == nullptr) {

@@ -6,26 +6,26 @@
 // kControlExt with one byte of payload.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <string>
-#include <string_view>
-#include <typeinfo>
-#include <array>
 #include <deque>
+#include <initializer_list>
 #include <list>
 #include <map>
+#include <memory>
+#include <msgpack.hpp>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <msgpack.hpp>
 
 #include "relay/control.h"
 #include "relay/errors.h"
@@ -78,15 +78,105 @@ class Buffer {
   std::size_t capacity_ = 0;
 };
 
-// Appends one message (a msgpack array of the values) to `out`.
+// How many arrays and maps deep a value may nest, the message's own array
+// included: the decoder refuses deeper ones (its stack must stay bounded), so
+// the encoder does too.
+inline constexpr std::size_t kMaxDepth = 64;
+
+// Whether the msgpack bytes nest arrays and maps deeper than kMaxDepth (a
+// scan of the bytes that stops at the first level too deep; what does not
+// parse counts as not too deep, for the decoder to refuse).
+bool nested_too_deep(const char* data, std::size_t size) noexcept;
+
+// How many arrays and maps deep a C++ type packs, when its type alone says so
+// (for the standard types msgpack-c packs as containers of their elements, at
+// most: a std::vector<char> packs as bin, counted as one level); kUnknownDepth
+// for anything else (MSGPACK_DEFINE structs, user adaptors, msgpack::object).
+inline constexpr std::size_t kUnknownDepth = static_cast<std::size_t>(-1);
+constexpr std::size_t depth_max(std::initializer_list<std::size_t> depths) {
+  std::size_t m = 0;
+  for (std::size_t d : depths) m = d > m ? d : m;
+  return m;
+}
+constexpr std::size_t depth_plus_one(std::size_t d) {
+  return d == kUnknownDepth ? kUnknownDepth : d + 1;
+}
+template <class T, class = void>
+struct static_depth {
+  static constexpr std::size_t value = kUnknownDepth;
+};
+template <class T>
+inline constexpr std::size_t static_depth_v = static_depth<std::remove_cvref_t<T>>::value;
+template <class T>
+struct static_depth<T, std::enable_if_t<std::is_arithmetic_v<T>>> {
+  static constexpr std::size_t value = 0;
+};
+template <>
+struct static_depth<std::string> {
+  static constexpr std::size_t value = 0;
+};
+template <>
+struct static_depth<std::string_view> {
+  static constexpr std::size_t value = 0;
+};
+template <>
+struct static_depth<const char*> {
+  static constexpr std::size_t value = 0;
+};
+template <std::size_t N>
+struct static_depth<char[N]> {
+  static constexpr std::size_t value = 0;
+};
+template <>
+struct static_depth<Control> {
+  static constexpr std::size_t value = 0;
+};
+template <class T>
+struct static_depth<std::optional<T>> {
+  static constexpr std::size_t value = static_depth_v<T>;
+};
+template <class T, class A>
+struct static_depth<std::vector<T, A>> {
+  static constexpr std::size_t value = depth_plus_one(static_depth_v<T>);
+};
+template <class T, std::size_t N>
+struct static_depth<std::array<T, N>> {
+  static constexpr std::size_t value = depth_plus_one(static_depth_v<T>);
+};
+template <class K, class V, class C, class A>
+struct static_depth<std::map<K, V, C, A>> {
+  static constexpr std::size_t value =
+      depth_plus_one(depth_max({static_depth_v<K>, static_depth_v<V>}));
+};
+template <class... Ts>
+struct static_depth<std::tuple<Ts...>> {
+  static constexpr std::size_t value = depth_plus_one(depth_max({0, static_depth_v<Ts>...}));
+};
+template <class A, class B>
+struct static_depth<std::pair<A, B>> {
+  static constexpr std::size_t value =
+      depth_plus_one(depth_max({static_depth_v<A>, static_depth_v<B>}));
+};
+
+// Appends one message (a msgpack array of the values) to `out`. Throws
+// EncodeError if a value cannot be encoded, or nests deeper than kMaxDepth.
 template <class... Args>
 void pack_message(Buffer& out, const Args&... args) {
+  const std::size_t start = out.size();
   msgpack::packer<Buffer> pk(out);
   pk.pack_array(sizeof...(Args));
   try {
     (pk.pack(args), ...);
   } catch (const std::exception& e) {
     throw EncodeError(std::string("cannot encode message: ") + e.what());
+  }
+  // Known from the types (usual messages), no scan. Otherwise: each level
+  // takes at least one byte, so a shorter message cannot be too deep.
+  constexpr std::size_t known = depth_plus_one(depth_max({0, static_depth_v<Args>...}));
+  if (known > kMaxDepth && out.size() - start > kMaxDepth &&
+      nested_too_deep(out.data() + start, out.size() - start)) {
+    throw EncodeError("cannot encode message: nested deeper than " + std::to_string(kMaxDepth) +
+                      " levels");
   }
 }
 

@@ -130,6 +130,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
   decode_as_message(p, size, false);
   decode_as_message(p, size, true);
   decode_as_value(p, size);
+  // pack_message()'s depth check agrees with the decoder's limit both ways.
+  {
+    msgpack::zone zone;
+    const bool too_deep = relay::internal::nested_too_deep(p, size);
+    try {
+      (void)relay::internal::decode_value(zone, p, size);
+      if (too_deep) __builtin_trap();
+    } catch (const relay::Error& e) {
+      if (!too_deep && std::string(e.what()).find("depth size overflow") != std::string::npos) {
+        __builtin_trap();
+      }
+    }
+  }
   // A driver's plan, as relay-broker reads it from a join.
   try {
     (void)relay::internal::unpack_broker_plan(p, size);

@@ -30,9 +30,19 @@ struct QueueState {
 };
 
 // Called by the broker thread with the bytes of one put() made in another
-// process. Never blocks: a bounded queue that is full answers `full`, and the
-// broker tries again once queue_space_fd() becomes readable.
-Delivery deliver_to_queue(std::uint64_t id, const char* data, std::size_t size);
+// process. Never blocks, never throws: a bounded queue that is full answers
+// `full` while a Handler's run() is running, and the broker tries again once
+// queue_space_fd() becomes readable; a put that can never be delivered answers
+// `refused`, with `refusal` saying why ("Queue::put: ...", naming the queue).
+Delivery deliver_to_queue(std::uint64_t id, const char* data, std::size_t size,
+                          std::string& refusal) noexcept;
+
+// Marks whether a Handler's run() is running in this process, i.e. whether
+// anything can read a full bounded queue during the run (`given`: whether
+// start() was given a Handler, for the refusal's words). Clearing it makes
+// queue_space_fd() readable, so that a broker holding puts for full queues
+// looks at them again (they are refused now).
+void set_handler_running(bool running, bool given);
 
 // An eventfd that becomes readable when a get() frees room in a bounded queue.
 int queue_space_fd();

@@ -32,7 +32,9 @@
 // receives what an embedded broker would hand it directly:
 //   dhello  [30, host, pid, address, plan]           driver -> broker
 //   dabort  [31, reason]                             driver -> broker
-//   qack    [32, actor id, queue_id]  a bounded put is in the driver's queue
+//   qack    [32, actor id, queue_id, error]  a bounded put is in the driver's
+//           queue (error ""), or a put, bounded or not, the driver cannot
+//           deliver: error says why, and the broker fails that actor
 //   qput    [130, actor id, queue_id, bounded, bin message]  broker -> driver
 //   dlog    [131, actor id, level, text]             broker -> driver
 //   rended  [132, actor id, pid, exitcode]  an actor on a worker ended
@@ -45,7 +47,10 @@
 // the receiver's ROUTER. One frame, whose first byte is its kind:
 //   'D' + msgpack array   a message              sender -> receiver
 //   'E' + msgpack uint    end of stream: how many 'D' were sent on this pair
-//   'C' + msgpack uint    credits: that many more 'D' may be sent
+//   'C' + msgpack uint    credits: the total number of 'D' the receiver has
+//                         taken from this sender so far (cumulative, so a lost
+//                         one is made good by the next; the sender credits the
+//                         difference from the last total it saw)
 //   'A'                   end of stream taken: every 'D' before it was read (the
 //                         broker, not the receiver, checks the counts)
 #pragma once
