@@ -532,10 +532,19 @@ void Broker::retry_puts() {
 }
 
 void Broker::fail_actor(std::uint32_t id, const std::string& reason) {
-  // Also once the actor has ended: a driver's answer to an unbounded put can
-  // come after the actor's bye, and the put is lost all the same.
   ActorReport& r = reports_[id];
   const internal::ActorSlot& slot = plan_.actors[id];
+  if (abort_reason_) {
+    // The run is stopping already (a handler that threw, Ctrl-C, another
+    // failure) and the abort ends this actor too: its put is only one more
+    // thing the stop leaves undone, not its failure, which would hide the
+    // real reason.
+    logger_->warn("[{}] ({}) a put was dropped as the run stops: {}", slot.group_name, slot.name,
+                  reason);
+    return;
+  }
+  // Also once the actor has ended: a driver's answer to an unbounded put can
+  // come after the actor's bye, and the put is lost all the same.
   if (!r.failure) {
     r.failure = reason;
     logger_->error("[{}] ({}) failed (pid {} on {}): {}", slot.group_name, slot.name, r.pid, r.host,
@@ -679,11 +688,17 @@ void Broker::handle_driver(WorkerReport& driver, Ctl kind, const msgpack::object
                            std::uint32_t n) {
   if (kind == Ctl::dabort) {
     if (n < 2) throw EncodeError("too few fields");
+    if (n < 3) throw EncodeError("too few fields");
     const std::string reason = a[1].as<std::string>();
+    const int sig = a[2].as<int>();
     logger_->warn("the driver on {} stops the run: {}", driver.host, reason);
-    // Its SIGTERM (or its handler's exception): actors killed by the same
-    // signal of their process group are part of it.
-    interrupt(SIGTERM, reason);
+    // Interrupted by a signal: actors killed by the same SIGTERM of their
+    // process group are part of it. Else its handler threw.
+    if (sig != 0) {
+      interrupt(sig, reason);
+    } else {
+      abort(reason);
+    }
     return;
   }
   // qack: a bounded put is in the driver's queue, or (with an error) a put
@@ -814,8 +829,8 @@ void Broker::check_start() {
     r.host = host_of(id);
     const std::string given = "control " + (tcp ? plan_.listen_endpoint : plan_.control_endpoint) +
                               ", log " + (tcp ? log_tcp_endpoint_ : plan_.log_endpoint);
-    r.failure = "did not say hello within " + seconds + " s of its start (given " + given +
-                "; can it reach them?)";
+    r.failure = "did not say hello within " + seconds + " s of the start barrier (given " +
+                given + "; can it reach them?)";
     logger_->error("[{}] ({}) on {} {}", plan_.actors[id].group_name, plan_.actors[id].name, r.host,
                    *r.failure);
     missing.push_back(plan_.actors[id].name + " on " + r.host + " (" + given + ")");

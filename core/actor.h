@@ -144,7 +144,10 @@ class Actor {
   // Sends SIGTERM / SIGKILL to the process (nothing if it has ended).
   void terminate();
   void kill();
-  // Releases the process handle. Throws relay::Error if the process still runs.
+  // Releases the process handle: sentinel() is -1 from then on. The
+  // descriptor itself is closed when the Actor is destroyed or wired into a
+  // new relay, so that a run still watching it never meets a reused number.
+  // Throws relay::Error if the process still runs.
   void close();
   // A file descriptor that becomes readable when the process ends (a pidfd),
   // or -1 before start and after close().

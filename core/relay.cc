@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -299,6 +300,14 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
     const Delivery d = deliver_to_queue(queue, data, size, refusal);
     if (d == Delivery::full) return false;
     if (d == Delivery::refused) {
+      bool stopping = interrupted != 0;
+      {
+        std::lock_guard lock(abort_mu);
+        stopping = stopping || !abort_reason.empty();
+      }
+      // This process stops the run already (its handler threw, or a signal):
+      // the put is dropped with it, not the putter's failure.
+      if (stopping) return true;
       send(pack_ctl(Ctl::qack, actor, queue, refusal));
     } else if (bounded) {
       send(pack_ctl(Ctl::qack, actor, queue, std::string()));
@@ -361,14 +370,14 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
     if (const int sig = signals.take(); sig != 0 && interrupted == 0) {
       interrupted = sig;
       logger->warn("interrupted by {}: stopping every actor", signal_name(sig));
-      send(pack_ctl(Ctl::dabort, "interrupted by " + signal_name(sig)));
+      send(pack_ctl(Ctl::dabort, "interrupted by " + signal_name(sig), sig));
     }
   });
   part.watches.emplace_back(wake, [&] {
     std::uint64_t n;
     [[maybe_unused]] ssize_t r = ::read(wake, &n, sizeof n);
     std::lock_guard lock(abort_mu);
-    send(pack_ctl(Ctl::dabort, abort_reason));
+    send(pack_ctl(Ctl::dabort, abort_reason, 0));
   });
 
   // Ctrl-C while waiting for the broker or the workers gives up at once.
@@ -655,7 +664,7 @@ void Relay::connect_groups(std::vector<Group> groups) {
         "got " + std::to_string(groups.size()));
   }
   std::set<std::string> names;
-  std::set<const Actor*> seen;
+  std::map<const Actor*, std::string> seen;  // the name each got where first given
   for (std::size_t g = 0; g < groups.size(); ++g) {
     Group& group = groups[g];
     if (group.name.empty()) group.name = "group-" + std::to_string(g);
@@ -676,9 +685,10 @@ void Relay::connect_groups(std::vector<Group> groups) {
       // The name it gets here (an unnamed actor is <Class>-<index>).
       const std::string name =
           a->named_ ? a->name_ : internal::short_class_name(*a) + "-" + std::to_string(i);
-      if (!seen.insert(a).second) {
-        throw std::invalid_argument("connect: actor '" + name + "' is given twice (group '" +
-                                    group.name + "'); each actor runs in exactly one place");
+      if (const auto [first, fresh] = seen.emplace(a, name); !fresh) {
+        throw std::invalid_argument("connect: actor '" + first->second +
+                                    "' is given twice (again in group '" + group.name +
+                                    "'); each actor runs in exactly one place");
       }
       if (a->relay_serial_ != 0) {
         internal::LiveRelays& r = internal::live_relays();
@@ -833,8 +843,14 @@ void Relay::start(Handler* handler) {
       }
     }
   }
+  if (internal::g_running.exchange(true)) {
+    throw std::invalid_argument("start: another relay is running in this process");
+  }
+  // Checked once no other relay can be starting here: another thread's relay
+  // is reported as such, not as a thread.
   if (const std::vector<std::string> threads = internal::thread_names();
       threads.size() > 1 + internal::kRuntimeThreads) {
+    internal::g_running = false;
     std::string list;
     for (const std::string& t : threads) list += (list.empty() ? "" : ", ") + t;
     throw std::invalid_argument(
@@ -842,9 +858,6 @@ void Relay::start(Handler* handler) {
         "); start() forks every actor, and fork() copies only the calling thread, so call it "
         "before any other thread starts (a thread pool, an asynchronous logger, a ZeroMQ "
         "context), or after they have been joined");
-  }
-  if (internal::g_running.exchange(true)) {
-    throw std::invalid_argument("start: another relay is running in this process");
   }
   state_->started = true;
   struct Release {

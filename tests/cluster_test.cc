@@ -260,6 +260,28 @@ class ClusterTest : public ProcessTest {
     return path;
   }
 
+  // A driver waits for one worker; a worker started with `odd_flags` is
+  // turned away at once with `refusal` in its output, before it runs
+  // anything; a worker that agrees then joins, and the run ends well.
+  void ExpectTurnedAwayThenRunWithAGoodWorker(std::vector<std::string> odd_flags,
+                                              const std::string& refusal) {
+    Spawned& driver = Driver({"--insecure"}, 1, 500, 0);
+    Spawned& odd = Worker("odd", std::move(odd_flags), 500, 0);
+    const int os = odd.WaitExit(milliseconds(10000));
+    ASSERT_NE(os, -1) << "the mismatched worker still waits after 10 s\n" << All();
+    EXPECT_TRUE(ExitedWith(os, 1)) << DescribeStatus(os) << "\n" << All();
+    EXPECT_THAT(odd.out(), HasSubstr(refusal)) << All();
+    EXPECT_THAT(odd.out(), Not(HasSubstr("worker done"))) << All();
+    Spawned& w = Worker("good", {"--insecure"}, 500, 0);
+    const int status = driver.WaitExit(milliseconds(30000));
+    ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
+    EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
+    EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=good\n"))
+        << All();
+    EXPECT_THAT(driver.out(), HasSubstr("turned away the worker on odd")) << All();
+    EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+  }
+
   // Every process's output, for failure messages.
   std::string All() const {
     Spawned::PumpAll();
@@ -400,25 +422,12 @@ TEST_F(ClusterTest, EarlyWorkerWaitsForTheOthers) {
 // four) is turned away at once with both layouts named; the run goes on with
 // a worker that agrees.
 TEST_F(ClusterTest, WorkerWithAnotherRelayTurnedAway) {
-  Spawned& driver = Driver({"--insecure"}, 1, 500, 0);
-  Spawned& odd = Worker("odd", {"--insecure", "--forwarders", "3"}, 500, 0);
-  const int os = odd.WaitExit(milliseconds(10000));
-  ASSERT_NE(os, -1) << "the mismatched worker still waits after 10 s\n" << All();
-  EXPECT_TRUE(ExitedWith(os, 1)) << DescribeStatus(os) << "\n" << All();
-  EXPECT_THAT(odd.out(),
-              HasSubstr("its program built a different relay (src[1] -> work[3] -> sink[1]; "
-                        "maxsize 100; queues #1; work on workers) than the driver's (src[1] -> "
-                        "work[4] -> sink[1]; maxsize 100; queues #1; work on workers): they "
-                        "differ in layout ('src[1] -> work[3] -> sink[1]' against the driver's "
-                        "'src[1] -> work[4] -> sink[1]')"))
-      << All();
-  Spawned& w = Worker("good", {"--insecure"}, 500, 0);
-  const int status = driver.WaitExit(milliseconds(30000));
-  ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
-  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
-  EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=good\n")) << All();
-  EXPECT_THAT(driver.out(), HasSubstr("turned away the worker on odd")) << All();
-  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+  ExpectTurnedAwayThenRunWithAGoodWorker(
+      {"--insecure", "--forwarders", "3"},
+      "its program built a different relay (src[1] -> work[3] -> sink[1]; maxsize 100; queues "
+      "#1; work on workers) than the driver's (src[1] -> work[4] -> sink[1]; maxsize 100; "
+      "queues #1; work on workers): they differ in layout ('src[1] -> work[3] -> sink[1]' "
+      "against the driver's 'src[1] -> work[4] -> sink[1]')");
 }
 
 // A worker whose relay has another maxsize (10, not 100) would pair a sender
@@ -426,45 +435,21 @@ TEST_F(ClusterTest, WorkerWithAnotherRelayTurnedAway) {
 // run would hang: it is turned away at once, naming both maxsizes, and the
 // run goes on with a worker that agrees.
 TEST_F(ClusterTest, WorkerWithAnotherMaxsizeTurnedAway) {
-  Spawned& driver = Driver({"--insecure"}, 1, 500, 0);
-  Spawned& odd = Worker("odd", {"--insecure", "--maxsize", "10"}, 500, 0);
-  const int os = odd.WaitExit(milliseconds(10000));
-  ASSERT_NE(os, -1) << "the worker with another maxsize still runs after 10 s\n" << All();
-  EXPECT_TRUE(ExitedWith(os, 1)) << DescribeStatus(os) << "\n" << All();
-  EXPECT_THAT(odd.out(), HasSubstr("its program built a different relay (src[1] -> work[4] -> "
-                                   "sink[1]; maxsize 10; queues #1; work on workers) than the "
-                                   "driver's (src[1] -> work[4] -> sink[1]; maxsize 100; queues "
-                                   "#1; work on workers): they differ in maxsize ('maxsize 10' "
-                                   "against the driver's 'maxsize 100')"))
-      << All();
-  Spawned& w = Worker("good", {"--insecure"}, 500, 0);
-  const int status = driver.WaitExit(milliseconds(30000));
-  ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
-  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
-  EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=good\n")) << All();
-  EXPECT_THAT(driver.out(), HasSubstr("turned away the worker on odd")) << All();
-  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+  ExpectTurnedAwayThenRunWithAGoodWorker(
+      {"--insecure", "--maxsize", "10"},
+      "its program built a different relay (src[1] -> work[4] -> sink[1]; maxsize 10; queues "
+      "#1; work on workers) than the driver's (src[1] -> work[4] -> sink[1]; maxsize 100; "
+      "queues #1; work on workers): they differ in maxsize ('maxsize 10' against the driver's "
+      "'maxsize 100')");
 }
 
 // A worker that made another set of queues (one more, bounded) before
 // start() could have its puts reach the wrong queue, as queues are named by
 // creation order: it is turned away, naming both sets.
 TEST_F(ClusterTest, WorkerWithOtherQueuesTurnedAway) {
-  Spawned& driver = Driver({"--insecure"}, 1, 500, 0);
-  Spawned& odd = Worker("odd", {"--insecure", "--extra-queue"}, 500, 0);
-  const int os = odd.WaitExit(milliseconds(10000));
-  ASSERT_NE(os, -1) << "the worker with other queues still runs after 10 s\n" << All();
-  EXPECT_TRUE(ExitedWith(os, 1)) << DescribeStatus(os) << "\n" << All();
-  EXPECT_THAT(odd.out(), HasSubstr("they differ in queues ('queues #1, #2 (maxsize 5)' against "
-                                   "the driver's 'queues #1')"))
-      << All();
-  EXPECT_THAT(odd.out(), Not(HasSubstr("worker done"))) << All();
-  Spawned& w = Worker("good", {"--insecure"}, 500, 0);
-  const int status = driver.WaitExit(milliseconds(30000));
-  ASSERT_NE(status, -1) << "driver still running after 30 s\n" << All();
-  EXPECT_TRUE(ExitedWith(status, 0)) << DescribeStatus(status) << "\n" << All();
-  EXPECT_THAT(driver.out(), HasSubstr("count=500 sum=125250 forwarders=4 hosts=good\n")) << All();
-  EXPECT_TRUE(ExitedWith(w.WaitExit(milliseconds(10000)), 0)) << All();
+  ExpectTurnedAwayThenRunWithAGoodWorker(
+      {"--insecure", "--extra-queue"},
+      "they differ in queues ('queues #1, #2 (maxsize 5)' against the driver's 'queues #1')");
 }
 
 // With ports(7100, 7109) on driver and worker, every port the run listens
@@ -541,7 +526,7 @@ TEST_F(ClusterTest, ActorThatNeverSaysHelloStopsTheRun) {
   EXPECT_TRUE(ExitedWith(status, 1)) << DescribeStatus(status) << "\n" << All();
   EXPECT_THAT(driver.out(),
               HasSubstr("error: actor failed: [work] (Forwarder-2) pid 0 on b1 (" + link_.addr_b +
-                        "): did not say hello within 3.0 s of its start (given "
+                        "): did not say hello within 3.0 s of the start barrier (given "
                         "control " +
                         url_ + ", log tcp://" + link_.addr_a + ":"))
       << All();

@@ -305,11 +305,12 @@ TEST_F(ErrorTest, ActorInTwoPlaces) {
   Plain a, b;
   relay::Relay relay;
   try {
-    relay.connect(a, b, a);
+    relay.connect(a, relay::group("g", b, a));
     FAIL();
   } catch (const std::invalid_argument& e) {
-    // Named as it would be in that place: the first of its group.
-    EXPECT_THAT(e.what(), HasSubstr("actor 'Plain-0' is given twice"));
+    // Named as it is where it was first given (the first of group-0), not as
+    // the second place would name it (Plain-1).
+    EXPECT_THAT(e.what(), HasSubstr("actor 'Plain-0' is given twice (again in group 'g')"));
   }
 }
 

@@ -346,6 +346,25 @@ INSTANTIATE_TEST_SUITE_P(Windows, LostCreditTest,
                          ::testing::Values(CreditCase{4, 3000}, CreditCase{1, 300},
                                            CreditCase{std::nullopt, 30000}));
 
+// An end-of-stream acknowledgement lost the same way (the sender
+// reconnecting) is retried: the sender does not wait for it for ever, and
+// the run ends well. Before, the sender waited until the broker gave it up as
+// a sender that cannot finish its stream. Two senders, so that the receiver
+// still has one open when the first acknowledgement is lost.
+TEST_F(HardeningTest, LostEndOfStreamAcknowledgementIsRetried) {
+  ::setenv("RELAY_TESTING_DROP_FIRST_EOS_ACK", "1", 1);
+  relay::Queue q;
+  Counter a(0, 500), b(500, 500);
+  Tally sink(q);
+  relay::Relay relay;
+  relay.connect(relay::group("src", a, b), sink);
+  relay.start();
+  ::unsetenv("RELAY_TESTING_DROP_FIRST_EOS_ACK");
+  const auto [count, sum] = Collect(q);
+  EXPECT_EQ(count, 1000);
+  EXPECT_EQ(sum, SumRange(0, 1000));
+}
+
 // ---- (6) the abort ends an actor whatever its code catches ----
 
 class Swallower : public relay::Actor {
@@ -526,5 +545,60 @@ TEST_P(StandaloneUnknownQueueTest, PutToAQueueTheMainProcessDoesNotHoldFailsTheA
 }
 
 INSTANTIATE_TEST_SUITE_P(BoundedOrNot, StandaloneUnknownQueueTest, ::testing::Bool());
+
+// A Handler that throws while an actor waits to put to its full bounded
+// queue: start() rethrows the handler's exception. The put, refused once
+// run() has returned, is part of the stop, not the putter's failure, which
+// would hide the real reason behind an ActorError (found in review).
+class GivesUpAtTen : public relay::Handler {
+ public:
+  explicit GivesUpAtTen(relay::Queue& q) : q_(q) {}
+  void run() override {
+    for (int i = 0; i < 10; ++i) (void)q_.get();
+    // Let the queue fill up again and the putter's next put wait for room.
+    for (int i = 0; i < 500 && q_.qsize() < 5; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    throw std::runtime_error("the handler gave up");
+  }
+
+ private:
+  relay::Queue& q_;
+};
+
+void ExpectTheHandlersError(relay::Relay& relay, relay::Handler& handler) {
+  try {
+    relay.start(handler);
+    ADD_FAILURE() << "start() returned normally";
+  } catch (const relay::ActorError& e) {
+    ADD_FAILURE() << "an actor was blamed for the handler's error: " << e.what();
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "the handler gave up");
+  }
+}
+
+TEST_F(HardeningTest, HandlerThatThrowsIsTheOutcomeNotThePutterWaitingOnIt) {
+  relay::Queue small(5);
+  HundredPuts source(small);
+  Sink sink;
+  GivesUpAtTen handler(small);
+  relay::Relay relay;
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  ExpectTheHandlersError(relay, handler);
+}
+
+TEST_F(HardeningTest, StandaloneHandlerThatThrowsIsTheOutcomeNotThePutterWaitingOnIt) {
+  SetWatchdog(std::chrono::seconds(40));
+  StandaloneBroker broker;
+  relay::Queue small(5);
+  HundredPuts source(small);
+  Sink sink;
+  GivesUpAtTen handler(small);
+  relay::Relay relay;
+  relay.broker(broker.url());
+  relay.connect(relay::group("src", source), relay::group("out", sink));
+  ExpectTheHandlersError(relay, handler);
+}
 
 }  // namespace

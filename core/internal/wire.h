@@ -31,7 +31,7 @@
 // (routing id 'W' + 8 hex digits), runs the actors placed on its own host, and
 // receives what an embedded broker would hand it directly:
 //   dhello  [30, host, pid, address, plan]           driver -> broker
-//   dabort  [31, reason]                             driver -> broker
+//   dabort  [31, reason, signal]  driver -> broker; signal 0: its handler threw
 //   qack    [32, actor id, queue_id, error]  a bounded put is in the driver's
 //           queue (error ""), or a put, bounded or not, the driver cannot
 //           deliver: error says why, and the broker fails that actor
