@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <tuple>
 
 #include "relay/internal/queue_state.h"
@@ -110,6 +111,7 @@ ActorRuntime::ActorRuntime(const Plan& plan, Actor& actor)
   if (const char* drop = std::getenv("RELAY_TESTING_DROP_EVERY_NTH_CREDIT")) {
     drop_credit_every_ = std::strtoull(drop, nullptr, 10);
   }
+  drop_first_eos_ack_ = std::getenv("RELAY_TESTING_DROP_FIRST_EOS_ACK") != nullptr;
 }
 
 ActorRuntime* ActorRuntime::current() noexcept { return g_current; }
@@ -126,6 +128,7 @@ void ActorRuntime::run() {
                   " sender(s) still open); a receiver that overrides loop() must call "
                   "relay::Actor::loop()");
     }
+    settle_eos_acks();
     end_stream();
     say_bye();
   } catch (const std::exception& e) {
@@ -200,15 +203,16 @@ void ActorRuntime::connect() {
   // subscription: a record published before the subscription would be lost.
   // Neither may take for ever: a port a firewall closes would hang the run
   // while the pings stay healthy. The broker stops a run whose hellos do not
-  // all come within start_wait() (and names who is missing), so an actor
-  // waits a little longer for the start frame than for its subscription.
+  // all come within start_wait() of the forks (and names who is missing), so
+  // an actor waits twice as long for the start frame: the broker's verdict
+  // comes first even when the driver took long to fork every actor.
   const auto started = std::chrono::steady_clock::now();
   // An actor the driver forked before its workers joined also waits for
   // them (at most worker_wait) before the broker can send start.
   bool any_remote = false;
   for (std::uint32_t id = 0; id < plan_.actors.size(); ++id) any_remote |= plan_.remote(id);
   const auto start_deadline =
-      start_wait() + kStartSlack +
+      2 * start_wait() +
       (any_remote && !plan_.remote(slot_.id) ? plan_.worker_wait : std::chrono::milliseconds(0));
   bool subscribed = false;
   while (endpoints_.empty() || !subscribed) {
@@ -432,6 +436,7 @@ void ActorRuntime::housekeeping(bool force) {
   // nothing that would make this receiver send another.
   for (Upstream& u : up_) {
     if (u.owed) return_credit(u);
+    if (u.ack_owed) send_eos_ack(u);
   }
   report_stats();
   check_driver();
@@ -498,6 +503,34 @@ bool ActorRuntime::reply(std::uint32_t sender, Buffer& frame) {
     // supervisor to judge, not for this receiver.
     if (e.num() != EHOSTUNREACH) throw;
     return false;
+  }
+}
+
+void ActorRuntime::send_eos_ack(Upstream& u) {
+  if (drop_first_eos_ack_) {
+    drop_first_eos_ack_ = false;
+    u.ack_owed = true;
+    return;
+  }
+  Buffer ack;
+  ack.put(kEosAck);
+  u.ack_owed = !reply(u.id, ack);
+}
+
+void ActorRuntime::settle_eos_acks() {
+  // A sender reconnecting when its end of stream was taken is back within
+  // ZeroMQ's reconnect interval; one that is gone for good is the broker's
+  // to judge (it reports a sender that cannot finish its stream).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (;;) {
+    bool owed = false;
+    for (Upstream& u : up_) {
+      if (u.ack_owed) send_eos_ack(u);
+      owed = owed || u.ack_owed;
+    }
+    if (!owed || std::chrono::steady_clock::now() >= deadline) return;
+    housekeeping(true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
 
@@ -595,9 +628,7 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     u.owed = false;  // it sends nothing more
     --open_upstreams_;
     // The count is checked by the broker against what the sender reports.
-    Buffer ack;
-    ack.put(kEosAck);
-    reply(u.id, ack);
+    send_eos_ack(u);
   } else {
     reject("unknown frame kind from actor " + plan_.actors[u.id].name);
   }

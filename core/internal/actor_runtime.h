@@ -69,6 +69,7 @@ class ActorRuntime {
     std::uint64_t unreturned_bytes = 0;  // sizes of the frames taken since
     bool owed = false;                   // a credit could not be sent: retry
     bool ended = false;
+    bool ack_owed = false;  // its end-of-stream acknowledgement could not be sent: retry
   };
 
   void connect();
@@ -96,6 +97,11 @@ class ActorRuntime {
   // false if it could not be routed (EHOSTUNREACH: the sender is not
   // connected, for now or for good).
   bool reply(std::uint32_t sender, Buffer& frame);
+  // Acknowledges `u`'s end of stream; on failure (it is reconnecting) the
+  // acknowledgement is owed and retried, or its sender would wait for ever.
+  void send_eos_ack(Upstream& u);
+  // Retries owed acknowledgements for a while before the actor says bye.
+  void settle_eos_acks();
   // Sends `u` the total it has taken as credit; on failure it is owed.
   void return_credit(Upstream& u);
   void drain_multipart(zmq::socket_t& socket);
@@ -143,6 +149,9 @@ class ActorRuntime {
   // sender is reconnecting.
   std::uint64_t drop_credit_every_ = 0;
   std::uint64_t credit_replies_ = 0;
+  // RELAY_TESTING_DROP_FIRST_EOS_ACK=1: the first end-of-stream
+  // acknowledgement this actor makes is treated as failed the same way.
+  bool drop_first_eos_ack_ = false;
 };
 
 }  // namespace relay::internal
