@@ -285,12 +285,25 @@ std::string quoted_list(const std::vector<std::string>& names) {
   return out;
 }
 
-// The first difference in shape between `actual` and `expected`, or "".
-std::string compare_shape(const msgpack::object& actual, const msgpack::object& expected,
-                          const std::string& path) {
-  const std::string at = path.empty() ? "" : "at " + path + ": ";
+// The first difference in shape between `actual` and `expected`: where (a
+// path such as ".inner[2]", built only once a difference is found, so a value
+// that agrees costs no string) and what.
+struct ShapeDiff {
+  std::string path;
+  std::string what;
+};
+
+std::optional<ShapeDiff> within(std::optional<ShapeDiff> d, const std::string& step) {
+  if (d) d->path.insert(0, step);
+  return d;
+}
+
+std::optional<ShapeDiff> compare_shape(const msgpack::object& actual,
+                                       const msgpack::object& expected) {
   if (expected.type == msgpack::type::MAP) {
-    if (actual.type != msgpack::type::MAP) return at + "a map was expected, got " + wire_type(actual);
+    if (actual.type != msgpack::type::MAP) {
+      return ShapeDiff{"", "a map was expected, got " + wire_type(actual)};
+    }
     const msgpack::object_kv* a = actual.via.map.ptr;
     const msgpack::object_kv* e = expected.via.map.ptr;
     const std::uint32_t na = actual.via.map.size;
@@ -300,10 +313,11 @@ std::string compare_shape(const msgpack::object& actual, const msgpack::object& 
     for (std::uint32_t k = 0; same && k < na; ++k) same = a[k].key == e[k].key;
     if (same) {
       for (std::uint32_t k = 0; k < na; ++k) {
-        std::string d = compare_shape(a[k].val, e[k].val, path + "." + key_text(e[k].key));
-        if (!d.empty()) return d;
+        if (auto d = compare_shape(a[k].val, e[k].val)) {
+          return within(std::move(d), "." + key_text(e[k].key));
+        }
       }
-      return "";
+      return std::nullopt;
     }
     std::map<std::string, std::uint32_t> in_actual;
     for (std::uint32_t k = 0; k < na; ++k) in_actual.emplace(key_bytes(a[k].key), k);
@@ -327,37 +341,40 @@ std::string compare_shape(const msgpack::object& actual, const msgpack::object& 
       out += std::string(out.empty() ? "" : "; ") +
              (unknown.size() == 1 ? "unknown field " : "unknown fields ") + quoted_list(unknown);
     }
-    if (!out.empty()) return at + out;
+    if (!out.empty()) return ShapeDiff{"", out};
     for (std::uint32_t k = 0; k < ne; ++k) {
       const msgpack::object& val = a[in_actual.at(key_bytes(e[k].key))].val;
-      std::string d = compare_shape(val, e[k].val, path + "." + key_text(e[k].key));
-      if (!d.empty()) return d;
+      if (auto d = compare_shape(val, e[k].val)) {
+        return within(std::move(d), "." + key_text(e[k].key));
+      }
     }
-    return "";
+    return std::nullopt;
   }
   if (expected.type == msgpack::type::ARRAY) {
     if (actual.type != msgpack::type::ARRAY) {
-      return at + "an array was expected, got " + wire_type(actual);
+      return ShapeDiff{"", "an array was expected, got " + wire_type(actual)};
     }
     if (actual.via.array.size != expected.via.array.size) {
-      return at + std::to_string(expected.via.array.size) + " field(s) expected, got " +
-             std::to_string(actual.via.array.size);
+      return ShapeDiff{"", std::to_string(expected.via.array.size) + " field(s) expected, got " +
+                               std::to_string(actual.via.array.size)};
     }
     for (std::uint32_t k = 0; k < actual.via.array.size; ++k) {
-      std::string d = compare_shape(actual.via.array.ptr[k], expected.via.array.ptr[k],
-                                    path + "[" + std::to_string(k) + "]");
-      if (!d.empty()) return d;
+      if (auto d = compare_shape(actual.via.array.ptr[k], expected.via.array.ptr[k])) {
+        return within(std::move(d), "[" + std::to_string(k) + "]");
+      }
     }
   }
-  return "";
+  return std::nullopt;
 }
 
 }  // namespace
 
 std::string shape_difference(const msgpack::object& actual, const char* packed, std::size_t size) {
-  msgpack::zone zone;
+  msgpack::zone zone(zone_chunk_for(size));
   const msgpack::object expected = decode_value(zone, packed, size);
-  return compare_shape(actual, expected, "");
+  const std::optional<ShapeDiff> d = compare_shape(actual, expected);
+  if (!d) return "";
+  return d->path.empty() ? d->what : "at " + d->path + ": " + d->what;
 }
 
 std::string integer_out_of_range(const msgpack::object& actual, const std::string& type) {

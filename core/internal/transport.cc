@@ -36,15 +36,20 @@ void bind_retrying(zmq::socket_t& socket, const std::string& endpoint,
 }
 
 std::string bind_in_range(zmq::socket_t& socket, const std::string& host, std::uint16_t first,
-                          std::uint16_t last) {
-  for (std::uint32_t port = first; port <= last; ++port) {
-    const std::string endpoint = "tcp://" + host + ":" + std::to_string(port);
-    try {
-      socket.bind(endpoint);
-      return endpoint;
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EADDRINUSE) throw Error("cannot bind " + endpoint + ": " + e.what());
+                          std::uint16_t last, std::chrono::milliseconds patience) {
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  for (;;) {
+    for (std::uint32_t port = first; port <= last; ++port) {
+      const std::string endpoint = "tcp://" + host + ":" + std::to_string(port);
+      try {
+        socket.bind(endpoint);
+        return endpoint;
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EADDRINUSE) throw Error("cannot bind " + endpoint + ": " + e.what());
+      }
     }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   throw Error("no free port in " + std::to_string(first) + "-" + std::to_string(last) + " on " +
               host);

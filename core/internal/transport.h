@@ -27,11 +27,14 @@ void bind_retrying(zmq::socket_t& socket, const std::string& endpoint,
                    std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
 
 // Binds tcp://`host`:PORT at the first port of [first, last] that is free
-// and returns the endpoint bound. Throws relay::Error "no free port in
-// FIRST-LAST on HOST" when every one is in use, and relay::Error with
-// ZeroMQ's text for any other failure.
+// and returns the endpoint bound. While every one is in use it tries the
+// range again for up to `patience` (as bind_retrying: relay-broker's last run
+// may still be closing its listener on a one-port range), then throws
+// relay::Error "no free port in FIRST-LAST on HOST"; any other failure is
+// relay::Error with ZeroMQ's text.
 std::string bind_in_range(zmq::socket_t& socket, const std::string& host, std::uint16_t first,
-                          std::uint16_t last);
+                          std::uint16_t last,
+                          std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
 
 // zmq::poll that returns 0 (nothing ready) when a signal interrupts it: relay's
 // signal handler only writes a pipe, which the caller polls too.
