@@ -132,11 +132,15 @@ TEST_F(NetnsTest, CleansUpNamespacesAndProcesses) {
   {
     Netns a;
     path = a.path();
-    auto p = Spawn(a, {"/bin/bash", "-c", "setsid sleep 100 & sleep 100"});
-    for (int i = 0; i < 500 && p->Remaining().size() < 3; ++i) {
-      std::this_thread::sleep_for(milliseconds(10));
+    // `wait` keeps bash itself alive: with a last command that is not a
+    // builtin, bash may exec it in place, and the count was 2 or 3 by chance.
+    auto p = Spawn(a, {"/bin/bash", "-c", "setsid sleep 100 & sleep 100 & wait"});
+    // A process in the middle of an exec shows no environment for a moment,
+    // so one scan may miss it: keep the first scan that sees all three.
+    for (int i = 0; i < 500 && started.size() < 3; ++i) {
+      started = p->Remaining();
+      if (started.size() < 3) std::this_thread::sleep_for(milliseconds(10));
     }
-    started = p->Remaining();
     EXPECT_EQ(started.size(), 3u) << "bash and its two sleeps";
   }
   struct stat st;
