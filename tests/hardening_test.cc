@@ -269,6 +269,20 @@ class ReadsAll : public relay::Handler {
   relay::Queue& q_;
 };
 
+// A source putting 100 values to a Queue(5), and a sink, wired into a relay
+// that runs through the standalone relay-broker at `broker_url` if one is
+// given.
+struct SmallQueueRun {
+  explicit SmallQueueRun(const std::string& broker_url = {}) {
+    if (!broker_url.empty()) relay.broker(broker_url);
+    relay.connect(relay::group("src", source), relay::group("out", sink));
+  }
+  relay::Queue small{5};
+  HundredPuts source{small};
+  Sink sink;
+  relay::Relay relay;
+};
+
 void ExpectUnreadQueueFailure(const std::string& what, const std::string& why) {
   EXPECT_THAT(what, HasSubstr("(putter)"));
   EXPECT_THAT(what, HasSubstr("Queue::put: queue #"));
@@ -279,37 +293,26 @@ void ExpectUnreadQueueFailure(const std::string& what, const std::string& why) {
 
 TEST_F(HardeningTest, BoundedQueueWithoutAHandlerFailsThePutter) {
   SetWatchdog(std::chrono::seconds(30));
-  relay::Queue small(5);
-  HundredPuts source(small);
-  Sink sink;
-  relay::Relay relay;
-  relay.connect(relay::group("src", source), relay::group("out", sink));
-  ExpectUnreadQueueFailure(StartError<relay::ActorError>(relay), "no Handler was given to start()");
-  EXPECT_EQ(small.qsize(), 5u);
+  SmallQueueRun run;
+  ExpectUnreadQueueFailure(StartError<relay::ActorError>(run.relay),
+                           "no Handler was given to start()");
+  EXPECT_EQ(run.small.qsize(), 5u);
 }
 
 TEST_F(HardeningTest, BoundedQueueAfterTheHandlerReturnedFailsThePutter) {
   SetWatchdog(std::chrono::seconds(30));
-  relay::Queue small(5);
-  HundredPuts source(small);
-  Sink sink;
+  SmallQueueRun run;
   ReturnsAtOnce handler;
-  relay::Relay relay;
-  relay.connect(relay::group("src", source), relay::group("out", sink));
-  ExpectUnreadQueueFailure(StartError<relay::ActorError>(relay, &handler),
+  ExpectUnreadQueueFailure(StartError<relay::ActorError>(run.relay, &handler),
                            "the Handler's run() has returned");
-  EXPECT_EQ(small.qsize(), 5u);
+  EXPECT_EQ(run.small.qsize(), 5u);
 }
 
 TEST_F(HardeningTest, BoundedQueueReadByTheHandlerTakesEveryPut) {
   SetWatchdog(std::chrono::seconds(30));
-  relay::Queue small(5);
-  HundredPuts source(small);
-  Sink sink;
-  ReadsAll handler(small);
-  relay::Relay relay;
-  relay.connect(relay::group("src", source), relay::group("out", sink));
-  relay.start(&handler);
+  SmallQueueRun run;
+  ReadsAll handler(run.small);
+  run.relay.start(&handler);
   std::vector<int> expected(100);
   for (int i = 0; i < 100; ++i) expected[static_cast<std::size_t>(i)] = i;
   EXPECT_EQ(handler.values, expected);
@@ -477,28 +480,19 @@ void ExpectBrokerSawAFailure(StandaloneBroker& broker) {
 TEST_F(HardeningTest, StandaloneBoundedQueueWithoutAHandlerFailsThePutter) {
   SetWatchdog(std::chrono::seconds(40));
   StandaloneBroker broker;
-  relay::Queue small(5);
-  HundredPuts source(small);
-  Sink sink;
-  relay::Relay relay;
-  relay.broker(broker.url());
-  relay.connect(relay::group("src", source), relay::group("out", sink));
-  ExpectUnreadQueueFailure(StartError<relay::ActorError>(relay), "no Handler was given to start()");
-  EXPECT_EQ(small.qsize(), 5u);
+  SmallQueueRun run(broker.url());
+  ExpectUnreadQueueFailure(StartError<relay::ActorError>(run.relay),
+                           "no Handler was given to start()");
+  EXPECT_EQ(run.small.qsize(), 5u);
   ExpectBrokerSawAFailure(broker);
 }
 
 TEST_F(HardeningTest, StandaloneBoundedQueueAfterTheHandlerReturnedFailsThePutter) {
   SetWatchdog(std::chrono::seconds(40));
   StandaloneBroker broker;
-  relay::Queue small(5);
-  HundredPuts source(small);
-  Sink sink;
+  SmallQueueRun run(broker.url());
   ReturnsAtOnce handler;
-  relay::Relay relay;
-  relay.broker(broker.url());
-  relay.connect(relay::group("src", source), relay::group("out", sink));
-  ExpectUnreadQueueFailure(StartError<relay::ActorError>(relay, &handler),
+  ExpectUnreadQueueFailure(StartError<relay::ActorError>(run.relay, &handler),
                            "the Handler's run() has returned");
   ExpectBrokerSawAFailure(broker);
 }
@@ -506,14 +500,9 @@ TEST_F(HardeningTest, StandaloneBoundedQueueAfterTheHandlerReturnedFailsThePutte
 TEST_F(HardeningTest, StandaloneBoundedQueueReadByTheHandlerTakesEveryPut) {
   SetWatchdog(std::chrono::seconds(40));
   StandaloneBroker broker;
-  relay::Queue small(5);
-  HundredPuts source(small);
-  Sink sink;
-  ReadsAll handler(small);
-  relay::Relay relay;
-  relay.broker(broker.url());
-  relay.connect(relay::group("src", source), relay::group("out", sink));
-  relay.start(&handler);
+  SmallQueueRun run(broker.url());
+  ReadsAll handler(run.small);
+  run.relay.start(&handler);
   std::vector<int> expected(100);
   for (int i = 0; i < 100; ++i) expected[static_cast<std::size_t>(i)] = i;
   EXPECT_EQ(handler.values, expected);
@@ -579,26 +568,17 @@ void ExpectTheHandlersError(relay::Relay& relay, relay::Handler& handler) {
 }
 
 TEST_F(HardeningTest, HandlerThatThrowsIsTheOutcomeNotThePutterWaitingOnIt) {
-  relay::Queue small(5);
-  HundredPuts source(small);
-  Sink sink;
-  GivesUpAtTen handler(small);
-  relay::Relay relay;
-  relay.connect(relay::group("src", source), relay::group("out", sink));
-  ExpectTheHandlersError(relay, handler);
+  SmallQueueRun run;
+  GivesUpAtTen handler(run.small);
+  ExpectTheHandlersError(run.relay, handler);
 }
 
 TEST_F(HardeningTest, StandaloneHandlerThatThrowsIsTheOutcomeNotThePutterWaitingOnIt) {
   SetWatchdog(std::chrono::seconds(40));
   StandaloneBroker broker;
-  relay::Queue small(5);
-  HundredPuts source(small);
-  Sink sink;
-  GivesUpAtTen handler(small);
-  relay::Relay relay;
-  relay.broker(broker.url());
-  relay.connect(relay::group("src", source), relay::group("out", sink));
-  ExpectTheHandlersError(relay, handler);
+  SmallQueueRun run(broker.url());
+  GivesUpAtTen handler(run.small);
+  ExpectTheHandlersError(run.relay, handler);
 }
 
 }  // namespace
