@@ -442,19 +442,21 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         return;
       }
       case Ctl::bye: {
-        need(5);
+        need(6);
         if (r.bye) throw EncodeError("second bye");
+        using Counts = std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint64_t>>;
+        const auto sent = a[2].as<Counts>();
+        const auto received = a[3].as<Counts>();
+        auto outputs = a[5].as<std::vector<std::uint64_t>>();
+        if (outputs.size() != plan_.outputs(slot.group).size()) {
+          throw EncodeError("bye with counts for another number of outputs");
+        }
         r.bye = true;
         logs_expected_[*id] = a[1].as<std::uint64_t>();
         ack_since_[*id] = std::chrono::steady_clock::now();
-        for (const auto& [to, count] :
-             a[2].as<std::vector<std::pair<std::uint32_t, std::uint64_t>>>()) {
-          r.sent[to] = count;
-        }
-        for (const auto& [src, count] :
-             a[3].as<std::vector<std::pair<std::uint32_t, std::uint64_t>>>()) {
-          r.received[src] = count;
-        }
+        for (const auto& [edge, to, count] : sent) r.sent[{edge, to}] = count;
+        for (const auto& [edge, src, count] : received) r.received[{edge, src}] = count;
+        r.outputs = std::move(outputs);
         r.rejected = a[4].as<std::uint64_t>();
         return;
       }
@@ -776,28 +778,32 @@ void Broker::assign_workers() {
 void Broker::check_stuck_senders() {
   // A sender sends end of stream only after shutdown(), and says bye as soon as
   // every receiver has acknowledged it. One still running well after every
-  // receiver it feeds has ended cleanly will never finish: something else
-  // (an impostor on its routing id, a lost frame) ended those streams. Say so
-  // rather than wait for ever.
+  // receiver it feeds, on every edge, has ended cleanly will never finish:
+  // something else (an impostor on its routing id, a lost frame) ended those
+  // streams. Say so rather than wait for ever.
   if (abort_reason_) return;
   const auto now = std::chrono::steady_clock::now();
-  for (std::uint32_t g = 0; g + 1 < plan_.groups.size(); ++g) {
-    const internal::GroupSlot& next = plan_.groups[g + 1];
+  for (std::uint32_t g = 0; g < plan_.groups.size(); ++g) {
+    const std::vector<std::uint32_t> out = plan_.edges_from(g);
+    if (out.empty()) continue;
     std::optional<std::chrono::steady_clock::time_point> last_end;
-    for (std::uint32_t r = next.first; r < next.first + next.size; ++r) {
-      if (!reports_[r].exitcode || !reports_[r].bye) {
-        last_end.reset();
-        break;
+    bool all_ended = true;
+    for (std::uint32_t e : out) {
+      const internal::GroupSlot& next = plan_.groups[plan_.edges[e].to];
+      for (std::uint32_t r = next.first; all_ended && r < next.first + next.size; ++r) {
+        all_ended = reports_[r].exitcode && reports_[r].bye;
+        if (all_ended && (!last_end || reports_[r].ended_at > *last_end)) {
+          last_end = reports_[r].ended_at;
+        }
       }
-      if (!last_end || reports_[r].ended_at > *last_end) last_end = reports_[r].ended_at;
     }
-    if (!last_end || now - *last_end < kStuckAfter) continue;
+    if (!all_ended || !last_end || now - *last_end < kStuckAfter) continue;
     const internal::GroupSlot& from = plan_.groups[g];
     for (std::uint32_t s = from.first; s < from.first + from.size; ++s) {
       if (reports_[s].exitcode || reports_[s].bye) continue;
-      reports_[s].failure = "still sending after every actor of group '" + next.name +
-                            "' ended its stream: its end of stream was never acknowledged "
-                            "(another process took its place on a receiver?)";
+      reports_[s].failure = "still sending after every actor it sends to ended its stream: "
+                            "its end of stream was never acknowledged (another process took "
+                            "its place on a receiver?)";
       logger_->error("[{}] ({}) {}", plan_.actors[s].group_name, plan_.actors[s].name,
                      *reports_[s].failure);
       abort("actor '" + plan_.actors[s].name + "' cannot finish its stream");
@@ -1000,27 +1006,48 @@ std::string Broker::failure_reason(std::uint32_t id) const {
 
 std::vector<EdgeCount> Broker::edges() const {
   std::vector<EdgeCount> out;
-  for (std::uint32_t g = 0; g + 1 < plan_.groups.size(); ++g) {
-    EdgeCount e;
-    e.from_group = g;
-    const internal::GroupSlot& a = plan_.groups[g];
-    const internal::GroupSlot& b = plan_.groups[g + 1];
+  for (std::uint32_t e = 0; e < plan_.edges.size(); ++e) {
+    const internal::EdgeSlot& edge = plan_.edges[e];
+    EdgeCount count;
+    count.edge = e;
+    const internal::GroupSlot& a = plan_.groups[edge.from];
+    const internal::GroupSlot& b = plan_.groups[edge.to];
+    const std::vector<std::string> outputs = plan_.outputs(edge.from);
+    const std::size_t output =
+        std::find(outputs.begin(), outputs.end(), edge.output) - outputs.begin();
     for (std::uint32_t s = a.first; s < a.first + a.size; ++s) {
+      const ActorReport& sender = reports_[s];
+      std::uint64_t on_edge = 0;
+      bool every_receiver = true;  // broadcast: each got all of the output's messages
+      const std::uint64_t to_output =
+          output < sender.outputs.size() ? sender.outputs[output] : 0;
       for (std::uint32_t t = b.first; t < b.first + b.size; ++t) {
-        const auto sit = reports_[s].sent.find(t);
-        const auto rit = reports_[t].received.find(s);
-        const std::uint64_t sent = sit == reports_[s].sent.end() ? 0 : sit->second;
+        const auto sit = sender.sent.find({e, t});
+        const auto rit = reports_[t].received.find({e, s});
+        const std::uint64_t sent = sit == sender.sent.end() ? 0 : sit->second;
         const std::uint64_t received = rit == reports_[t].received.end() ? 0 : rit->second;
-        e.sent += sent;
-        e.received += received;
+        count.sent += sent;
+        count.received += received;
+        on_edge += sent;
+        every_receiver = every_receiver && sent == to_output;
         if (sent != received) {
-          e.mismatches.push_back(plan_.actors[s].name + " -> " + plan_.actors[t].name +
-                                 ": sent " + std::to_string(sent) + ", received " +
-                                 std::to_string(received));
+          count.mismatches.push_back(plan_.actors[s].name + " -> " + plan_.actors[t].name +
+                                     ": sent " + std::to_string(sent) + ", received " +
+                                     std::to_string(received));
         }
       }
+      // Only a sender that said bye reported what it sent to its outputs.
+      if (!sender.bye) continue;
+      if (edge.grouping == internal::EdgeGrouping::broadcast ? !every_receiver
+                                                             : on_edge != to_output) {
+        count.mismatches.push_back(
+            plan_.actors[s].name + ": " + std::to_string(to_output) + " sent to the output, " +
+            (edge.grouping == internal::EdgeGrouping::broadcast
+                 ? "not that many to each receiver"
+                 : std::to_string(on_edge) + " on this edge"));
+      }
     }
-    out.push_back(std::move(e));
+    out.push_back(std::move(count));
   }
   return out;
 }
@@ -1037,8 +1064,7 @@ RunResult Broker::result() const {
   for (const EdgeCount& e : edges()) {
     if (e.mismatches.empty()) continue;
     if (!out.accounting.empty()) out.accounting += "; ";
-    out.accounting += "edge '" + plan_.groups[e.from_group].name + "' -> '" +
-                      plan_.groups[e.from_group + 1].name + "': sent " + std::to_string(e.sent) +
+    out.accounting += "edge " + plan_.edge_name(e.edge) + ": sent " + std::to_string(e.sent) +
                       ", received " + std::to_string(e.received) + " (" +
                       fmt::format("{}", fmt::join(e.mismatches, ", ")) + ")";
   }

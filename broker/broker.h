@@ -15,7 +15,7 @@
 //     and on the first failure stops the others: abort over the control
 //     channel, SIGTERM to local actors, SIGKILL after a grace period.
 // run() returns once every actor has exited; reports() then tells what
-// happened to each, and edges() what was sent and received between groups.
+// happened to each, and edges() what was sent and received on each edge.
 //
 // Across hosts: with plan.listen_endpoint set, the broker also binds control
 // and logs on tcp (CURVE with a ZAP handler when the plan has a key). Workers
@@ -67,8 +67,12 @@ struct ActorReport {
   std::optional<int> exitcode;
   bool stopped = false;                // ended because the broker stopped the run
   std::uint64_t logs_received = 0;
-  std::map<std::uint32_t, std::uint64_t> sent;      // to receiver id
-  std::map<std::uint32_t, std::uint64_t> received;  // from sender id
+  // Per pair of an edge, from its bye: (edge, receiver id) -> messages sent,
+  // (edge, sender id) -> messages received.
+  std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint64_t> sent;
+  std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint64_t> received;
+  // Messages sent to each output of its group (Plan::outputs()), from its bye.
+  std::vector<std::uint64_t> outputs;
   std::uint64_t rejected = 0;
   // The latest counters the actor reported.
   std::uint64_t sent_total = 0;
@@ -104,12 +108,15 @@ struct QueuedJoin {
   std::chrono::steady_clock::time_point last_seen;
 };
 
-// One edge between two consecutive groups: totals over every pair.
+// One edge of the plan: totals over every pair, and what does not add up.
 struct EdgeCount {
-  std::uint32_t from_group = 0;
+  std::uint32_t edge = 0;
   std::uint64_t sent = 0;
   std::uint64_t received = 0;
-  std::vector<std::string> mismatches;  // "Producer-0 -> Worker-1: sent 5, received 4"
+  // "Producer-0 -> Worker-1: sent 5, received 4", or, for a sender whose
+  // output's messages did not all go out on the edge, "Producer-0: 7 sent
+  // to the output, 6 on this edge".
+  std::vector<std::string> mismatches;
 };
 
 // How a run ended, as the driver turns it into start()'s outcome.
@@ -203,7 +210,10 @@ class Broker {
   // Whether actor `id` failed (rather than ended cleanly or being stopped).
   bool failed(std::uint32_t id) const;
   std::string failure_reason(std::uint32_t id) const;
-  // Sent and received counts for each edge, from the actors' bye reports.
+  // Sent and received counts for each edge, from the actors' bye reports:
+  // every pair's counts must agree, and every message a sender sent to an
+  // output must have gone out on each edge leaving it (to one receiver, or to
+  // every one of a broadcast edge).
   std::vector<EdgeCount> edges() const;
 
   // How long stopped actors get between SIGTERM and SIGKILL.

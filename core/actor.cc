@@ -22,7 +22,7 @@ void Actor::run() {
 void Actor::loop() {
   if (!receiver_) {
     throw Error("actor '" + name_ + "' in group '" + group_ +
-                "' has no inbox (it is in the first group) and must override loop()");
+                "' has no inbox (no edge enters its group) and must override loop()");
   }
   internal::ActorRuntime* runtime = internal::ActorRuntime::current();
   if (runtime == nullptr) throw Error("loop: actor '" + name_ + "' is not running in a relay");
@@ -106,6 +106,15 @@ void send_packed(const Actor& actor, Buffer& message) {
                 "' is not running here; send() works only in the actor's own process");
   }
   runtime->send(message);
+}
+
+void send_packed_to(const Actor& actor, std::string_view output, Buffer& message) {
+  ActorRuntime* runtime = ActorRuntime::current();
+  if (runtime == nullptr || &runtime->actor() != &actor) {
+    throw Error("send_to: actor '" + actor.name() +
+                "' is not running here; send_to() works only in the actor's own process");
+  }
+  runtime->send_to(output, message);
 }
 
 void log_text(const Actor& actor, Level level, std::string text) {

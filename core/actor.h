@@ -5,12 +5,15 @@
 //
 //   startup();  loop();  shutdown();
 //
-// The first group's actors (sources) have no inbox and must override loop();
-// later groups' actors (receivers) must override recv(), which the default
-// loop() calls once per message until every actor of the group before has
-// finished. Every group but the last has an outbox: send() passes one message
-// to exactly one actor of the next group. Breaking these rules makes
-// Relay::start() throw std::invalid_argument naming the actor.
+// Actors of a group with no incoming edge (sources) have no inbox and must
+// override loop(); actors of a group with incoming edges (receivers) must
+// override recv(), which the default loop() calls once per message until every
+// sender of every incoming edge has finished. A group with outgoing edges has
+// outputs: send() passes a message to its default output, send_to("name", ...)
+// to a named one, and each edge leaving that output delivers it (to one actor
+// of its group, to the one its key picks, or to all). Breaking these rules
+// makes Relay::connect() or Relay::start() throw std::invalid_argument naming
+// the group.
 //
 //   class Worker : public relay::Actor {
 //    public:
@@ -32,6 +35,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -51,6 +55,7 @@ void run_relay(RelayState& state, Handler* handler);
 struct ProcessHandle;
 class ActorRuntime;
 void send_packed(const Actor& actor, Buffer& message);
+void send_packed_to(const Actor& actor, std::string_view output, Buffer& message);
 void log_text(const Actor& actor, Level level, std::string text);
 }  // namespace internal
 
@@ -83,11 +88,13 @@ class Actor {
 
   // ---- Messaging: from the actor's process ----
 
-  // Sends one message holding `args` to exactly one actor of the next group.
-  // Blocks while the next group holds as many unprocessed messages as the
-  // Relay's maxsize allows. Throws relay::Error if the actor has no outbox (it
-  // is in the last group) or is not running, EncodeError if a value cannot be
-  // encoded.
+  // Sends one message holding `args` to the group's default output: every
+  // edge leaving it delivers the message as its grouping says (by default to
+  // exactly one actor of the next group). Blocks while a receiver it goes to
+  // holds as many unprocessed messages from this actor as the Relay's maxsize
+  // allows. Throws relay::Error if no edge leaves the default output (naming
+  // the outputs that exist) or the actor is not running, EncodeError if a
+  // value cannot be encoded.
   template <class... Args>
   void send(const Args&... args) {
     internal::Buffer& buffer = send_buffer();
@@ -95,6 +102,17 @@ class Actor {
     buffer.put(kDataFrame);
     internal::pack_message(buffer, args...);
     internal::send_packed(*this, buffer);
+  }
+  // As send(), to the named output `output` (relay::output(group, output)
+  // starts its edges). Throws relay::Error naming the group, the output and
+  // the outputs that exist if no edge leaves it.
+  template <class... Args>
+  void send_to(std::string_view output, const Args&... args) {
+    internal::Buffer& buffer = send_buffer();
+    buffer.clear();
+    buffer.put(kDataFrame);
+    internal::pack_message(buffer, args...);
+    internal::send_packed_to(*this, output, buffer);
   }
 
   // Logs a fmt-style message. The record is written by spdlog in the main
@@ -115,10 +133,10 @@ class Actor {
     internal::log_text(*this, level, std::move(text));
   }
 
-  // Whether the actor has an outbox (is not in the last group). Known after
-  // Relay::connect().
+  // Whether the actor's group has an outgoing edge. Known after
+  // Relay::connect() (a later connect() may add one).
   bool sender() const noexcept { return sender_; }
-  // Whether the actor has an inbox (is not in the first group).
+  // Whether the actor's group has an incoming edge (it is not a source).
   bool receiver() const noexcept { return receiver_; }
 
   // ---- Process API (Python's multiprocessing.Process): main process ----
@@ -163,6 +181,7 @@ class Actor {
   friend class Relay;
   friend class internal::ActorRuntime;
   friend void internal::send_packed(const Actor&, internal::Buffer&);
+  friend void internal::send_packed_to(const Actor&, std::string_view, internal::Buffer&);
   friend void internal::log_text(const Actor&, Level, std::string);
   friend void internal::run_relay(internal::RelayState&, Handler*);
 

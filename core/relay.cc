@@ -41,6 +41,7 @@ struct RelayState {
   std::optional<std::size_t> maxsize;
   std::string log_name;
   std::vector<Group> groups;
+  std::vector<EdgeSlot> edges;  // in the order connect() made them
   bool connected = false;
   bool started = false;
   // Across hosts.
@@ -441,6 +442,7 @@ void run_relay(RelayState& state, Handler* handler) {
   plan.log_endpoint = prefix + "log";
   plan.data_prefix = prefix + "data-";
   plan.authkey = random_hex(64);
+  plan.edges = state.edges;
   std::vector<Actor*> actors;
   for (std::uint32_t g = 0; g < state.groups.size(); ++g) {
     const Group& group = state.groups[g];
@@ -653,24 +655,69 @@ Relay::~Relay() {
 
 const std::string& Relay::log_name() const noexcept { return state_->log_name; }
 
-void Relay::connect_groups(std::vector<Group> groups) {
-  if (state_->connected) {
-    throw std::invalid_argument(
-        "connect: this relay is already connected; give every group to one connect() call");
+namespace internal {
+namespace {
+
+std::string group_names(const std::vector<Group>& groups) {
+  std::string names;
+  for (const Group& g : groups) names += (names.empty() ? "'" : ", '") + g.name + "'";
+  return names.empty() ? "none yet" : names;
+}
+
+std::string grouping_call(Grouping g) {
+  return g == Grouping::by_key ? "by_key()" : "broadcast()";
+}
+
+}  // namespace
+}  // namespace internal
+
+void Relay::connect_stages(std::vector<Stage> stages) {
+  internal::RelayState& st = *state_;
+  if (st.started) {
+    throw std::invalid_argument("connect: this relay has been started; wire it before start()");
   }
-  if (groups.size() < 2) {
+  if (stages.size() < 2) {
     throw std::invalid_argument(
-        "connect: a relay needs at least two groups (a source group and a receiving group); "
-        "got " + std::to_string(groups.size()));
+        "connect: an edge needs at least two groups (a sending group and a receiving group); "
+        "got " +
+        std::to_string(stages.size()));
   }
-  std::set<std::string> names;
+  // Worked out on copies: a connect() that throws leaves the relay as it was.
+  std::vector<Group> groups = st.groups;
+  std::vector<internal::EdgeSlot> edges = st.edges;
+  const std::size_t old_groups = groups.size();
   std::map<const Actor*, std::string> seen;  // the name each got where first given
-  for (std::size_t g = 0; g < groups.size(); ++g) {
-    Group& group = groups[g];
-    if (group.name.empty()) group.name = "group-" + std::to_string(g);
-    if (!names.insert(group.name).second) {
-      throw std::invalid_argument("connect: two groups are named '" + group.name +
-                                  "'; give each group its own name");
+  for (const Group& g : groups) {
+    for (const Actor* a : g.actors) seen.emplace(a, a->name_);
+  }
+  auto find = [&](const std::string& name) -> std::optional<std::uint32_t> {
+    for (std::uint32_t g = 0; g < groups.size(); ++g) {
+      if (groups[g].name == name) return g;
+    }
+    return std::nullopt;
+  };
+  std::vector<std::uint32_t> at;  // each stage's group
+  for (std::size_t k = 0; k < stages.size(); ++k) {
+    Stage& stage = stages[k];
+    if (!stage.definition) {
+      const std::optional<std::uint32_t> g = find(stage.reference);
+      if (!g) {
+        throw std::invalid_argument(
+            "connect: there is no group named '" + stage.reference + "'" +
+            (stage.output.empty() ? "" : " (for its output '" + stage.output + "')") +
+            "; a group is defined where it first appears (an actor, a range or "
+            "relay::group(name, ...)) and referred to by name afterwards (the groups are " +
+            internal::group_names(groups) + ")");
+      }
+      at.push_back(*g);
+      continue;
+    }
+    Group& group = *stage.definition;
+    if (group.name.empty()) group.name = "group-" + std::to_string(groups.size());
+    if (find(group.name)) {
+      throw std::invalid_argument("connect: group '" + group.name +
+                                  "' is defined twice; define a group once and refer to it by "
+                                  "its name (\"" + group.name + "\") afterwards");
     }
     if (group.actors.empty()) {
       throw std::invalid_argument("connect: group '" + group.name +
@@ -690,7 +737,7 @@ void Relay::connect_groups(std::vector<Group> groups) {
                                     "' is given twice (again in group '" + group.name +
                                     "'); each actor runs in exactly one place");
       }
-      if (a->relay_serial_ != 0) {
+      if (a->relay_serial_ != 0 && a->relay_serial_ != st.serial) {
         internal::LiveRelays& r = internal::live_relays();
         std::lock_guard lock(r.mu);
         if (r.live.count(a->relay_serial_) != 0) {
@@ -707,22 +754,83 @@ void Relay::connect_groups(std::vector<Group> groups) {
                                     "'; their log records could not be told apart");
       }
     }
+    at.push_back(static_cast<std::uint32_t>(groups.size()));
+    groups.push_back(group);
   }
+  if (stages.front().grouping != Grouping::round_robin) {
+    throw std::invalid_argument("connect: " + internal::grouping_call(stages.front().grouping) +
+                                " wraps the receiving side of an edge, not group '" +
+                                groups[at.front()].name + "', which starts this connect()");
+  }
+  if (!stages.back().output.empty()) {
+    throw std::invalid_argument("connect: relay::output(\"" + groups[at.back()].name + "\", \"" +
+                                stages.back().output +
+                                "\") names the start of an edge, not its end");
+  }
+  for (std::size_t k = 0; k + 1 < stages.size(); ++k) {
+    internal::EdgeSlot e;
+    e.from = at[k];
+    e.output = stages[k].output;
+    e.to = at[k + 1];
+    e.grouping = static_cast<internal::EdgeGrouping>(stages[k + 1].grouping);
+    e.key = static_cast<std::uint32_t>(stages[k + 1].key);
+    if (stages[k + 1].key > 0xffff) {
+      throw std::invalid_argument("connect: by_key(" + std::to_string(stages[k + 1].key) +
+                                  ") for group '" + groups[e.to].name +
+                                  "': a message has fewer values than that");
+    }
+    for (const internal::EdgeSlot& other : edges) {
+      if (other.from == e.from && other.output == e.output && other.to == e.to) {
+        internal::Plan named;
+        named.groups.resize(groups.size());
+        for (std::size_t g = 0; g < groups.size(); ++g) named.groups[g].name = groups[g].name;
+        named.edges = {e};
+        throw std::invalid_argument("connect: the edge " + named.edge_name(0) +
+                                    " is given twice; each message would reach its group twice");
+      }
+    }
+    edges.push_back(std::move(e));
+  }
+  if (edges.size() > internal::kMostEdges) {
+    throw std::invalid_argument("connect: a relay has at most " +
+                                std::to_string(internal::kMostEdges) + " edges");
+  }
+  {
+    internal::Plan shape;
+    for (const Group& g : groups) shape.groups.push_back({g.name, 0, 0});
+    shape.edges = edges;
+    if (const std::optional<std::string> why = internal::check_graph(shape)) {
+      throw std::invalid_argument("connect: " + *why +
+                                  "; a relay is a directed acyclic graph of groups");
+    }
+  }
+  // Committed: the new groups' actors take their place.
   std::uint32_t id = 0;
-  for (std::size_t g = 0; g < groups.size(); ++g) {
+  for (std::size_t g = 0; g < old_groups; ++g) id += static_cast<std::uint32_t>(groups[g].actors.size());
+  for (std::size_t g = old_groups; g < groups.size(); ++g) {
     for (std::size_t i = 0; i < groups[g].actors.size(); ++i) {
       Actor& a = *groups[g].actors[i];
       a.group_ = groups[g].name;
-      a.receiver_ = g > 0;
-      a.sender_ = g + 1 < groups.size();
       a.id_ = static_cast<int>(id++);
-      a.relay_serial_ = state_->serial;
+      a.relay_serial_ = st.serial;
       a.process_.reset();  // from a run of an earlier relay
       if (!a.named_) a.name_ = internal::short_class_name(a) + "-" + std::to_string(i);
     }
   }
-  state_->groups = std::move(groups);
-  state_->connected = true;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    bool sends = false, receives = false;
+    for (const internal::EdgeSlot& e : edges) {
+      sends = sends || e.from == g;
+      receives = receives || e.to == g;
+    }
+    for (Actor* a : groups[g].actors) {
+      a->sender_ = sends;
+      a->receiver_ = receives;
+    }
+  }
+  st.groups = std::move(groups);
+  st.edges = std::move(edges);
+  st.connected = true;
 }
 
 void init(int& argc, char** argv) {
@@ -835,11 +943,13 @@ void Relay::start(Handler* handler) {
     for (const Actor* a : g.actors) {
       if (!a->receiver() && !internal::overrides_loop(*a)) {
         throw std::invalid_argument("start: actor '" + a->name() + "' in group '" + g.name +
-                                    "' has no inbox (first group) and must override loop()");
+                                    "' has no inbox (no edge enters its group: a source) and "
+                                    "must override loop()");
       }
       if (a->receiver() && !internal::overrides_recv(*a)) {
         throw std::invalid_argument("start: actor '" + a->name() + "' in group '" + g.name +
-                                    "' receives messages and must override recv()");
+                                    "' receives messages (an edge enters its group) and must "
+                                    "override recv()");
       }
     }
   }

@@ -1,5 +1,5 @@
 // relay/relay.h: the umbrella header, and relay::Relay, which wires actors
-// into a pipeline and runs each in its own process.
+// into a graph of groups and runs each actor in its own process.
 //
 //   relay::Relay relay(/*maxsize=*/50, /*log=*/"demo");
 //   relay.connect(producer, workers, relay::group("sink", consumer));
@@ -7,10 +7,21 @@
 //
 // A group is an Actor&, a range of actors (std::vector<std::unique_ptr<T>>,
 // std::vector<T*>, ...), or relay::group("name", ...). Unnamed groups are
-// called "group-0", "group-1", ... by position. Between two groups every
-// topology works: 1-1, 1-n, n-1, n-m. Each message goes to exactly one actor of
-// the next group; end of stream reaches every actor after all of its senders
-// finished.
+// called "group-0", "group-1", ... in the order they are defined. connect()
+// wires each group it is given to the next: called once, it builds a chain;
+// called several times, a directed acyclic graph, where a group defined once
+// is referred to afterwards by its name:
+//
+//   relay.connect(src, relay::group("parse", parsers),
+//                 relay::by_key(relay::group("count", counters)));
+//   relay.connect(relay::output("parse", "bad"), relay::group("errors", sink));
+//   relay.connect("count", relay::broadcast(relay::group("mirror", mirrors)));
+//
+// On an edge, each message goes to exactly one actor of the receiving group
+// (round robin among those with credit), to the one its key picks
+// (relay::by_key), or to every one (relay::broadcast). Every edge leaving an
+// output gets each message sent there. An actor's stream ends after every
+// sender of every incoming edge finished.
 //
 // start() returns normally only when every actor ended cleanly and every
 // message sent was received. Otherwise it stops the rest and throws:
@@ -24,9 +35,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -43,8 +56,27 @@ namespace relay {
 // A group of actors, as connect() takes it. Made by relay::group() or from
 // any group argument.
 struct Group {
-  std::string name;  // empty: "group-N" by position
+  std::string name;  // empty: "group-N" in the order groups are defined
   std::vector<Actor*> actors;
+};
+
+// How an edge picks the receiving actor(s) of each message.
+enum class Grouping : std::uint8_t {
+  round_robin,  // exactly one, among those with credit (the default)
+  by_key,       // the one a hash of value `key` picks (see by_key())
+  broadcast,    // every actor of the group
+};
+
+// One place in a connect() call: a group defined here, or one referred to by
+// name, with the grouping of the edge that enters it and, when it is the start
+// of an edge, the output that edge leaves from. Made by connect()'s arguments,
+// relay::by_key(), relay::broadcast() and relay::output().
+struct Stage {
+  std::optional<Group> definition;  // set: defined here; else `reference`
+  std::string reference;            // the name of a group defined earlier
+  std::string output;               // the output an edge leaving here starts at ("": default)
+  Grouping grouping = Grouping::round_robin;
+  std::size_t key = 0;  // by_key: the index of the value hashed
 };
 
 namespace internal {
@@ -90,6 +122,22 @@ Group to_group(T&& arg) {
   }
 }
 
+template <class T>
+Stage to_stage(T&& arg) {
+  using U = std::remove_cvref_t<T>;
+  if constexpr (std::is_same_v<U, Stage>) {
+    return std::forward<T>(arg);
+  } else if constexpr (std::is_convertible_v<T, std::string_view> && !std::is_base_of_v<Actor, U>) {
+    Stage s;
+    s.reference = std::string(std::string_view(arg));
+    return s;
+  } else {
+    Stage s;
+    s.definition = to_group(std::forward<T>(arg));
+    return s;
+  }
+}
+
 struct RelayState;
 
 }  // namespace internal
@@ -101,6 +149,38 @@ Group group(std::string name, Members&&... members) {
   Group g{std::move(name), {}};
   (internal::add_members(g, std::forward<Members>(members)), ...);
   return g;
+}
+
+// The receiving side of a key-partitioned edge: each message goes to the one
+// actor of `g` at position hash(value `key`) % size, where hash is 64-bit
+// FNV-1a over the value's msgpack encoding (integers in their shortest form,
+// so 7 hashes the same as an int, a long or an unsigned). The same key reaches
+// the same position in every run and on every host; a sender waits for that
+// actor's credit. `g` is a group definition or the name of one.
+template <class G>
+Stage by_key(G&& g, std::size_t key = 0) {
+  Stage s = internal::to_stage(std::forward<G>(g));
+  s.grouping = Grouping::by_key;
+  s.key = key;
+  return s;
+}
+
+// The receiving side of a broadcast edge: every actor of `g` receives every
+// message sent on it.
+template <class G>
+Stage broadcast(G&& g) {
+  Stage s = internal::to_stage(std::forward<G>(g));
+  s.grouping = Grouping::broadcast;
+  return s;
+}
+
+// The named output `name` of group `group` (defined earlier) as the start of
+// an edge: what the group's actors send with send_to(name, ...) travels it.
+inline Stage output(std::string group, std::string name) {
+  Stage s;
+  s.reference = std::move(group);
+  s.output = std::move(name);
+  return s;
 }
 
 // Where a group's actors run (Relay::place()).
@@ -147,14 +227,18 @@ class Relay {
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
 
-  // Wires groups in order: each group's actors send to the next group's.
-  // Throws std::invalid_argument for fewer than two groups, an empty group, or
-  // an actor given twice (here or to another relay).
-  template <class... Groups>
-  Relay& connect(Groups&&... groups) {
-    std::vector<Group> list;
-    (list.push_back(internal::to_group(std::forward<Groups>(groups))), ...);
-    connect_groups(std::move(list));
+  // Adds an edge from each group given to the next: from its default output,
+  // or from relay::output(group, name). A group is defined where it first
+  // appears and referred to by its name afterwards. May be called several
+  // times (before start()) to build a directed acyclic graph. Throws
+  // std::invalid_argument, naming the groups, for fewer than two groups, an
+  // empty group, an actor given twice (here or to another relay), a group
+  // defined twice, a name no earlier connect() defined, or a cycle.
+  template <class... Stages>
+  Relay& connect(Stages&&... stages) {
+    std::vector<Stage> list;
+    (list.push_back(internal::to_stage(std::forward<Stages>(stages))), ...);
+    connect_stages(std::move(list));
     return *this;
   }
 
@@ -214,7 +298,7 @@ class Relay {
   const std::string& log_name() const noexcept;
 
  private:
-  void connect_groups(std::vector<Group> groups);
+  void connect_stages(std::vector<Stage> stages);
   std::unique_ptr<internal::RelayState> state_;
 };
 

@@ -514,7 +514,8 @@ TEST_F(ErrorTest, SendFromLastGroup) {
   relay::Relay relay;
   relay.connect(one, sink);
   EXPECT_THAT(relay::testing::StartError<relay::ActorError>(relay),
-              HasSubstr("has no outbox (it is in the last group)"));
+              HasSubstr("has no edge from its group's default output (its outputs: none: no edge "
+                        "leaves the group)"));
 }
 
 // A handler blocked in q.get() is released when an actor fails, and start()

@@ -177,6 +177,21 @@ zmq::socket_t Connect(zmq::context_t& ctx, zmq::socket_type type, const std::str
   return s;
 }
 
+// A raw data socket of the attacker, posing as sender `as_actor` of edge
+// `edge` (the data channel's routing id names both).
+zmq::socket_t DataConnect(zmq::context_t& ctx, const std::string& endpoint, std::uint32_t as_actor,
+                          std::uint32_t edge) {
+  zmq::socket_t s = relay::internal::make_socket(ctx, zmq::socket_type::dealer);  // linger 0
+  s.set(zmq::sockopt::routing_id,
+        zmq::buffer(relay::internal::data_routing_id(as_actor, edge)));
+  s.connect(endpoint);
+  return s;
+}
+
+// In OneTwoOne (source -> middle -> sink) the sink, actor 3, is fed by edge
+// 1 and the middle by edge 0.
+std::uint32_t EdgeInto(std::uint32_t receiver) { return receiver == 3 ? 1 : 0; }
+
 void Send(zmq::socket_t& s, const std::string& frame) {
   s.send(zmq::buffer(frame), zmq::send_flags::none);
 }
@@ -300,8 +315,8 @@ void ExpectAllExitedCleanly(const std::vector<const relay::Actor*>& actors) {
   }
 }
 
-// Frames from peers that are not in the group before a receiver (ZeroMQ's
-// generated routing id, and the 4-byte id of a real actor of another group)
+// Frames from peers that are not senders of an edge into a receiver's group
+// (ZeroMQ's generated routing id, and the id of a real actor of another group)
 // are rejected before they are decoded, whatever they hold: not msgpack, 8 MiB
 // of garbage, a forged end of stream, an empty frame, an unknown kind, a valid
 // message, a hostile array header, a multipart message.
@@ -326,7 +341,7 @@ TEST_F(HostileTest, DataSocketsRejectFramesFromPeersNotInTheGroupBefore) {
       // The sink (3) is not before a forwarder; the source (0) not before
       // the sink.
       zmq::socket_t& other =
-          sockets.emplace_back(Connect(ctx, zmq::socket_type::dealer, endpoint, id == 3 ? 0u : 3u));
+          sockets.emplace_back(DataConnect(ctx, endpoint, id == 3 ? 0u : 3u, EdgeInto(id)));
       Send(other, Tagged(relay::internal::kData, Pack(std::make_tuple(7LL))));
       Send(other, Tagged(relay::internal::kData, kHugeArrayHeader));
       Send(other, Tagged(relay::internal::kEos, Pack(0)));
@@ -340,8 +355,8 @@ TEST_F(HostileTest, DataSocketsRejectFramesFromPeersNotInTheGroupBefore) {
   EXPECT_EQ(Totals(), std::make_tuple(kCount, SumBelow(kCount)));
   ExpectAllExitedCleanly(actors.All());
   EXPECT_EQ(capture_.count("rejected"), 30) << capture_.text();
-  EXPECT_EQ(capture_.count("rejected a frame: frame from a peer that is not in "
-                           "the group before"),
+  EXPECT_EQ(capture_.count("rejected a frame: frame from a peer that is not a sender of an "
+                           "edge into this group"),
             27);
   EXPECT_EQ(capture_.count("rejected a frame: unexpected multipart message"), 3);
   for (const char* who : {"[middle] (Forward-0)", "[middle] (Forward-1)", "[sink] (Tally-0)"}) {
@@ -363,7 +378,7 @@ TEST_F(HostileTest, DataSocketsRejectForgedFramesOfAnEndedSender) {
     sockets.reserve(8);
     for (std::uint32_t id : {2u, 3u}) {
       zmq::socket_t& s =
-          sockets.emplace_back(Connect(ctx, zmq::socket_type::dealer, e.data.at(id), 0u));
+          sockets.emplace_back(DataConnect(ctx, e.data.at(id), 0u, 0u));
       Send(s, Tagged(relay::internal::kData, Pack(std::make_tuple(1000000LL))));
       Send(s, Tagged(relay::internal::kData, garbage));
       Send(s, Tagged(relay::internal::kEos, Pack(0)));
@@ -407,7 +422,7 @@ TEST_F(HostileTest, DataSocketsIgnoreASecondPeerWithALiveSendersId) {
     sockets.reserve(8);
     auto forge = [&](std::uint32_t receiver, std::uint32_t as_sender) {
       zmq::socket_t& s = sockets.emplace_back(
-          Connect(ctx, zmq::socket_type::dealer, e.data.at(receiver), as_sender));
+          DataConnect(ctx, e.data.at(receiver), as_sender, EdgeInto(receiver)));
       Send(s, Tagged(relay::internal::kData, Pack(std::make_tuple(1000000LL))));
       Send(s, Tagged(relay::internal::kEos, Pack(0)));
       Send(s, Tagged(relay::internal::kEos, Pack(5)));
@@ -482,7 +497,8 @@ TEST_F(HostileTest, ControlSocketRejectsMalformedMessagesInTheNameOfAnEndedActor
     Send(s, Pack(std::make_tuple(4)));  // bye without its fields
     Send(s, Pack(std::make_tuple(2, std::string("q"), std::string("b"), 5)));
     Send(s, Pack(std::make_tuple(1, 0, 1, std::string("host"), std::string("ipc://@x"))));
-    Send(s, Pack(std::make_tuple(4, 0, std::vector<int>{}, std::vector<int>{}, 0)));
+    Send(s, Pack(std::make_tuple(4, 0, std::vector<int>{}, std::vector<int>{}, 0,
+                                 std::vector<int>{0})));
     Send(s, kHugeArrayHeader);
     Send(s, garbage);
     std::vector<zmq::socket_t> sockets;
@@ -571,7 +587,7 @@ TEST_F(HostileTest, ImpostorConnectingBeforeTheSenderEndsTheRunWithAnError) {
       // Holds the sender back until the impostor is connected.
       ::kill(*sender_.pid(), SIGSTOP);
       zmq::context_t ctx(1);
-      zmq::socket_t s = Connect(ctx, zmq::socket_type::dealer, FindEndpoints(1).data.at(1), 0u);
+      zmq::socket_t s = DataConnect(ctx, FindEndpoints(1).data.at(1), 0u, 0u);
       Send(s, Tagged(relay::internal::kEos, Pack(0)));
       std::this_thread::sleep_for(milliseconds(200));
       ::kill(*sender_.pid(), SIGCONT);

@@ -23,6 +23,7 @@ using relay::internal::unpack_broker_plan;
 Plan ThreeGroups() {
   Plan p;
   p.groups = {{"src", 0, 1}, {"work", 1, 3}, {"sink", 4, 1}};
+  p.edges = {{0, "", 1}, {1, "", 2}};
   p.actors = {{0, 0, "Source-0", "src"},
               {1, 1, "Forwarder-0", "work"},
               {2, 1, "Forwarder-1", "work"},
@@ -143,7 +144,7 @@ TEST(BrokerPlan, RefusesOtherWindows) {
   const std::string bytes = pack_broker_plan(p);
   msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size());
   auto t = oh.get().as<std::vector<msgpack::object>>();
-  ASSERT_EQ(t.size(), 9u);
+  ASSERT_EQ(t.size(), 10u);
   msgpack::zone zone;
   t[8] = msgpack::object(std::make_pair(std::vector<std::uint32_t>{4, 10}, std::uint64_t{0}), zone);
   const std::string other = Packed(t);
@@ -250,6 +251,104 @@ TEST(RunResult, RefusesWhatIsNotAResult) {
   EXPECT_THROW(relay::broker::unpack_result(word.data(), word.size()), EncodeError);
   const std::string wrong = Packed(std::make_tuple(1, 2, 3, 4, 5));
   EXPECT_THROW(relay::broker::unpack_result(wrong.data(), wrong.size()), EncodeError);
+}
+
+
+// A graph: outputs, groupings, fan-out and merge show in the layout, travel in
+// the plan, and change the fingerprint.
+Plan Graph() {
+  using relay::internal::EdgeGrouping;
+  Plan p;
+  p.groups = {{"src", 0, 1}, {"parse", 1, 4}, {"count", 5, 3}, {"errors", 8, 1}, {"top", 9, 1}};
+  p.edges = {{0, "", 1},
+             {1, "", 2, EdgeGrouping::by_key, 0},
+             {1, "bad", 3},
+             {2, "", 4, EdgeGrouping::broadcast},
+             {3, "", 4}};
+  for (std::uint32_t g = 0; g < p.groups.size(); ++g) {
+    for (std::uint32_t i = 0; i < p.groups[g].size; ++i) {
+      const std::uint32_t id = p.groups[g].first + i;
+      p.actors.push_back({id, g, "A-" + std::to_string(id), p.groups[g].name});
+    }
+  }
+  p.placement.assign(p.actors.size(), std::nullopt);
+  p.maxsize = 12;
+  return p;
+}
+
+TEST(BrokerPlan, LayoutShowsAGraph) {
+  const Plan p = Graph();
+  EXPECT_EQ(p.layout(),
+            "src[1] -> parse[4] -> {count[3] by key -> top[1] broadcast, errors[1] from 'bad' -> "
+            "top}");
+  EXPECT_EQ(p.edge_name(2), "'parse'.'bad' -> 'errors'");
+  EXPECT_EQ(p.outputs(1), (std::vector<std::string>{"", "bad"}));
+  // A broadcast pair holds maxsize; the others share it over their receivers.
+  EXPECT_EQ(p.window(1), 4u);
+  EXPECT_EQ(p.window(3), 12u);
+  const std::string bytes = pack_broker_plan(p);
+  const Plan out = unpack_broker_plan(bytes.data(), bytes.size());
+  ASSERT_EQ(out.edges.size(), 5u);
+  EXPECT_EQ(out.edges[2].output, "bad");
+  EXPECT_EQ(out.edges[1].grouping, relay::internal::EdgeGrouping::by_key);
+  EXPECT_EQ(out.fingerprint(), p.fingerprint());
+  Plan rekeyed = Graph();
+  rekeyed.edges[1].key = 1;
+  EXPECT_NE(rekeyed.fingerprint(), p.fingerprint());
+  EXPECT_THAT(rekeyed.layout(), ::testing::HasSubstr("count[3] by key 1"));
+  Plan regrouped = Graph();
+  regrouped.edges[3].grouping = relay::internal::EdgeGrouping::round_robin;
+  EXPECT_NE(regrouped.fingerprint(), p.fingerprint());
+}
+
+TEST(BrokerPlan, RefusesAGraphWithACycleOrALooseGroup) {
+  Plan cycle = Graph();
+  cycle.edges.push_back({4, "", 1});
+  std::string bytes = pack_broker_plan(cycle);
+  try {
+    unpack_broker_plan(bytes.data(), bytes.size());
+    ADD_FAILURE() << "a plan with a cycle was accepted";
+  } catch (const EncodeError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("a cycle: 'parse' -> 'count' -> 'top' -> 'parse'"));
+  }
+  Plan loose = Graph();
+  loose.edges.pop_back();
+  loose.edges.pop_back();
+  loose.edges.push_back({3, "", 2});
+  bytes = pack_broker_plan(loose);
+  try {
+    unpack_broker_plan(bytes.data(), bytes.size());
+    ADD_FAILURE() << "a plan with a group without edges was accepted";
+  } catch (const EncodeError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("group 'top' has no edge"));
+  }
+}
+
+// by_key hashes one value's bytes: value_span() finds them in a message.
+TEST(KeyHash, FindsEachValueOfAMessage) {
+  relay::internal::Buffer b;
+  relay::internal::pack_message(b, 7, std::string("word"), std::vector<int>{1, 2, 3},
+                                std::map<std::string, int>{{"a", 1}});
+  const auto v0 = relay::internal::value_span(b.data(), b.size(), 0);
+  const auto v1 = relay::internal::value_span(b.data(), b.size(), 1);
+  const auto v3 = relay::internal::value_span(b.data(), b.size(), 3);
+  ASSERT_TRUE(v0 && v1 && v3);
+  EXPECT_EQ(std::string(b.data() + v0->first, v0->second), std::string("\x07"));
+  EXPECT_EQ(std::string(b.data() + v1->first, v1->second), std::string("\xa4word"));
+  EXPECT_EQ(v3->first + v3->second, b.size());
+  EXPECT_FALSE(relay::internal::value_span(b.data(), b.size(), 4));
+  EXPECT_FALSE(relay::internal::value_span(b.data(), b.size() - 1, 3)) << "truncated";
+  // 7 as an int, a long and an unsigned is one key: the shortest encoding.
+  relay::internal::Buffer l;
+  relay::internal::pack_message(l, 7L, 0);
+  const auto w0 = relay::internal::value_span(l.data(), l.size(), 0);
+  ASSERT_TRUE(w0);
+  EXPECT_EQ(relay::internal::key_hash(l.data() + w0->first, w0->second),
+            relay::internal::key_hash(b.data() + v0->first, v0->second));
+  // FNV-1a 64 of the bytes, fixed for good: the offset basis for no bytes,
+  // and the published value for "a".
+  EXPECT_EQ(relay::internal::key_hash("", 0), 14695981039346656037ull);
+  EXPECT_EQ(relay::internal::key_hash("a", 1), 0xaf63dc4c8601ec8cull);
 }
 
 }  // namespace

@@ -143,15 +143,24 @@ void ActorRuntime::run() {
 
 void ActorRuntime::connect() {
   std::string endpoint;
+  window_bytes_ = plan_.window_bytes();
   if (actor_.receiver()) {
-    const GroupSlot& prev = plan_.groups[slot_.group - 1];
-    up_first_ = prev.first;
-    up_.resize(prev.size);
-    for (std::uint32_t i = 0; i < prev.size; ++i) up_[i].id = prev.first + i;
-    open_upstreams_ = prev.size;
-    const std::uint32_t window = plan_.window(slot_.group - 1);
-    credit_return_ = std::max<std::uint32_t>(1, window / 2);
-    window_bytes_ = plan_.window_bytes();
+    // One upstream per sender of every incoming edge.
+    std::uint32_t window = 1;
+    for (std::uint32_t e : plan_.edges_into(slot_.group)) {
+      const GroupSlot& from = plan_.groups[plan_.edges[e].from];
+      in_edges_.push_back({e, from.first, up_.size(), from.size});
+      const std::uint32_t w = plan_.window(e);
+      window = std::max(window, w);
+      for (std::uint32_t i = 0; i < from.size; ++i) {
+        Upstream u;
+        u.id = from.first + i;
+        u.edge = e;
+        u.credit_return = std::max<std::uint32_t>(1, w / 2);
+        up_.push_back(u);
+      }
+    }
+    open_upstreams_ = static_cast<std::uint32_t>(up_.size());
     inbox_ = make_socket(ctx_, zmq::socket_type::router);
     // Credits keep each pipe below the window; the margin is for control frames.
     inbox_.set(zmq::sockopt::rcvhwm, static_cast<int>(std::min<std::uint32_t>(window, 1 << 20) + 64));
@@ -244,20 +253,37 @@ void ActorRuntime::connect() {
     check_driver();
   }
   if (actor_.sender()) {
-    const GroupSlot& next = plan_.groups[slot_.group + 1];
-    const std::uint32_t window = plan_.window(slot_.group);
-    window_out_ = window;
-    window_bytes_ = plan_.window_bytes();
-    down_.resize(next.size);
-    for (std::uint32_t i = 0; i < next.size; ++i) {
-      Downstream& d = down_[i];
-      d.id = next.first + i;
-      d.credit = window;
-      d.socket = make_socket(ctx_, zmq::socket_type::dealer);
-      d.socket.set(zmq::sockopt::routing_id, zmq::buffer(routing_id(slot_.id)));
-      d.socket.set(zmq::sockopt::sndhwm, static_cast<int>(std::min<std::uint32_t>(window, 1 << 20) + 64));
-      d.socket.set(zmq::sockopt::rcvtimeo, kBriefWaitMs);
-      if (plan_.key) curve_client(d.socket, *plan_.key);
+    // One downstream per receiver of every outgoing edge, each with a DEALER
+    // of its own: the edge is in its routing id, so that credits, end of
+    // stream and counts are per pair of one edge.
+    for (const std::string& name : plan_.outputs(slot_.group)) {
+      if (name.empty()) default_output_ = outputs_.size();
+      outputs_.push_back({name, {}, 0});
+    }
+    for (std::uint32_t e : plan_.edges_from(slot_.group)) {
+      const EdgeSlot& edge = plan_.edges[e];
+      const GroupSlot& to = plan_.groups[edge.to];
+      const std::uint32_t window = plan_.window(e);
+      // Each sender starts at a different receiver, so that n senders do not
+      // all begin with the same one.
+      OutEdge out{e, edge.grouping, edge.key, down_.size(), to.size, slot_.id % to.size};
+      for (Output& o : outputs_) {
+        if (o.name == edge.output) o.edges.push_back(out_edges_.size());
+      }
+      out_edges_.push_back(out);
+      for (std::uint32_t i = 0; i < to.size; ++i) {
+        Downstream& d = down_.emplace_back();
+        d.id = to.first + i;
+        d.edge = e;
+        d.window = window;
+        d.credit = window;
+        d.socket = make_socket(ctx_, zmq::socket_type::dealer);
+        d.socket.set(zmq::sockopt::routing_id, zmq::buffer(data_routing_id(slot_.id, e)));
+        d.socket.set(zmq::sockopt::sndhwm,
+                     static_cast<int>(std::min<std::uint32_t>(window, 1 << 20) + 64));
+        d.socket.set(zmq::sockopt::rcvtimeo, kBriefWaitMs);
+        if (plan_.key) curve_client(d.socket, *plan_.key);
+      }
     }
     // Across hosts a receiver's port may be unreachable (a firewall): a
     // DEALER would queue messages for it for ever. Watch each connection
@@ -269,9 +295,6 @@ void ActorRuntime::connect() {
     }
     for (Downstream& d : down_) down_items_.push_back({d.socket.handle(), 0, ZMQ_POLLIN, 0});
     down_items_.push_back({control_.handle(), 0, ZMQ_POLLIN, 0});
-    // Start each sender at a different receiver, so that n senders do not all
-    // begin with the same one.
-    next_ = slot_.id % next.size;
   }
 }
 
@@ -331,38 +354,126 @@ void ActorRuntime::wait_for_downstream() {
   for (Downstream& d : down_) zmq_socket_monitor(d.socket.handle(), nullptr, 0);
 }
 
-void ActorRuntime::send(Buffer& frame) {
-  if (down_.empty()) {
-    throw Error("send: actor '" + slot_.name + "' in group '" + slot_.group_name +
-                "' has no outbox (it is in the last group)");
+namespace {
+
+std::string output_list(const std::vector<std::string>& outputs) {
+  std::string out;
+  for (const std::string& o : outputs) {
+    out += (out.empty() ? "" : ", ") + (o.empty() ? std::string("the default one") : "'" + o + "'");
   }
-  for (;;) {
-    const std::size_t n = down_.size();
-    for (std::size_t k = 0; k < n; ++k) {
-      const std::size_t i = (next_ + k) % n;
-      Downstream& d = down_[i];
-      if (d.credit == 0) continue;
-      // Checked before this frame is added: with less than half the bound
-      // uncredited, the receiver holds nothing back, whatever this frame's size.
-      if (window_bytes_ != 0 && d.bytes_out >= window_bytes_ && !d.sizes.empty()) continue;
-      const std::uint64_t size = frame.size();  // before send_frame() takes the buffer
-      if (++total_sent_ != drop_nth_) {
-        (void)send_frame(d.socket, frame);
-        // Only what went out: a frame the receiver never sees is never
-        // credited, and would hold the pair's byte window for ever.
-        if (window_bytes_ != 0) {
-          d.sizes.push_back(size);
-          d.bytes_out += size;
-        }
-      }
-      --d.credit;
-      ++d.sent;
-      next_ = i + 1;
-      if ((++stats_tick_ & 15) == 0) housekeeping();
+  return out.empty() ? "none: no edge leaves the group" : out;
+}
+
+}  // namespace
+
+void ActorRuntime::send(Buffer& frame) {
+  if (!default_output_) {
+    throw Error("send: actor '" + slot_.name + "' in group '" + slot_.group_name +
+                "' has no edge from its group's default output (its outputs: " +
+                output_list(plan_.outputs(slot_.group)) + ")");
+  }
+  send_output(outputs_[*default_output_], frame);
+}
+
+void ActorRuntime::send_to(std::string_view output, Buffer& frame) {
+  for (Output& o : outputs_) {
+    if (o.name == output) {
+      send_output(o, frame);
       return;
     }
-    wait_downstream();
   }
+  throw Error("send_to: group '" + slot_.group_name + "' has no edge from an output named '" +
+              std::string(output) + "' (its outputs: " + output_list(plan_.outputs(slot_.group)) +
+              "); connect(relay::output(\"" + slot_.group_name + "\", \"" + std::string(output) +
+              "\"), ...) makes one");
+}
+
+bool ActorRuntime::has_room(const Downstream& d) const noexcept {
+  // The byte bound is checked before this frame is added: with less than half
+  // of it uncredited, the receiver holds nothing back, whatever this frame's
+  // size.
+  return d.credit > 0 && !(window_bytes_ != 0 && d.bytes_out >= window_bytes_ && !d.sizes.empty());
+}
+
+void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
+  while (!has_room(d)) wait_downstream();
+  Buffer* out = &frame;
+  if (!last) {
+    // Another receiver takes this frame too: this one gets a copy.
+    copy_.clear();
+    copy_.write(frame.data(), frame.size());
+    out = &copy_;
+  }
+  const std::uint64_t size = out->size();  // before send_frame() takes the buffer
+  if (++total_sent_ != drop_nth_) {
+    (void)send_frame(d.socket, *out);
+    // Only what went out: a frame the receiver never sees is never
+    // credited, and would hold the pair's byte window for ever.
+    if (window_bytes_ != 0) {
+      d.sizes.push_back(size);
+      d.bytes_out += size;
+    }
+  }
+  --d.credit;
+  ++d.sent;
+  if ((++stats_tick_ & 15) == 0) housekeeping();
+}
+
+std::size_t ActorRuntime::key_position(const OutEdge& e, const Buffer& frame) const {
+  const auto span = value_span(frame.data() + 1, frame.size() - 1, e.key);
+  if (!span) {
+    throw Error("send: the edge " + plan_.edge_name(e.edge) + " is keyed by value " +
+                std::to_string(e.key) + " (by_key), and this message has no value " +
+                std::to_string(e.key));
+  }
+  return static_cast<std::size_t>(key_hash(frame.data() + 1 + span->first, span->second) %
+                                  e.size);
+}
+
+void ActorRuntime::send_output(Output& output, Buffer& frame) {
+  const std::size_t edges = output.edges.size();
+  // Key positions first: a message without its key fails before any copy of it
+  // went out on another edge.
+  keyed_.resize(edges);
+  for (std::size_t k = 0; k < edges; ++k) {
+    const OutEdge& e = out_edges_[output.edges[k]];
+    if (e.grouping == EdgeGrouping::by_key) keyed_[k] = key_position(e, frame);
+  }
+  for (std::size_t k = 0; k < edges; ++k) {
+    OutEdge& e = out_edges_[output.edges[k]];
+    const bool last_edge = k + 1 == edges;
+    switch (e.grouping) {
+      case EdgeGrouping::round_robin: {
+        for (;;) {
+          std::size_t pick = e.size;
+          for (std::size_t j = 0; j < e.size; ++j) {
+            const std::size_t i = (e.next + j) % e.size;
+            if (has_room(down_[e.first + i])) {
+              pick = i;
+              break;
+            }
+          }
+          if (pick != e.size) {
+            e.next = pick + 1;
+            emit(down_[e.first + pick], frame, last_edge);
+            break;
+          }
+          wait_downstream();
+        }
+        break;
+      }
+      case EdgeGrouping::by_key: {
+        emit(down_[e.first + keyed_[k]], frame, last_edge);
+        break;
+      }
+      case EdgeGrouping::broadcast:
+        for (std::size_t i = 0; i < e.size; ++i) {
+          emit(down_[e.first + i], frame, last_edge && i + 1 == e.size);
+        }
+        break;
+    }
+  }
+  ++output.sent;
 }
 
 void ActorRuntime::read_credit(Downstream& d, const zmq::message_t& frame) {
@@ -485,16 +596,16 @@ void ActorRuntime::report_stats(bool force) {
   std::uint64_t sent = 0, received = 0, waiting = 0;
   for (const Downstream& d : down_) {
     sent += d.sent;
-    waiting += window_out_ - std::min<std::uint64_t>(d.credit, window_out_);
+    waiting += d.window - std::min<std::uint64_t>(d.credit, d.window);
   }
   for (const Upstream& u : up_) received += u.received;
   (void)send_value(control_, std::make_tuple(static_cast<std::uint8_t>(Ctl::stats), sent,
                                              received, waiting));
 }
 
-bool ActorRuntime::reply(std::uint32_t sender, Buffer& frame) {
+bool ActorRuntime::reply(const Upstream& sender, Buffer& frame) {
   try {
-    inbox_.send(zmq::buffer(routing_id(sender)), zmq::send_flags::sndmore);
+    inbox_.send(zmq::buffer(data_routing_id(sender.id, sender.edge)), zmq::send_flags::sndmore);
     (void)send_frame(inbox_, frame);
     return true;
   } catch (const zmq::error_t& e) {
@@ -514,7 +625,7 @@ void ActorRuntime::send_eos_ack(Upstream& u) {
   }
   Buffer ack;
   ack.put(kEosAck);
-  u.ack_owed = !reply(u.id, ack);
+  u.ack_owed = !reply(u, ack);
 }
 
 void ActorRuntime::settle_eos_acks() {
@@ -541,7 +652,7 @@ void ActorRuntime::return_credit(Upstream& u) {
   const bool dropped = drop_credit_every_ != 0 && ++credit_replies_ % drop_credit_every_ == 0;
   // Not sent (a sender reconnecting, or gone): owed, and retried from
   // housekeeping() until it goes out or the sender ends its stream.
-  u.owed = dropped || !reply(u.id, credit);
+  u.owed = dropped || !reply(u, credit);
   if (u.owed) return;
   u.credited = u.taken;
   u.unreturned_bytes = 0;
@@ -569,12 +680,18 @@ std::shared_ptr<Payload> ActorRuntime::payload_for(std::size_t size) {
 }
 
 void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
-  const auto id = parse_routing_id(from.data(), from.size());
-  if (!id || *id < up_first_ || *id - up_first_ >= up_.size()) {
-    reject("frame from a peer that is not in the group before");
+  const auto peer = parse_data_routing_id(from.data(), from.size());
+  const InEdge* in = nullptr;
+  if (peer) {
+    for (const InEdge& e : in_edges_) {
+      if (e.edge == peer->edge) in = &e;
+    }
+  }
+  if (in == nullptr || peer->id < in->sender_first || peer->id - in->sender_first >= in->size) {
+    reject("frame from a peer that is not a sender of an edge into this group");
     return;
   }
-  Upstream& u = up_[*id - up_first_];
+  Upstream& u = up_[in->first + (peer->id - in->sender_first)];
   const char* p = frame.data<char>();
   const std::size_t size = frame.size();
   if (size == 0) {
@@ -607,7 +724,7 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     // recv() runs: a recv() that blocks in send() on the next edge must not
     // hold up this one, so edges do not chain their round trips.
     u.unreturned_bytes += size;
-    if (++u.taken - u.credited >= credit_return_ ||
+    if (++u.taken - u.credited >= u.credit_return ||
         (window_bytes_ != 0 && u.unreturned_bytes >= window_bytes_ / 2)) {
       return_credit(u);
     }
@@ -716,12 +833,14 @@ void ActorRuntime::log(Level level, const std::string& text) noexcept {
 
 void ActorRuntime::say_bye() {
   report_stats(true);
-  std::vector<std::pair<std::uint32_t, std::uint64_t>> sent;
-  std::vector<std::pair<std::uint32_t, std::uint64_t>> received;
-  for (const Downstream& d : down_) sent.emplace_back(d.id, d.sent);
-  for (const Upstream& u : up_) received.emplace_back(u.id, u.received);
+  std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint64_t>> sent;
+  std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint64_t>> received;
+  std::vector<std::uint64_t> outputs;
+  for (const Downstream& d : down_) sent.emplace_back(d.edge, d.id, d.sent);
+  for (const Upstream& u : up_) received.emplace_back(u.edge, u.id, u.received);
+  for (const Output& o : outputs_) outputs.push_back(o.sent);
   send_value(control_, std::make_tuple(static_cast<std::uint8_t>(Ctl::bye), logs_, sent,
-                                       received, rejected_));
+                                       received, rejected_, outputs));
   wait_control(Ctl::ack);
 }
 

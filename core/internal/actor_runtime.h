@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <zmq.hpp>
@@ -38,8 +39,11 @@ class ActorRuntime {
   // Runs the whole life of the actor process; never returns.
   [[noreturn]] void run();
 
-  // Sends one data frame ('D' + message) to one receiver with credit.
+  // Sends one data frame ('D' + message) to the default output / to output
+  // `output`: on every edge leaving it, to the receiver(s) its grouping picks,
+  // each once it has credit.
   void send(Buffer& frame);
+  void send_to(std::string_view output, Buffer& frame);
   // Receives messages and calls recv() until every sender has ended its stream.
   void receive_loop();
   void log(Level level, const std::string& text) noexcept;
@@ -48,8 +52,11 @@ class ActorRuntime {
   const Plan& plan() const noexcept { return plan_; }
 
  private:
+  // One receiver of one outgoing edge.
   struct Downstream {
     std::uint32_t id = 0;
+    std::uint32_t edge = 0;
+    std::uint32_t window = 0;
     zmq::socket_t socket;
     std::uint64_t credit = 0;
     std::uint64_t sent = 0;
@@ -61,8 +68,34 @@ class ActorRuntime {
     std::deque<std::uint64_t> sizes;
     std::uint64_t bytes_out = 0;
   };
+  // An outgoing edge: its receivers are down_[first, first + size).
+  struct OutEdge {
+    std::uint32_t edge = 0;
+    EdgeGrouping grouping = EdgeGrouping::round_robin;
+    std::uint32_t key = 0;
+    std::size_t first = 0;
+    std::size_t size = 0;
+    std::size_t next = 0;  // round robin: where the next search starts
+  };
+  // An output of the group (Plan::outputs()), and the edges leaving it.
+  struct Output {
+    std::string name;
+    std::vector<std::size_t> edges;  // into out_edges_
+    std::uint64_t sent = 0;          // messages sent to it
+  };
+  // An incoming edge: its senders are up_[first, first + size), from actor
+  // ids sender_first on.
+  struct InEdge {
+    std::uint32_t edge = 0;
+    std::uint32_t sender_first = 0;
+    std::size_t first = 0;
+    std::size_t size = 0;
+  };
+  // One sender of one incoming edge.
   struct Upstream {
     std::uint32_t id = 0;
+    std::uint32_t edge = 0;
+    std::uint64_t credit_return = 1;  // credits go back in batches of this many
     std::uint64_t received = 0;
     std::uint64_t taken = 0;             // 'D' frames taken off the wire
     std::uint64_t credited = 0;          // the last total sent back as credit
@@ -73,6 +106,14 @@ class ActorRuntime {
   };
 
   void connect();
+  void send_output(Output& output, Buffer& frame);
+  // Whether `d` may take one more frame now (credit, and the byte window).
+  bool has_room(const Downstream& d) const noexcept;
+  // Sends `frame` on `d` once it has room; `last`: the buffer may be taken,
+  // else a copy goes.
+  void emit(Downstream& d, Buffer& frame, bool last);
+  // The receiver of by_key edge `e` for `frame`.
+  std::size_t key_position(const OutEdge& e, const Buffer& frame) const;
   // Connects every downstream DEALER and waits, at most start_wait(), until
   // each has completed its handshake; throws naming the endpoints it could
   // not reach.
@@ -96,7 +137,7 @@ class ActorRuntime {
   // Sends a frame back to upstream actor `sender` (credits, acks); returns
   // false if it could not be routed (EHOSTUNREACH: the sender is not
   // connected, for now or for good).
-  bool reply(std::uint32_t sender, Buffer& frame);
+  bool reply(const Upstream& sender, Buffer& frame);
   // Acknowledges `u`'s end of stream; on failure (it is reconnecting) the
   // acknowledgement is owed and retried, or its sender would wait for ever.
   void send_eos_ack(Upstream& u);
@@ -120,16 +161,19 @@ class ActorRuntime {
   zmq::socket_t log_;
   zmq::socket_t inbox_;
   std::vector<Downstream> down_;
+  std::vector<OutEdge> out_edges_;
+  std::vector<Output> outputs_;
+  std::optional<std::size_t> default_output_;
+  Buffer copy_;                     // a frame going to more than one receiver
+  std::vector<std::size_t> keyed_;  // send_output(): each by_key edge's receiver
   // wait_downstream()'s poll set: every downstream socket, then control.
   std::vector<zmq::pollitem_t> down_items_;
   std::chrono::steady_clock::time_point next_housekeeping_{};
   std::shared_ptr<Payload> spare_;
   std::vector<Upstream> up_;
-  std::uint32_t up_first_ = 0;  // id of the first upstream actor
+  std::vector<InEdge> in_edges_;
   std::uint32_t open_upstreams_ = 0;
-  std::uint64_t credit_return_ = 1;
   std::uint64_t window_bytes_ = 0;  // 0: no byte bound (see Plan::window_bytes)
-  std::size_t next_ = 0;
   std::uint64_t logs_ = 0;
   std::uint64_t rejected_ = 0;
   std::vector<std::string> endpoints_;
@@ -140,7 +184,6 @@ class ActorRuntime {
   // Counters for the monitor, sent at most every kStatsPeriod.
   void report_stats(bool force = false);
   std::uint32_t stats_tick_ = 0;
-  std::uint64_t window_out_ = 0;
   std::chrono::steady_clock::time_point next_stats_{};
   std::uint64_t drop_nth_ = 0;
   std::uint64_t total_sent_ = 0;

@@ -104,11 +104,61 @@ msgpack::unpack_limit limits_for(std::size_t size) {
   return msgpack::unpack_limit(size, size / 2, size, size, size, kMaxDepth);
 }
 
-// Big-endian length of `n` bytes at `p`.
-std::uint64_t read_length(const unsigned char* p, std::size_t n) noexcept {
-  std::uint64_t v = 0;
-  for (std::size_t i = 0; i < n; ++i) v = v << 8 | p[i];
-  return v;
+
+}  // namespace
+
+namespace {
+
+// The msgpack formats 0xc4..0xdf: header bytes after the type byte, and
+// what they hold.
+struct Format {
+  unsigned char len;   // length field bytes
+  unsigned char kind;  // 0 fixed payload, 1 sized payload, 2 array, 3 map
+  unsigned char fixed;
+};
+constexpr Format kFormats[] = {
+    {1, 1, 0}, {2, 1, 0}, {4, 1, 0},                         // c4-c6 bin
+    {1, 1, 1}, {2, 1, 1}, {4, 1, 1},                         // c7-c9 ext (+1 type byte)
+    {0, 0, 4}, {0, 0, 8},                                    // ca-cb float
+    {0, 0, 1}, {0, 0, 2}, {0, 0, 4}, {0, 0, 8},              // cc-cf uint
+    {0, 0, 1}, {0, 0, 2}, {0, 0, 4}, {0, 0, 8},              // d0-d3 int
+    {0, 0, 2}, {0, 0, 3}, {0, 0, 5}, {0, 0, 9}, {0, 0, 17},  // d4-d8 fixext
+    {1, 1, 0}, {2, 1, 0}, {4, 1, 0},                         // d9-db str
+    {2, 2, 0}, {4, 2, 0},                                    // dc-dd array
+    {2, 3, 0}, {4, 3, 0},                                    // de-df map
+};
+
+// Reads one value's header at p (p advanced past it): the payload bytes that
+// follow, and how many values it holds (array elements, map keys and values).
+// False if the header runs past `end`.
+bool read_header(const unsigned char*& p, const unsigned char* end, std::uint64_t& skip,
+                 std::uint64_t& holds) noexcept {
+  if (p >= end) return false;
+  const unsigned char b = *p++;
+  skip = 0;
+  holds = 0;
+  if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc1 || b == 0xc2 || b == 0xc3) {
+  } else if (b <= 0x8f) {
+    holds = 2 * std::uint64_t{b & 0x0fu};
+  } else if (b <= 0x9f) {
+    holds = b & 0x0fu;
+  } else if (b <= 0xbf) {
+    skip = b & 0x1fu;
+  } else {
+    const Format& f = kFormats[b - 0xc4];
+    if (static_cast<std::size_t>(end - p) < f.len) return false;
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < f.len; ++i) n = n << 8 | p[i];
+    p += f.len;
+    if (f.kind == 0) {
+      skip = f.fixed;
+    } else if (f.kind == 1) {
+      skip = n + f.fixed;
+    } else {
+      holds = f.kind == 2 ? n : 2 * n;
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -119,58 +169,60 @@ bool nested_too_deep(const char* data, std::size_t size) noexcept {
   // Values still to read in each open array or map (a map's pairs count twice).
   std::uint64_t left[kMaxDepth];
   std::size_t depth = 0;
-  // Opens a container of `n` values; false when it is one level too many.
-  auto open = [&](std::uint64_t n) {
-    if (depth == kMaxDepth) return false;
-    left[depth++] = n;
-    return true;
-  };
   while (p < end) {
     // Each value read fills a place in the innermost open container.
     while (depth > 0 && left[depth - 1] == 0) --depth;
     if (depth > 0) --left[depth - 1];
-    const unsigned char b = *p++;
-    std::uint64_t skip = 0;  // payload bytes after the header
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc1 || b == 0xc2 || b == 0xc3) {
-    } else if (b <= 0x8f) {
-      if (!open(2 * std::uint64_t{b & 0x0fu})) return true;
-    } else if (b <= 0x9f) {
-      if (!open(b & 0x0fu)) return true;
-    } else if (b <= 0xbf) {
-      skip = b & 0x1fu;
-    } else {
-      // Header bytes after the type byte, and what they hold.
-      static constexpr struct {
-        unsigned char len;   // length field bytes
-        unsigned char kind;  // 0 fixed payload, 1 sized payload, 2 array, 3 map
-        unsigned char fixed;
-      } kFormats[] = {
-          {1, 1, 0}, {2, 1, 0}, {4, 1, 0},                         // c4-c6 bin
-          {1, 1, 1}, {2, 1, 1}, {4, 1, 1},                         // c7-c9 ext (+1 type byte)
-          {0, 0, 4}, {0, 0, 8},                                    // ca-cb float
-          {0, 0, 1}, {0, 0, 2}, {0, 0, 4}, {0, 0, 8},              // cc-cf uint
-          {0, 0, 1}, {0, 0, 2}, {0, 0, 4}, {0, 0, 8},              // d0-d3 int
-          {0, 0, 2}, {0, 0, 3}, {0, 0, 5}, {0, 0, 9}, {0, 0, 17},  // d4-d8 fixext
-          {1, 1, 0}, {2, 1, 0}, {4, 1, 0},                         // d9-db str
-          {2, 2, 0}, {4, 2, 0},                                    // dc-dd array
-          {2, 3, 0}, {4, 3, 0},                                    // de-df map
-      };
-      const auto& f = kFormats[b - 0xc4];
-      if (static_cast<std::size_t>(end - p) < f.len) return false;
-      const std::uint64_t n = read_length(p, f.len);
-      p += f.len;
-      if (f.kind == 0) {
-        skip = f.fixed;
-      } else if (f.kind == 1) {
-        skip = n + f.fixed;
-      } else if (!open(f.kind == 2 ? n : 2 * n)) {
-        return true;
-      }
+    const unsigned char b = *p;
+    const bool container = (b >= 0x80 && b <= 0x9f) || (b >= 0xdc && b <= 0xdf);
+    std::uint64_t skip = 0, holds = 0;
+    if (!read_header(p, end, skip, holds)) return false;
+    if (container) {
+      if (depth == kMaxDepth) return true;
+      left[depth++] = holds;
     }
     if (skip > static_cast<std::uint64_t>(end - p)) return false;
     p += skip;
   }
   return false;
+}
+
+std::optional<std::pair<std::size_t, std::size_t>> value_span(const char* data, std::size_t size,
+                                                              std::size_t index) noexcept {
+  const auto* const begin = reinterpret_cast<const unsigned char*>(data);
+  const unsigned char* const end = begin + size;
+  const unsigned char* p = begin;
+  std::uint64_t skip = 0, values = 0;
+  const unsigned char b = size > 0 ? *p : 0;
+  if (!((b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd)) return std::nullopt;
+  if (!read_header(p, end, skip, values) || index >= values) return std::nullopt;
+  for (std::size_t i = 0;; ++i) {
+    // One whole value: its header, payload and everything it holds.
+    const unsigned char* const start = p;
+    std::uint64_t pending = 1;
+    while (pending > 0) {
+      std::uint64_t holds = 0;
+      if (!read_header(p, end, skip, holds) || skip > static_cast<std::uint64_t>(end - p)) {
+        return std::nullopt;
+      }
+      p += skip;
+      pending = pending - 1 + holds;
+      // Every value takes at least a byte: more pending than bytes left is a lie.
+      if (pending > static_cast<std::uint64_t>(end - p)) return std::nullopt;
+    }
+    if (i == index) {
+      return std::pair<std::size_t, std::size_t>(static_cast<std::size_t>(start - begin),
+                                                 static_cast<std::size_t>(p - start));
+    }
+  }
+}
+
+std::uint64_t key_hash(const char* data, std::size_t size) noexcept {
+  std::uint64_t h = 14695981039346656037ull;
+  for (std::size_t i = 0; i < size; ++i) {
+    h = (h ^ static_cast<unsigned char>(data[i])) * 1099511628211ull;
+  }
+  return h;
 }
 
 void enable_block_pool() noexcept {

@@ -88,6 +88,15 @@ inline constexpr std::size_t kMaxDepth = 64;
 // parse counts as not too deep, for the decoder to refuse).
 bool nested_too_deep(const char* data, std::size_t size) noexcept;
 
+// Where value `index` of a packed message (a msgpack array) lies: its offset
+// and length in bytes, or nothing if the message has fewer values or does not
+// parse.
+std::optional<std::pair<std::size_t, std::size_t>> value_span(const char* data, std::size_t size,
+                                                              std::size_t index) noexcept;
+// 64-bit FNV-1a of `size` bytes: the hash of relay::by_key (over a value's
+// msgpack encoding). Fixed: keys must reach the same actor in every run.
+std::uint64_t key_hash(const char* data, std::size_t size) noexcept;
+
 // How many arrays and maps deep a C++ type packs, when its type alone says so
 // (for the standard types msgpack-c packs as containers of their elements, at
 // most: a std::vector<char> packs as bin, counted as one level); kUnknownDepth

@@ -18,19 +18,82 @@ std::chrono::milliseconds start_wait() {
   return kStartWait;
 }
 
-std::uint32_t Plan::window(std::uint32_t sender_group) const {
+std::uint32_t Plan::window(std::uint32_t edge) const {
   if (!maxsize) return kDefaultWindow;
-  const std::size_t receivers = groups[sender_group + 1].size;
+  const EdgeSlot& e = edges[edge];
+  const std::size_t receivers = e.grouping == EdgeGrouping::broadcast ? 1 : groups[e.to].size;
   return static_cast<std::uint32_t>(std::clamp<std::size_t>(*maxsize / receivers, 1, 1u << 30));
+}
+
+std::vector<std::uint32_t> Plan::edges_from(std::uint32_t g) const {
+  std::vector<std::uint32_t> out;
+  for (std::uint32_t e = 0; e < edges.size(); ++e) {
+    if (edges[e].from == g) out.push_back(e);
+  }
+  return out;
+}
+
+std::vector<std::uint32_t> Plan::edges_into(std::uint32_t g) const {
+  std::vector<std::uint32_t> out;
+  for (std::uint32_t e = 0; e < edges.size(); ++e) {
+    if (edges[e].to == g) out.push_back(e);
+  }
+  return out;
+}
+
+std::vector<std::string> Plan::outputs(std::uint32_t g) const {
+  std::vector<std::string> out;
+  for (const EdgeSlot& e : edges) {
+    if (e.from == g && std::find(out.begin(), out.end(), e.output) == out.end()) {
+      out.push_back(e.output);
+    }
+  }
+  return out;
+}
+
+std::string Plan::edge_name(std::uint32_t e) const {
+  const EdgeSlot& edge = edges[e];
+  std::string out = "'" + groups[edge.from].name + "'";
+  if (!edge.output.empty()) out += ".'" + edge.output + "'";
+  return out + " -> '" + groups[edge.to].name + "'";
 }
 
 std::uint64_t Plan::window_bytes() const { return maxsize ? 0 : kDefaultWindowBytes; }
 
 std::string Plan::layout() const {
+  std::vector<bool> shown(groups.size(), false);
+  // A group, the way the edge `into` reaches it (" by key", " from 'bad'"),
+  // and, the first time it is met, everything downstream of it.
+  auto render = [&](auto& self, std::uint32_t g, std::string how) -> std::string {
+    if (shown[g]) return groups[g].name + how;
+    shown[g] = true;
+    std::string out = groups[g].name + "[" + std::to_string(groups[g].size) + "]" + how;
+    const std::vector<std::uint32_t> out_edges = edges_from(g);
+    std::vector<std::string> parts;
+    for (std::uint32_t e : out_edges) {
+      const EdgeSlot& edge = edges[e];
+      std::string via;
+      if (edge.grouping == EdgeGrouping::by_key) {
+        via = edge.key == 0 ? " by key" : " by key " + std::to_string(edge.key);
+      } else if (edge.grouping == EdgeGrouping::broadcast) {
+        via = " broadcast";
+      }
+      if (!edge.output.empty()) via += " from '" + edge.output + "'";
+      parts.push_back(self(self, edge.to, via));
+    }
+    if (parts.size() == 1) {
+      out += " -> " + parts[0];
+    } else if (parts.size() > 1) {
+      out += " -> {";
+      for (std::size_t i = 0; i < parts.size(); ++i) out += (i == 0 ? "" : ", ") + parts[i];
+      out += "}";
+    }
+    return out;
+  };
   std::string out;
-  for (const GroupSlot& g : groups) {
-    if (!out.empty()) out += " -> ";
-    out += g.name + "[" + std::to_string(g.size) + "]";
+  for (std::uint32_t g = 0; g < groups.size(); ++g) {
+    if (!edges_into(g).empty() || shown[g]) continue;
+    out += (out.empty() ? "" : "; ") + render(render, g, "");
   }
   return out;
 }
@@ -42,8 +105,8 @@ std::vector<std::pair<std::string, std::string>> Plan::parts() const {
   // The windows follow from maxsize and the group sizes, and without maxsize
   // from this build's defaults: another version of the program may differ.
   std::string windows = "windows";
-  for (std::uint32_t g = 0; g + 1 < groups.size(); ++g) {
-    windows += (g == 0 ? " " : ", ") + std::to_string(window(g));
+  for (std::uint32_t e = 0; e < edges.size(); ++e) {
+    windows += (e == 0 ? " " : ", ") + std::to_string(window(e));
   }
   windows += " messages, " + std::to_string(window_bytes()) + " bytes";
   out.emplace_back("windows", windows);
@@ -111,9 +174,13 @@ using PackedPorts = std::tuple<bool, std::uint16_t, std::uint16_t>;
 // so that a relay-broker of another version says so instead of turning
 // every worker away.
 using PackedWindows = std::pair<std::vector<std::uint32_t>, std::uint64_t>;
+// (from, output, to, grouping, key)
+using PackedEdge =
+    std::tuple<std::uint32_t, std::string, std::uint32_t, std::uint8_t, std::uint32_t>;
 using PackedPlan = std::tuple<std::vector<PackedGroup>, std::vector<PackedActor>,
                               std::vector<PackedPlace>, std::uint64_t, std::int64_t, PackedBound,
-                              std::vector<PackedQueue>, PackedPorts, PackedWindows>;
+                              std::vector<PackedQueue>, PackedPorts, PackedWindows,
+                              std::vector<PackedEdge>>;
 
 }  // namespace
 
@@ -134,11 +201,53 @@ std::string pack_broker_plan(const Plan& plan) {
     std::get<6>(p).push_back({q.id, {q.maxsize.has_value(), q.maxsize.value_or(0)}});
   }
   if (plan.ports) std::get<7>(p) = {true, plan.ports->first, plan.ports->last};
-  for (std::uint32_t g = 0; g + 1 < plan.groups.size(); ++g) {
-    std::get<8>(p).first.push_back(plan.window(g));
+  for (std::uint32_t e = 0; e < plan.edges.size(); ++e) {
+    std::get<8>(p).first.push_back(plan.window(e));
   }
   std::get<8>(p).second = plan.window_bytes();
+  for (const EdgeSlot& e : plan.edges) {
+    std::get<9>(p).emplace_back(e.from, e.output, e.to, static_cast<std::uint8_t>(e.grouping),
+                                e.key);
+  }
   return pack_to_string(p);
+}
+
+std::optional<std::string> check_graph(const Plan& plan) {
+  const std::size_t n = plan.groups.size();
+  std::vector<std::vector<std::uint32_t>> next(n);
+  std::vector<bool> touched(n, false);
+  for (const EdgeSlot& e : plan.edges) {
+    next[e.from].push_back(e.to);
+    touched[e.from] = touched[e.to] = true;
+  }
+  for (std::uint32_t g = 0; g < n; ++g) {
+    if (!touched[g]) return "group '" + plan.groups[g].name + "' has no edge";
+  }
+  // Depth-first, colouring each group: 1 on the current path, 2 done.
+  std::vector<int> colour(n, 0);
+  std::vector<std::uint32_t> path;
+  std::optional<std::string> cycle;
+  auto visit = [&](auto& self, std::uint32_t g) -> void {
+    colour[g] = 1;
+    path.push_back(g);
+    for (std::uint32_t t : next[g]) {
+      if (cycle) return;
+      if (colour[t] == 1) {
+        std::string text;
+        auto at = std::find(path.begin(), path.end(), t);
+        for (; at != path.end(); ++at) text += "'" + plan.groups[*at].name + "' -> ";
+        cycle = "a cycle: " + text + "'" + plan.groups[t].name + "'";
+        return;
+      }
+      if (colour[t] == 0) self(self, t);
+    }
+    path.pop_back();
+    colour[g] = 2;
+  };
+  for (std::uint32_t g = 0; g < n && !cycle; ++g) {
+    if (colour[g] == 0) visit(visit, g);
+  }
+  return cycle;
 }
 
 Plan unpack_broker_plan(const char* data, std::size_t size) {
@@ -188,8 +297,17 @@ Plan unpack_broker_plan(const char* data, std::size_t size) {
     if (first_port == 0 || first_port > last_port) throw EncodeError("plan: bad port range");
     plan.ports = PortRange{first_port, last_port};
   }
+  for (const auto& [from, output, to, grouping, key] : std::get<9>(p)) {
+    if (from >= plan.groups.size() || to >= plan.groups.size() || from == to ||
+        grouping > static_cast<std::uint8_t>(EdgeGrouping::broadcast) ||
+        plan.edges.size() >= kMostEdges) {
+      throw EncodeError("plan: an edge that does not join two of its groups");
+    }
+    plan.edges.push_back({from, output, to, static_cast<EdgeGrouping>(grouping), key});
+  }
+  if (const std::optional<std::string> why = check_graph(plan)) throw EncodeError("plan: " + *why);
   const auto& [windows, window_bytes] = std::get<8>(p);
-  bool same = windows.size() + 1 == plan.groups.size() && window_bytes == plan.window_bytes();
+  bool same = windows.size() == plan.edges.size() && window_bytes == plan.window_bytes();
   for (std::uint32_t g = 0; same && g < windows.size(); ++g) same = windows[g] == plan.window(g);
   if (!same) {
     throw EncodeError(

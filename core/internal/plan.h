@@ -50,6 +50,27 @@ struct GroupSlot {
   std::uint32_t size = 0;
 };
 
+// How an edge picks its receivers (relay::Grouping, as a plain number so that
+// this header needs no public one).
+enum class EdgeGrouping : std::uint8_t { round_robin = 0, by_key = 1, broadcast = 2 };
+
+// One edge of the graph: what group `from` sends to its output `output`
+// ("" for the default one) travels to group `to`, grouped as `grouping`
+// (by_key: on the message's value `key`). Edges are numbered by their order
+// in Plan::edges, which is the order connect() made them in: that number
+// travels on the data channel (in each sender's routing id) and in the
+// accounting.
+struct EdgeSlot {
+  std::uint32_t from = 0;
+  std::string output;
+  std::uint32_t to = 0;
+  EdgeGrouping grouping = EdgeGrouping::round_robin;
+  std::uint32_t key = 0;
+};
+
+// At most this many edges: an edge number is two bytes on the wire.
+inline constexpr std::size_t kMostEdges = 1u << 16;
+
 // A relay::Queue alive when start() was called: puts name queues by id, so
 // the driver and every worker must have made the same ones in the same order.
 struct QueueSlot {
@@ -66,6 +87,7 @@ struct PortRange {
 struct Plan {
   std::vector<GroupSlot> groups;
   std::vector<ActorSlot> actors;
+  std::vector<EdgeSlot> edges;
   std::optional<std::size_t> maxsize;
   // The queues alive at start(), by id (filled from the queue registry).
   std::vector<QueueSlot> queues;
@@ -103,7 +125,20 @@ struct Plan {
 
   bool remote(std::uint32_t id) const { return id < placement.size() && placement[id]; }
 
-  // The shape of the relay, for people: "src[1] -> work[4] -> sink[1]".
+  // The edges leaving group `g` / entering it, as indexes into edges.
+  std::vector<std::uint32_t> edges_from(std::uint32_t g) const;
+  std::vector<std::uint32_t> edges_into(std::uint32_t g) const;
+  // The outputs of group `g` that edges leave, in order of their first edge
+  // ("" is the default output).
+  std::vector<std::string> outputs(std::uint32_t g) const;
+  // An edge, for people: "'parse' -> 'count'", "'parse'.'bad' -> 'errors'".
+  std::string edge_name(std::uint32_t e) const;
+
+  // The shape of the relay, for people: "src[1] -> work[4] -> sink[1]" for a
+  // chain; a group with several outgoing edges lists them in braces, each
+  // with its grouping and output: "src[1] -> parse[4] -> {count[3] by key,
+  // errors[1] from 'bad'}"; a group met again is named without its size;
+  // several sources are separated by "; ".
   std::string layout() const;
   // Everything a driver and its workers must agree on, part by part, each as
   // (name, text): "layout", "maxsize", "windows", "queues", "placement",
@@ -118,23 +153,29 @@ struct Plan {
   // worker is turned away.
   std::uint64_t fingerprint() const;
 
-  // Credits a sender of group `sender_group` holds for each receiver of the
-  // next group: how many messages may be sent on that pair and not yet taken
-  // by the receiver (a receiver returns credit when it takes a message, before
-  // recv() runs). With maxsize, a sender's credits over all receivers add up
-  // to maxsize (at least one per receiver): a sender never has more than
-  // max(maxsize, receivers) messages waiting in the next group, and an edge
-  // with n senders holds at most n * max(maxsize, receivers) waiting messages,
-  // plus one per receiver inside recv().
-  std::uint32_t window(std::uint32_t sender_group) const;
+  // Credits a sender holds for each receiver of edge `edge`: how many
+  // messages may be sent on that pair and not yet taken by the receiver (a
+  // receiver returns credit when it takes a message, before recv() runs).
+  // With maxsize, a sender's credits over the receivers of a round-robin or
+  // by_key edge add up to maxsize (at least one per receiver): a sender never
+  // has more than max(maxsize, receivers) messages waiting on the edge, and an
+  // edge with n senders holds at most n * max(maxsize, receivers) waiting
+  // messages, plus one per receiver inside recv(). On a broadcast edge every
+  // receiver gets every message, so each pair's window is maxsize: at most
+  // maxsize messages of one sender wait at each receiver.
+  std::uint32_t window(std::uint32_t edge) const;
   // Without maxsize, a pair's window is also bounded in bytes: a sender may
   // have at most this many bytes of frames waiting on one pair (and always at
   // least one message). 0 with maxsize: the bound is the user's, in messages.
   std::uint64_t window_bytes() const;
 };
 
+// Why the plan's edges do not make a directed acyclic graph over every group
+// ("a cycle: 'a' -> 'b' -> 'a'", "group 'x' has no edge"), or nothing.
+std::optional<std::string> check_graph(const Plan& plan);
+
 // What a standalone broker (relay-broker) needs of a driver's plan: groups,
-// actors, placement, how many workers to expect and how long to wait for
+// edges, actors, placement, how many workers to expect and how long to wait for
 // them, and what goes into the fingerprint besides (maxsize, the credit
 // windows, queues, ports), so that the broker's agrees with the workers'.
 // The driver packs it into its join; relay-broker unpacks it and adds its

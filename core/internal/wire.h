@@ -43,8 +43,10 @@
 // Log channel: each actor's XPUB to the broker's SUB; one msgpack frame
 // [id, level, text] per record.
 //
-// Data channel: a sender's DEALER per receiver (routing id = its actor id) to
-// the receiver's ROUTER. One frame, whose first byte is its kind:
+// Data channel: a sender's DEALER per edge and receiver (routing id = its
+// actor id, 4 bytes, then the edge number, 2 bytes: data_routing_id()) to the
+// receiver's ROUTER, so that every count below is per pair of one edge. One
+// frame, whose first byte is its kind:
 //   'D' + msgpack array   a message              sender -> receiver
 //   'E' + msgpack uint    end of stream: how many 'D' were sent on this pair
 //   'C' + msgpack uint    credits: the total number of 'D' the receiver has
@@ -121,6 +123,22 @@ inline std::optional<std::uint32_t> parse_routing_id(const void* data, std::size
   std::memcpy(b, data, 4);
   return (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) | (std::uint32_t{b[2]} << 8) |
          b[3];
+}
+
+// A sender's routing id on the data channel: its actor id and the edge.
+inline std::string data_routing_id(std::uint32_t id, std::uint32_t edge) {
+  return routing_id(id) + std::string{static_cast<char>(edge >> 8), static_cast<char>(edge)};
+}
+struct DataPeer {
+  std::uint32_t id = 0;
+  std::uint32_t edge = 0;
+};
+inline std::optional<DataPeer> parse_data_routing_id(const void* data, std::size_t size) {
+  if (size != 6) return std::nullopt;
+  const auto id = parse_routing_id(data, 4);
+  unsigned char e[2];
+  std::memcpy(e, static_cast<const char*>(data) + 4, 2);
+  return DataPeer{*id, static_cast<std::uint32_t>(e[0]) << 8 | e[1]};
 }
 
 }  // namespace relay::internal
