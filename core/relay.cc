@@ -25,6 +25,7 @@
 #include "broker/broker.h"
 #include "workers/worker.h"
 #include "relay/internal/actor_runtime.h"
+#include "relay/internal/inlet_channel.h"
 #include "relay/internal/overrides.h"
 #include "relay/internal/plan.h"
 #include "relay/internal/process.h"
@@ -407,6 +408,7 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
     }
     set_queue_phase(QueuePhase::over);
   });
+  for (Actor* a : actors) begin_inlet(*a, handler != nullptr);
   const HandlerOutcome handled = run_handler(handler, [&](const std::string& reason) {
     {
       std::lock_guard lock(abort_mu);
@@ -415,10 +417,12 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
     const std::uint64_t one = 1;
     [[maybe_unused]] ssize_t w = ::write(wake, &one, sizeof one);
   });
+  for (Actor* a : actors) finish_inlet(*a);
   // Nothing reads a full bounded queue now: the serving thread refuses the
   // puts it holds for one (and those that come).
   set_handler_running(false, handler != nullptr);
   serving.join();
+  for (Actor* a : actors) end_inlet(*a);
   logger->flush();
   if (!result) {
     // No word from the broker on how it ended: the session's error says why.
@@ -471,6 +475,16 @@ void run_relay(RelayState& state, Handler* handler) {
     }
     for (std::uint32_t i = 0; i < g->size; ++i) plan.placement[g->first + i] = where.where();
     any_remote = any_remote || where.where().has_value();
+  }
+  for (Actor* a : actors) {
+    if (!is_inlet(*a)) continue;
+    const auto id = static_cast<std::uint32_t>(a->id_);
+    if (plan.remote(id)) {
+      throw std::invalid_argument("place: group '" + a->group() +
+                                  "' is an Inlet, fed by the main process: it runs on the "
+                                  "driver's host (Placement::local())");
+    }
+    set_inlet_endpoint(*a, inlet_endpoint(plan.data_prefix, id), plan.maxsize);
   }
   const ProcessRole& me = role();
   const std::string key_file = !me.key_file.empty() ? me.key_file : state.key_file;
@@ -623,12 +637,16 @@ void run_relay(RelayState& state, Handler* handler) {
     // Nothing more will arrive: a get() waiting on an empty queue must end.
     set_queue_phase(QueuePhase::over);
   });
+  for (Actor* a : actors) begin_inlet(*a, handler != nullptr);
   const HandlerOutcome handled = run_handler(
       handler, [&](const std::string& reason) { broker->request_abort(reason); });
+  // run() returning ends the stream of every Inlet it did not close.
+  for (Actor* a : actors) finish_inlet(*a);
   // Nothing reads a full bounded queue now: the broker refuses the puts it
   // holds for one (and those that come).
   set_handler_running(false, handler != nullptr);
   broker_thread.join();
+  for (Actor* a : actors) end_inlet(*a);
   logger->flush();
   throw_outcome(broker->result(), handles, interrupted, handled, broker_error, logger);
 }
@@ -941,6 +959,12 @@ void Relay::start(Handler* handler) {
   }
   for (const Group& g : state_->groups) {
     for (const Actor* a : g.actors) {
+      if (internal::is_inlet(*a) && (a->receiver() || g.actors.size() != 1)) {
+        throw std::invalid_argument(
+            "start: group '" + g.name + "' holds Inlet '" + a->name() +
+            "': an Inlet is a source fed by the main process, alone in its group, and no edge "
+            "may enter that group");
+      }
       if (!a->receiver() && !internal::overrides_loop(*a)) {
         throw std::invalid_argument("start: actor '" + a->name() + "' in group '" + g.name +
                                     "' has no inbox (no edge enters its group: a source) and "

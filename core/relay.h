@@ -48,6 +48,7 @@
 #include "relay/control.h"
 #include "relay/errors.h"
 #include "relay/handler.h"
+#include "relay/inlet.h"
 #include "relay/message.h"
 #include "relay/queue.h"
 
