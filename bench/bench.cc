@@ -770,6 +770,86 @@ Rate relay_throughput(Topology t, std::size_t size, long n) {
   return rate;
 }
 
+// Sends n messages (key, payload): keys 0..1023 in turn, then `size` bytes.
+class KeyedSource : public relay::Actor {
+ public:
+  KeyedSource(long n, std::size_t size) : n_(n), size_(size) {}
+  void loop() override {
+    const std::string payload(size_, 'x');
+    for (long i = 0; i < n_; ++i) send(i % 1024, payload);
+  }
+
+ private:
+  long n_;
+  std::size_t size_;
+};
+
+class KeyedSink : public relay::Actor {
+ public:
+  explicit KeyedSink(relay::Queue& q) : q_(q) {}
+  void recv(const relay::Message& m) override {
+    ++count_;
+    bytes_ += static_cast<std::int64_t>(m.get<std::string_view>(1).size());
+  }
+  void shutdown() override { q_.put(count_, bytes_); }
+
+ private:
+  relay::Queue& q_;
+  std::int64_t count_ = 0;
+  std::int64_t bytes_ = 0;
+};
+
+enum class Edge { round_robin, by_key, broadcast };
+
+const char* edge_name(Edge e) {
+  switch (e) {
+    case Edge::round_robin: return "round robin";
+    case Edge::by_key: return "by_key";
+    case Edge::broadcast: return "broadcast";
+  }
+  return "?";
+}
+
+// 1 source -> 4 sinks over one edge of grouping `e`: the rate is of messages
+// the source sent (a broadcast delivers each four times).
+Rate grouping_throughput(Edge e, std::size_t size, long n) {
+  relay::Queue q;
+  KeyedSource source(n, size);
+  std::vector<std::unique_ptr<KeyedSink>> sinks;
+  for (int i = 0; i < 4; ++i) sinks.push_back(std::make_unique<KeyedSink>(q));
+  relay::Relay relay;
+  relay::Group group = relay::group("sinks", sinks);
+  switch (e) {
+    case Edge::round_robin: relay.connect(source, group); break;
+    case Edge::by_key: relay.connect(source, relay::by_key(group)); break;
+    case Edge::broadcast: relay.connect(source, relay::broadcast(group)); break;
+  }
+  Rate rate;
+  rate.n = n;
+  stage("relay 1-4 {} {} n={}", edge_name(e), size_name(size), n);
+  const auto t0 = Clock::now();
+  try {
+    relay.start();
+  } catch (const std::exception& ex) {
+    broken(fmt::format("relay 1-4 {}: {}", edge_name(e), ex.what()));
+    return rate;
+  }
+  rate.seconds = seconds_since(t0);
+  std::int64_t count = 0, bytes = 0;
+  while (auto m = q.get_nowait()) {
+    count += m->get<std::int64_t>(0);
+    bytes += m->get<std::int64_t>(1);
+  }
+  const std::int64_t expect = e == Edge::broadcast ? 4 * n : n;
+  if (count != expect || bytes != expect * static_cast<std::int64_t>(size)) {
+    broken(fmt::format("relay 1-4 {}: sinks counted {} messages, expected {}", edge_name(e),
+                       count, expect));
+    return rate;
+  }
+  rate.ok = true;
+  return rate;
+}
+
 // One-way latency over relay 1-1: the method of raw_one_way().
 class StampSource : public relay::Actor {
  public:
@@ -1171,6 +1251,31 @@ int main(int argc, char** argv) {
         row.result = pass(rate >= 0.7 * raw_rate);
       }
       rows.push_back(std::move(row));
+    }
+  }
+
+  // ---- groupings: one edge 1 -> 4 at 16 B, each grouping, same n.
+  {
+    const Edge edges[] = {Edge::round_robin, Edge::by_key, Edge::broadcast};
+    const long n = calibrate([&](long k) { return grouping_throughput(Edge::round_robin, 16, k); },
+                             2000, 50'000'000, o.target_s);
+    std::vector<double> rates[3];
+    for (int r = 0; r < o.runs; ++r) {
+      for (int k = 0; k < 3; ++k) {
+        const Rate rate = grouping_throughput(edges[k], 16, n);
+        rates[k].push_back(rate.msgs());
+        std::printf("  run %d/%d  relay 1-4 %-11s 16 B  n=%-9ld %6.3f s  %9s msg/s\n", r + 1,
+                    o.runs, edge_name(edges[k]), n, rate.seconds, si(rate.msgs()).c_str());
+      }
+    }
+    const double rr = median(rates[0]);
+    for (int k = 0; k < 3; ++k) {
+      const double rate = median(rates[k]);
+      std::printf("  median  relay 1-4 %-11s 16 B  %9s msg/s sent  %s of round robin\n",
+                  edge_name(edges[k]), si(rate).c_str(), ratio(rate, rr).c_str());
+      rows.push_back({fmt::format("throughput 1-4 {} 16 B (messages sent)", edge_name(edges[k])),
+                      "", fmt::format("{} msg/s", si(rate)),
+                      k == 0 ? "" : ratio(rate, rr) + " of round robin", "", ""});
     }
   }
 
