@@ -4,7 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "relay/internal/actor_runtime.h"
+#include "relay/runtime/actor_runtime.h"
 #include "relay/internal/process.h"
 
 namespace relay {

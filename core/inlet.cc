@@ -10,7 +10,7 @@
 #include <zmq.hpp>
 
 #include "relay/errors.h"
-#include "relay/internal/inlet_channel.h"
+#include "relay/runtime/inlet_channel.h"
 #include "relay/internal/transport.h"
 
 namespace relay {

@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
-#include "relay/internal/queue_state.h"
+#include "relay/runtime/queue_state.h"
 
 namespace relay {
 namespace internal {

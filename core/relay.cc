@@ -24,14 +24,14 @@
 
 #include "broker/broker.h"
 #include "workers/worker.h"
-#include "relay/internal/actor_runtime.h"
-#include "relay/internal/inlet_channel.h"
-#include "relay/internal/overrides.h"
+#include "relay/runtime/actor_runtime.h"
+#include "relay/runtime/inlet_channel.h"
+#include "relay/runtime/overrides.h"
 #include "relay/internal/plan.h"
 #include "relay/internal/process.h"
-#include "relay/internal/queue_state.h"
+#include "relay/runtime/queue_state.h"
 #include "relay/internal/security.h"
-#include "relay/internal/signals.h"
+#include "relay/runtime/signals.h"
 #include "relay/internal/transport.h"
 
 namespace relay {

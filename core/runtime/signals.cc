@@ -1,4 +1,4 @@
-#include "relay/internal/signals.h"
+#include "relay/runtime/signals.h"
 
 #include <fcntl.h>
 #include <signal.h>

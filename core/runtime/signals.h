@@ -1,4 +1,4 @@
-// relay/internal/signals.h: SIGINT and SIGTERM in the main process during a run.
+// relay/runtime/signals.h: SIGINT and SIGTERM in the main process during a run.
 //
 // While a SignalGuard lives, the first SIGINT or SIGTERM is written to a pipe
 // that the broker watches: the run is stopped in order and Relay::start()

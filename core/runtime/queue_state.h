@@ -1,4 +1,4 @@
-// relay/internal/queue_state.h: the shared state behind relay::Queue, and the
+// relay/runtime/queue_state.h: the shared state behind relay::Queue, and the
 // hooks the broker uses to deliver puts that arrive from other processes.
 #pragma once
 

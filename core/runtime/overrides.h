@@ -1,4 +1,4 @@
-// relay/internal/overrides.h: whether an actor overrides loop() or recv().
+// relay/runtime/overrides.h: whether an actor overrides loop() or recv().
 #pragma once
 
 namespace relay {

@@ -1,4 +1,4 @@
-// relay/internal/actor_runtime.h: what runs inside an actor's process.
+// relay/runtime/actor_runtime.h: what runs inside an actor's process.
 //
 // run_actor_process() is called in the child right after fork(). It sets the
 // process up (signals, death of the driver), connects to the broker and to the

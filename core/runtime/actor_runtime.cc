@@ -1,4 +1,4 @@
-#include "relay/internal/actor_runtime.h"
+#include "relay/runtime/actor_runtime.h"
 
 #include <malloc.h>
 #include <signal.h>
@@ -13,8 +13,8 @@
 #include <thread>
 #include <tuple>
 
-#include "relay/internal/queue_state.h"
-#include "relay/internal/signals.h"
+#include "relay/runtime/queue_state.h"
+#include "relay/runtime/signals.h"
 #include "relay/internal/transport.h"
 #include "relay/internal/wire.h"
 

@@ -1,4 +1,4 @@
-#include "relay/internal/overrides.h"
+#include "relay/runtime/overrides.h"
 
 #include <cstdint>
 #include <cstring>

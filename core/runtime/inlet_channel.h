@@ -1,4 +1,4 @@
-// relay/internal/inlet_channel.h: how the driver runs relay::Inlet's side in
+// relay/runtime/inlet_channel.h: how the driver runs relay::Inlet's side in
 // the main process (see inlet.h). Each function does nothing for an actor
 // that is not an Inlet.
 #pragma once
