@@ -21,9 +21,10 @@
 
 namespace relay::broker {
 
+using internal::Bin;
+using internal::ControlFrame;
 using internal::Ctl;
-using internal::pack_ctl;
-using internal::pack_ctl_bin;
+using internal::encode;
 
 namespace {
 
@@ -281,8 +282,8 @@ void Broker::run() {
   }
   say_end();
   if (monitor_) {
-    publish("end", std::make_tuple(!abort_reason_.has_value(),
-                                   abort_reason_.value_or(std::string())));
+    publish(
+        internal::MonitorEnd{!abort_reason_.has_value(), abort_reason_.value_or(std::string())});
     monitor_.set(zmq::sockopt::linger, 1000);
   }
 }
@@ -294,10 +295,11 @@ void Broker::run() {
 void Broker::say_end() {
   if (workers_.empty()) return;
   const std::string end =
-      pack_ctl(Ctl::end, !abort_reason_.has_value(), abort_reason_.value_or(std::string()));
+      encode(internal::End{!abort_reason_.has_value(), abort_reason_.value_or(std::string())});
   std::string result_frame;
   if (standalone_) {
-    result_frame = pack_ctl_bin(Ctl::result, pack_result(result()));
+    const std::string packed = pack_result(result());
+    result_frame = encode(internal::Result{Bin{packed}});
   }
   // The last round goes out even though the socket closes right after it
   // (an embedded broker's does).
@@ -334,13 +336,10 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
   if (from.size() == 9 && from.data<char>()[0] == 'W' && !plan_.listen_endpoint.empty()) {
     try {
       msgpack::zone zone;
-      const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
-      if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) {
-        throw EncodeError("not a msgpack array");
-      }
+      ControlFrame f = internal::decode_control(zone, frame.data<char>(), frame.size());
       const std::string rid = from.to_string();
-      if (queue_for_next_run(rid, frame, o.via.array.ptr, o.via.array.size)) return;
-      handle_worker(rid, o.via.array.ptr, o.via.array.size);
+      if (queue_for_next_run(rid, frame, internal::kind_of(f))) return;
+      handle_worker(rid, f);
     } catch (const std::exception& e) {
       reject(std::string("bad message from a worker: ") + e.what());
     }
@@ -355,45 +354,35 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
   const internal::ActorSlot& slot = plan_.actors[*id];
   try {
     msgpack::zone zone;
-    const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
-    if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) {
-      throw EncodeError("not a msgpack array");
-    }
-    const msgpack::object* a = o.via.array.ptr;
-    const std::uint32_t n = o.via.array.size;
-    auto need = [&](std::uint32_t k) {
-      if (n < k) throw EncodeError("too few fields");
-    };
-    switch (static_cast<Ctl>(a[0].as<std::uint8_t>())) {
+    ControlFrame f = internal::decode_control(zone, frame.data<char>(), frame.size());
+    switch (internal::kind_of(f)) {
       case Ctl::hello: {
-        need(5);
+        internal::Hello& hello = std::get<internal::Hello>(f);
         if (r.hello) throw EncodeError("second hello");
         r.hello = true;
-        r.pid = a[2].as<int>();
-        r.host = a[3].as<std::string>();
-        r.endpoint = a[4].as<std::string>();
+        r.pid = hello.pid;
+        r.host = std::move(hello.host);
+        r.endpoint = std::move(hello.data_endpoint);
         if (++hellos_ == reports_.size() && !abort_reason_) {
           started_ = true;
           std::vector<std::string> endpoints;
           for (const ActorReport& x : reports_) endpoints.push_back(x.endpoint);
-          const std::string start = pack_ctl(Ctl::start, endpoints);
+          const std::string start = encode(internal::Start{std::move(endpoints)});
           for (std::uint32_t k = 0; k < reports_.size(); ++k) send_to(k, start);
         }
         return;
       }
       case Ctl::put: {
-        need(4);
-        const auto queue = a[1].as<std::uint64_t>();
-        const bool bounded = a[2].as<bool>();
-        if (a[3].type != msgpack::type::BIN) throw EncodeError("put without a bin payload");
-        const char* data = a[3].via.bin.ptr;
-        const std::size_t size = a[3].via.bin.size;
+        const internal::Put& put = std::get<internal::Put>(f);
+        const std::uint64_t queue = put.queue_id;
+        const bool bounded = put.bounded;
+        const char* data = put.message.bytes.data();
+        const std::size_t size = put.message.bytes.size();
         if (standalone_) {
           // The driver owns the queues; it acknowledges a bounded put (qack)
           // once the message is in.
           if (!driver_rid_.empty()) {
-            send_to_worker(driver_rid_, pack_ctl_bin(Ctl::qput, std::string_view(data, size),
-                                                     *id, queue, bounded));
+            send_to_worker(driver_rid_, encode(internal::QPut{*id, queue, bounded, put.message}));
           }
           return;
         }
@@ -415,53 +404,49 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
           fail_actor(*id, refusal);
           return;
         }
-        if (bounded) send_to(*id, pack_ctl(Ctl::put_ack, queue));
+        if (bounded) send_to(*id, encode(internal::PutAck{queue}));
         return;
       }
       case Ctl::fail: {
-        need(3);
+        internal::Fail& fail = std::get<internal::Fail>(f);
         if (!r.failure) {
-          r.failure = a[1].as<std::string>();
+          r.failure = std::move(fail.text);
           // Failed before its hello (it could not bind its inbox, say).
           if (r.host.empty()) r.host = host_of(*id);
           logger_->error("[{}] ({}) failed (pid {} on {}): {}", slot.group_name, slot.name, r.pid,
                          r.host, *r.failure);
         }
-        logs_expected_[*id] = a[2].as<std::uint64_t>();
+        logs_expected_[*id] = fail.log_count;
         ack_since_[*id] = std::chrono::steady_clock::now();
         abort("actor '" + slot.name + "' in group '" + slot.group_name + "' failed");
         return;
       }
       case Ctl::stats: {
-        need(4);
-        r.sent_total = a[1].as<std::uint64_t>();
-        r.received_total = a[2].as<std::uint64_t>();
-        r.waiting = a[3].as<std::uint64_t>();
-        publish("stats", std::make_tuple(slot.group_name, slot.name, r.sent_total,
-                                         r.received_total, r.waiting, unix_ms()));
+        const internal::Stats& stats = std::get<internal::Stats>(f);
+        r.sent_total = stats.sent;
+        r.received_total = stats.received;
+        r.waiting = stats.waiting;
+        publish(internal::MonitorStats{slot.group_name, slot.name, r.sent_total, r.received_total,
+                                       r.waiting, unix_ms()});
         return;
       }
       case Ctl::bye: {
-        need(6);
+        const internal::Bye& bye = std::get<internal::Bye>(f);
         if (r.bye) throw EncodeError("second bye");
-        using Counts = std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint64_t>>;
-        const auto sent = a[2].as<Counts>();
-        const auto received = a[3].as<Counts>();
-        auto outputs = a[5].as<std::vector<std::uint64_t>>();
-        if (outputs.size() != plan_.outputs(slot.group).size()) {
+        if (bye.outputs.size() != plan_.outputs(slot.group).size()) {
           throw EncodeError("bye with counts for another number of outputs");
         }
         r.bye = true;
-        logs_expected_[*id] = a[1].as<std::uint64_t>();
+        logs_expected_[*id] = bye.log_count;
         ack_since_[*id] = std::chrono::steady_clock::now();
-        for (const auto& [edge, to, count] : sent) r.sent[{edge, to}] = count;
-        for (const auto& [edge, src, count] : received) r.received[{edge, src}] = count;
-        r.outputs = std::move(outputs);
-        r.rejected = a[4].as<std::uint64_t>();
+        for (const auto& [pair, count] : bye.sent) r.sent[pair] = count;
+        for (const auto& [pair, count] : bye.received) r.received[pair] = count;
+        r.outputs = bye.outputs;
+        r.rejected = bye.rejected;
         return;
       }
       default:
-        throw EncodeError("unknown control kind");
+        throw EncodeError(std::string("unexpected control frame ") + internal::name_of(f));
     }
   } catch (const std::exception& e) {
     reject(std::string("bad control message from ") + slot.name + ": " + e.what());
@@ -471,21 +456,17 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
 void Broker::handle_log(const zmq::message_t& frame) {
   try {
     msgpack::zone zone;
-    const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
-    // msgpack-c fills missing tuple fields with defaults and ignores extra ones:
-    // a short record would pass as actor 0's and count as one of its records.
-    if (o.type != msgpack::type::ARRAY || o.via.array.size != 3) {
-      throw EncodeError("not [actor id, level, text]");
-    }
-    const auto [id, level, text] = o.as<std::tuple<std::uint32_t, std::uint8_t, std::string>>();
+    // Strict: a short record must not pass as actor 0's and count as one of its records.
+    const auto [id, level, text] =
+        internal::decode<internal::LogRecord>(zone, frame.data<char>(), frame.size());
     if (id >= reports_.size()) throw EncodeError("unknown actor id");
     if (level > static_cast<std::uint8_t>(Level::critical)) throw EncodeError("bad level");
     const internal::ActorSlot& slot = plan_.actors[id];
     logger_->log(static_cast<spdlog::level::level_enum>(level), "[{}] ({}) {}", slot.group_name,
                  slot.name, text);
-    publish("log", std::make_tuple(slot.group_name, slot.name, level, text, unix_ms()));
+    publish(internal::MonitorLog{slot.group_name, slot.name, level, text, unix_ms()});
     if (standalone_ && !driver_rid_.empty()) {
-      send_to_worker(driver_rid_, pack_ctl(Ctl::dlog, id, level, text));
+      send_to_worker(driver_rid_, encode(internal::DLog{id, level, text}));
     }
     ++reports_[id].logs_received;
   } catch (const std::exception& e) {
@@ -505,7 +486,7 @@ void Broker::settle_pending_acks(bool force) {
                     plan_.actors[id].name, logs_expected_[id] - r.logs_received);
     }
     logs_expected_[id] = kNotAnnounced;
-    send_to(id, pack_ctl(Ctl::ack));
+    send_to(id, encode(internal::Ack{}));
   }
 }
 
@@ -527,7 +508,7 @@ void Broker::retry_puts() {
     if (d == internal::Delivery::refused) {
       fail_actor(it->actor, refusal);
     } else {
-      send_to(it->actor, pack_ctl(Ctl::put_ack, it->queue));
+      send_to(it->actor, encode(internal::PutAck{it->queue}));
     }
     it = pending_puts_.erase(it);
   }
@@ -558,8 +539,7 @@ void Broker::fail_actor(std::uint32_t id, const std::string& reason) {
 // Standalone: a driver's join while another driver's run is served, and a
 // worker's join too late for it, wait for the next run (kept alive by pings);
 // so do their pings. Returns whether the frame was taken.
-bool Broker::queue_for_next_run(const std::string& rid, const zmq::message_t& frame,
-                                const msgpack::object* a, std::uint32_t /*n*/) {
+bool Broker::queue_for_next_run(const std::string& rid, const zmq::message_t& frame, Ctl kind) {
   if (!standalone_) return false;
   const auto now = std::chrono::steady_clock::now();
   for (QueuedJoin& q : queued_) {
@@ -568,7 +548,6 @@ bool Broker::queue_for_next_run(const std::string& rid, const zmq::message_t& fr
       return true;
     }
   }
-  const auto kind = static_cast<Ctl>(a[0].as<std::uint8_t>());
   const bool known = std::any_of(workers_.begin(), workers_.end(),
                                  [&](const WorkerReport& w) { return w.routing_id == rid; });
   const bool later = (kind == Ctl::dhello && !driver_rid_.empty()) ||
@@ -584,8 +563,8 @@ bool Broker::queue_for_next_run(const std::string& rid, const zmq::message_t& fr
   return true;
 }
 
-void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std::uint32_t n) {
-  const auto kind = static_cast<Ctl>(a[0].as<std::uint8_t>());
+void Broker::handle_worker(const std::string& rid, ControlFrame& frame) {
+  const Ctl kind = internal::kind_of(frame);
   auto it = std::find_if(workers_.begin(), workers_.end(),
                          [&](const WorkerReport& w) { return w.routing_id == rid; });
   if (it != workers_.end() && !it->ready) {
@@ -595,36 +574,35 @@ void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std
     it->backlog.clear();
   }
   if (kind == Ctl::whello || kind == Ctl::dhello) {
-    if (n < 5) throw EncodeError("too few fields");
     if (it != workers_.end()) {
       it->last_seen = std::chrono::steady_clock::now();
       return;  // the same worker, reconnected after forking its actors
     }
     const bool driver = kind == Ctl::dhello;
     if (driver && (!standalone_ || !driver_rid_.empty())) {
-      send_to_worker(rid, pack_ctl(Ctl::end, false,
-                                   std::string("this broker already serves a driver")));
+      send_to_worker(rid, encode(internal::End{false, "this broker already serves a driver"}));
       return;
     }
     if (assigned_ || abort_reason_) {
-      send_to_worker(rid, pack_ctl(Ctl::end, false, std::string("the run needs no more workers")));
+      send_to_worker(rid, encode(internal::End{false, "the run needs no more workers"}));
       return;
     }
     WorkerReport w;
     w.routing_id = rid;
-    w.host = a[1].as<std::string>();
     if (driver) {
-      w.pid = a[2].as<int>();
-      w.address = a[3].as<std::string>();
+      internal::DHello& hello = std::get<internal::DHello>(frame);
+      w.host = std::move(hello.host);
+      w.pid = hello.pid;
+      w.address = std::move(hello.address);
       w.driver = true;
       driver_rid_ = rid;
       logger_->info("driver joined: {} ({}), pid {}", w.host, w.address, w.pid);
     } else {
-      if (n < 7) throw EncodeError("too few fields");
-      if (a[5].as<std::uint64_t>() != plan_.fingerprint()) {
-        // Say which parts differ, when the worker says what its parts are.
-        using Parts = std::vector<std::pair<std::string, std::string>>;
-        const Parts theirs = n >= 8 ? a[7].as<Parts>() : Parts();
+      internal::WHello& hello = std::get<internal::WHello>(frame);
+      w.host = std::move(hello.host);
+      if (hello.fingerprint != plan_.fingerprint()) {
+        // Say which parts differ.
+        const auto& theirs = hello.parts;
         std::vector<std::string> differ;
         for (const auto& [name, text] : plan_.parts()) {
           auto it = std::find_if(theirs.begin(), theirs.end(),
@@ -633,18 +611,17 @@ void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std
           differ.push_back(name + " ('" + it->second + "' against the driver's '" + text + "')");
         }
         const std::string why =
-            "its program built a different relay (" + a[6].as<std::string>() +
-            ") than the driver's (" + plan_.describe() + "): " +
+            "its program built a different relay (" + hello.description + ") than the driver's (" +
+            plan_.describe() + "): " +
             (differ.empty() ? std::string("they differ in a way it does not say (another version?)")
                             : "they differ in " + fmt::format("{}", fmt::join(differ, "; ")));
-        logger_->warn("turned away the worker on {} ({}): {}", w.host, a[4].as<std::string>(),
-                      why);
-        send_to_worker(rid, pack_ctl(Ctl::end, false, why));
+        logger_->warn("turned away the worker on {} ({}): {}", w.host, hello.address, why);
+        send_to_worker(rid, encode(internal::End{false, why}));
         return;
       }
-      w.labels = a[2].as<std::vector<std::string>>();
-      w.pid = a[3].as<int>();
-      w.address = a[4].as<std::string>();
+      w.labels = std::move(hello.labels);
+      w.pid = hello.pid;
+      w.address = std::move(hello.address);
       logger_->info("worker joined: {} ({}), pid {}{}", w.host, w.address, w.pid,
                     w.labels.empty() ? "" : ", labels " + fmt::format("{}", fmt::join(w.labels, ",")));
     }
@@ -665,13 +642,13 @@ void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std
       it->ended = true;
       return;
     case Ctl::wexit: {
-      if (n < 3) throw EncodeError("too few fields");
-      const auto id = a[1].as<std::uint32_t>();
+      const internal::WExit& exit = std::get<internal::WExit>(frame);
+      const std::uint32_t id = exit.actor;
       if (id >= actor_worker_.size() || actor_worker_[id] != it - workers_.begin()) {
         throw EncodeError("exit of an actor that is not this worker's");
       }
       if (!reports_[id].exitcode) {
-        actor_exited(id, a[2].as<int>());
+        actor_exited(id, exit.exitcode);
         actor_ended_remotely(id);
       }
       return;
@@ -679,20 +656,17 @@ void Broker::handle_worker(const std::string& rid, const msgpack::object* a, std
     case Ctl::dabort:
     case Ctl::qack:
       if (!it->driver) throw EncodeError("a driver's message from a worker");
-      handle_driver(*it, kind, a, n);
+      handle_driver(*it, frame);
       return;
     default:
-      throw EncodeError("unknown worker message kind");
+      throw EncodeError(std::string("unexpected frame from a worker: ") + internal::name_of(frame));
   }
 }
 
-void Broker::handle_driver(WorkerReport& driver, Ctl kind, const msgpack::object* a,
-                           std::uint32_t n) {
-  if (kind == Ctl::dabort) {
-    if (n < 2) throw EncodeError("too few fields");
-    if (n < 3) throw EncodeError("too few fields");
-    const std::string reason = a[1].as<std::string>();
-    const int sig = a[2].as<int>();
+void Broker::handle_driver(WorkerReport& driver, ControlFrame& frame) {
+  if (const auto* dabort = std::get_if<internal::DAbort>(&frame)) {
+    const std::string& reason = dabort->reason;
+    const int sig = dabort->signal;
     logger_->warn("the driver on {} stops the run: {}", driver.host, reason);
     // Interrupted by a signal: actors killed by the same SIGTERM of their
     // process group are part of it. Else its handler threw.
@@ -705,15 +679,14 @@ void Broker::handle_driver(WorkerReport& driver, Ctl kind, const msgpack::object
   }
   // qack: a bounded put is in the driver's queue, or (with an error) a put
   // the driver cannot deliver, which fails its actor.
-  if (n < 3) throw EncodeError("too few fields");
-  const auto id = a[1].as<std::uint32_t>();
+  const internal::QAck& qack = std::get<internal::QAck>(frame);
+  const std::uint32_t id = qack.actor;
   if (id >= reports_.size()) throw EncodeError("put acknowledged for an unknown actor");
-  const std::string error = n >= 4 ? a[3].as<std::string>() : std::string();
-  if (!error.empty()) {
-    fail_actor(id, error);
+  if (!qack.error.empty()) {
+    fail_actor(id, qack.error);
     return;
   }
-  send_to(id, pack_ctl(Ctl::put_ack, a[2].as<std::uint64_t>()));
+  send_to(id, encode(internal::PutAck{qack.queue_id}));
 }
 
 // Tells whoever holds handles on the driver's side that a remote actor ended.
@@ -723,7 +696,7 @@ void Broker::actor_ended_remotely(std::uint32_t id) {
   if (standalone_ && !driver_rid_.empty() &&
       (actor_worker_[id] < 0 || workers_[static_cast<std::size_t>(actor_worker_[id])].routing_id !=
                                     driver_rid_)) {
-    send_to_worker(driver_rid_, pack_ctl(Ctl::rended, id, r.pid, *r.exitcode));
+    send_to_worker(driver_rid_, encode(internal::REnded{id, r.pid, *r.exitcode}));
   }
 }
 
@@ -766,7 +739,7 @@ void Broker::assign_workers() {
   for (std::size_t w = 0; w < workers_.size(); ++w) {
     workers_[w].actors = given[w];
     send_to_worker(workers_[w].routing_id,
-                   pack_ctl(Ctl::assign, given[w], plan_.listen_endpoint, log_tcp_endpoint_));
+                   encode(internal::Assign{given[w], plan_.listen_endpoint, log_tcp_endpoint_}));
     workers_[w].ready = false;
     std::vector<std::string> names;
     for (std::uint32_t id : given[w]) names.push_back(plan_.actors[id].name);
@@ -863,7 +836,7 @@ void Broker::check_workers() {
   }
   if (now >= next_ping_) {
     next_ping_ = now + internal::kPingPeriod;
-    const std::string ping = pack_ctl(Ctl::pong);
+    const std::string ping = encode(internal::Pong{});
     for (const WorkerReport& w : workers_) {
       if (!w.lost) send_to_worker(w.routing_id, ping);
     }
@@ -895,12 +868,12 @@ void Broker::check_workers() {
 }
 
 template <class T>
-void Broker::publish(const char* topic, const T& value) {
+void Broker::publish(const T& record) {
   if (!monitor_) return;
   try {
     internal::Buffer b;
-    msgpack::pack(b, value);
-    monitor_.send(zmq::buffer(std::string_view(topic)), zmq::send_flags::sndmore);
+    encode(b, record);
+    monitor_.send(zmq::buffer(std::string_view(T::kTopic)), zmq::send_flags::sndmore);
     (void)internal::send_frame(monitor_, b);
   } catch (const zmq::error_t&) {
     // A monitor is an onlooker: it never stops the run.
@@ -934,7 +907,7 @@ void Broker::send_to(std::uint32_t id, const std::string& frame) {
 void Broker::abort(const std::string& reason) {
   if (abort_reason_) return;
   abort_reason_ = reason;
-  const std::string frame = pack_ctl(Ctl::abort, reason);
+  const std::string frame = encode(internal::Abort{reason});
   for (std::uint32_t id = 0; id < reports_.size(); ++id) {
     if (reports_[id].exitcode) continue;
     send_to(id, frame);

@@ -52,6 +52,7 @@
 #include "relay/internal/plan.h"
 #include "relay/internal/security.h"
 #include "relay/internal/delivery.h"
+#include "relay/internal/frames.h"
 #include "relay/internal/wire.h"
 
 namespace relay::broker {
@@ -229,13 +230,11 @@ class Broker {
  private:
   void bind_and_listen();
   void handle_control(zmq::message_t& from, zmq::message_t& frame);
-  void handle_driver(WorkerReport& driver, internal::Ctl kind, const msgpack::object* a,
-                     std::uint32_t n);
+  void handle_driver(WorkerReport& driver, internal::ControlFrame& frame);
   void actor_ended_remotely(std::uint32_t id);
-  bool queue_for_next_run(const std::string& rid, const zmq::message_t& frame,
-                          const msgpack::object* a, std::uint32_t n);
+  bool queue_for_next_run(const std::string& rid, const zmq::message_t& frame, internal::Ctl kind);
   void say_end();
-  void handle_worker(const std::string& rid, const msgpack::object* a, std::uint32_t n);
+  void handle_worker(const std::string& rid, internal::ControlFrame& frame);
   void assign_workers();
   void check_workers();
   void check_stuck_senders();
@@ -244,8 +243,9 @@ class Broker {
   // worker's host and address, or this host.
   std::string host_of(std::uint32_t id) const;
   void send_to_worker(const std::string& rid, const std::string& frame);
+  // Sends a monitor record (frames.h) under its topic.
   template <class T>
-  void publish(const char* topic, const T& value);
+  void publish(const T& record);
   void handle_log(const zmq::message_t& frame);
   void retry_puts();
   // Records `reason` as actor `id`'s failure (as if it had reported it) and

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "relay/internal/codec.h"
+#include "relay/internal/frames.h"
 #include "relay/internal/transport.h"
 
 namespace relay::monitor {
@@ -43,23 +44,22 @@ Outcome run(const Options& options, std::ostream& out) {
       const std::string kind = topic.to_string();
       try {
         msgpack::zone zone;
-        const msgpack::object o = internal::decode_value(zone, body.data<char>(), body.size());
-        if (kind == "log") {
+        const char* data = body.data<char>();
+        if (kind == internal::MonitorLog::kTopic) {
           const auto [group, name, level, text, at] =
-              o.as<std::tuple<std::string, std::string, int, std::string, std::int64_t>>();
-          if (level < options.min_level || level < 0 || level > 5) continue;
+              internal::decode<internal::MonitorLog>(zone, data, body.size());
+          if (level < options.min_level || level > 5) continue;
           if (!options.groups.empty() && !options.groups.count(group)) continue;
           out << clock_text(at) << ' ' << kLevels[level] << " [" << group << "] (" << name
               << ") " << text << '\n';
-        } else if (kind == "stats") {
+        } else if (kind == internal::MonitorStats::kTopic) {
           const auto [group, name, sent, received, waiting, at] =
-              o.as<std::tuple<std::string, std::string, std::uint64_t, std::uint64_t,
-                              std::uint64_t, std::int64_t>>();
+              internal::decode<internal::MonitorStats>(zone, data, body.size());
           if (!options.groups.empty() && !options.groups.count(group)) continue;
           out << clock_text(at) << " stats [" << group << "] (" << name << ") sent=" << sent
               << " received=" << received << " waiting=" << waiting << '\n';
-        } else if (kind == "end") {
-          const auto [ok, reason] = o.as<std::tuple<bool, std::string>>();
+        } else if (kind == internal::MonitorEnd::kTopic) {
+          const auto [ok, reason] = internal::decode<internal::MonitorEnd>(zone, data, body.size());
           out << (ok ? std::string("end: the run ended well") : "end: the run stopped: " + reason)
               << '\n';
           out.flush();

@@ -24,6 +24,7 @@
 
 #include "broker/broker.h"
 #include "workers/worker.h"
+#include "relay/internal/frames.h"
 #include "relay/runtime/actor_runtime.h"
 #include "relay/runtime/inlet_channel.h"
 #include "relay/runtime/overrides.h"
@@ -310,46 +311,47 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
       // This process stops the run already (its handler threw, or a signal):
       // the put is dropped with it, not the putter's failure.
       if (stopping) return true;
-      send(pack_ctl(Ctl::qack, actor, queue, refusal));
+      send(encode(QAck{actor, queue, refusal}));
     } else if (bounded) {
-      send(pack_ctl(Ctl::qack, actor, queue, std::string()));
+      send(encode(QAck{actor, queue, std::string()}));
     }
     return true;
   };
-  part.on_frame = [&](Ctl kind, const msgpack::object* a, std::uint32_t n) {
-    if (kind == Ctl::qput && n >= 5 && a[4].type == msgpack::type::BIN) {
-      const auto actor = a[1].as<std::uint32_t>();
-      const auto queue = a[2].as<std::uint64_t>();
-      const bool bounded = a[3].as<bool>();
+  part.on_frame = [&](const ControlFrame& frame) {
+    if (const auto* put = std::get_if<QPut>(&frame)) {
+      const std::uint32_t actor = put->actor;
+      const std::uint64_t queue = put->queue_id;
+      const bool bounded = put->bounded;
+      const std::string_view bytes = put->message.bytes;
       if (actor >= plan.actors.size()) throw EncodeError("put from an unknown actor");
       bool behind = false;
       for (const auto& p : pending) behind |= std::get<1>(p) == queue;
-      if (behind || !deliver(actor, queue, bounded, a[4].via.bin.ptr, a[4].via.bin.size)) {
+      if (behind || !deliver(actor, queue, bounded, bytes.data(), bytes.size())) {
         if (!bounded) throw EncodeError("an unbounded queue is full");
-        pending.emplace_back(actor, queue, std::string(a[4].via.bin.ptr, a[4].via.bin.size));
+        pending.emplace_back(actor, queue, std::string(bytes));
       }
-    } else if (kind == Ctl::dlog && n >= 4) {
-      const auto id = a[1].as<std::uint32_t>();
-      const auto level = a[2].as<std::uint8_t>();
+    } else if (const auto* log = std::get_if<DLog>(&frame)) {
+      const std::uint32_t id = log->actor;
+      const std::uint8_t level = log->level;
       if (id >= plan.actors.size() || level > static_cast<std::uint8_t>(Level::critical)) {
         throw EncodeError("bad log record");
       }
       logger->log(static_cast<spdlog::level::level_enum>(level), "[{}] ({}) {}",
-                  plan.actors[id].group_name, plan.actors[id].name, a[3].as<std::string>());
-    } else if (kind == Ctl::rended && n >= 4) {
-      const auto id = a[1].as<std::uint32_t>();
+                  plan.actors[id].group_name, plan.actors[id].name, log->text);
+    } else if (const auto* ended = std::get_if<REnded>(&frame)) {
+      const std::uint32_t id = ended->actor;
       if (id >= handles.size()) throw EncodeError("exit of an unknown actor");
       ProcessHandle& h = *handles[id];
       // `local` is fixed before this thread starts.
       if (h.local) throw EncodeError("an exit reported for an actor this process runs");
       {
         std::lock_guard lock(h.mu);
-        h.pid = a[2].as<int>();
-        h.exitcode = a[3].as<int>();
+        h.pid = ended->pid;
+        h.exitcode = ended->exitcode;
       }
       h.ended.notify_all();
-    } else if (kind == Ctl::result && n >= 2 && a[1].type == msgpack::type::BIN) {
-      result = broker::unpack_result(a[1].via.bin.ptr, a[1].via.bin.size);
+    } else if (const auto* done = std::get_if<Result>(&frame)) {
+      result = broker::unpack_result(done->result.bytes.data(), done->result.bytes.size());
     } else {
       throw EncodeError("unexpected frame for the driver");
     }
@@ -372,14 +374,14 @@ void run_with_broker(RelayState& state, Plan& plan, const std::vector<Actor*>& a
     if (const int sig = signals.take(); sig != 0 && interrupted == 0) {
       interrupted = sig;
       logger->warn("interrupted by {}: stopping every actor", signal_name(sig));
-      send(pack_ctl(Ctl::dabort, "interrupted by " + signal_name(sig), sig));
+      send(encode(DAbort{"interrupted by " + signal_name(sig), sig}));
     }
   });
   part.watches.emplace_back(wake, [&] {
     std::uint64_t n;
     [[maybe_unused]] ssize_t r = ::read(wake, &n, sizeof n);
     std::lock_guard lock(abort_mu);
-    send(pack_ctl(Ctl::dabort, abort_reason, 0));
+    send(encode(DAbort{abort_reason, 0}));
   });
 
   // Ctrl-C while waiting for the broker or the workers gives up at once.

@@ -1,17 +1,26 @@
-// The frames a standalone relay-broker and its driver exchange that carry
-// more than a few fields: the driver's plan (in its join) and the run's result
-// (before the end). Both round-trip, and malformed ones are refused with
-// EncodeError rather than half-read.
-#include <string>
-
+// The frames relay's processes exchange (frames.h): every control frame, log
+// record and monitor record round-trips, and the decoder refuses a frame with
+// a field missing or extra, of the wrong type, or of an unknown kind. Also
+// the nested payloads a standalone relay-broker and its driver exchange: the
+// driver's plan (in its join) and the run's result (before the end). Both
+// round-trip, and malformed ones are refused with EncodeError rather than
+// half-read.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <functional>
+#include <limits>
 #include <msgpack.hpp>
+#include <string>
+#include <variant>
+#include <vector>
 
 #include "broker/broker.h"
 #include "relay/errors.h"
 #include "relay/internal/codec.h"
+#include "relay/internal/frames.h"
 #include "relay/internal/plan.h"
+#include "relay/internal/transport.h"
 
 namespace {
 
@@ -349,6 +358,283 @@ TEST(KeyHash, FindsEachValueOfAMessage) {
   // and the published value for "a".
   EXPECT_EQ(relay::internal::key_hash("", 0), 14695981039346656037ull);
   EXPECT_EQ(relay::internal::key_hash("a", 1), 0xaf63dc4c8601ec8cull);
+}
+
+// ---- frames.h ----
+
+namespace ri = relay::internal;
+using ::testing::HasSubstr;
+
+const std::string kBytes("\x00\x01\xc1 bytes", 9);
+
+// One frame of every control kind, each field set to something other than
+// its default.
+std::vector<ri::ControlFrame> EveryControlFrame() {
+  return {
+      ri::Hello{3, 4242, "a1", "tcp://10.0.0.1:7000"},
+      ri::Put{7, true, ri::Bin{kBytes}},
+      ri::Fail{"boom", 12},
+      ri::Bye{5, {{{0, 4}, 10}, {{1, 5}, 11}}, {{{0, 0}, 21}}, 2, {21}},
+      ri::Stats{100, 90, 8},
+      ri::Start{{"tcp://a:1", "", "ipc://@x"}},
+      ri::PutAck{9},
+      ri::Ack{},
+      ri::Abort{"actor 'x' failed"},
+      ri::WHello{"b1",
+                 {"gpu", "big"},
+                 77,
+                 "10.0.0.2",
+                 0xfedcba9876543210u,
+                 "relay 1.0",
+                 {{"windows", "3"}, {"codec", "1"}}},
+      ri::WExit{4, -9},
+      ri::Ping{},
+      ri::Pong{},
+      ri::Assign{{1, 2, 3}, "tcp://d:7000", "tcp://d:7001"},
+      ri::End{true, "done"},
+      ri::WEnd{},
+      ri::DHello{"d1", 55, "10.0.0.3", ri::Bin{kBytes}},
+      ri::DAbort{"interrupted by SIGINT", 2},
+      ri::QAck{4, 9, "queue 9 is closed"},
+      ri::QPut{4, 9, false, ri::Bin{kBytes}},
+      ri::DLog{4, 5, "a critical line"},
+      ri::REnded{4, 99, -15},
+      ri::Result{ri::Bin{kBytes}},
+  };
+}
+
+// The frame's bytes, re-packed after `change` edited its array's elements.
+using Edit = std::function<void(std::vector<msgpack::object>&, msgpack::zone&)>;
+std::string Edited(const std::string& bytes, const Edit& change) {
+  msgpack::zone zone;
+  const msgpack::object o = ri::decode_value(zone, bytes.data(), bytes.size());
+  std::vector<msgpack::object> elements(o.via.array.ptr, o.via.array.ptr + o.via.array.size);
+  change(elements, zone);
+  relay::internal::Buffer b;
+  msgpack::packer<relay::internal::Buffer> pk(b);
+  pk.pack_array(static_cast<std::uint32_t>(elements.size()));
+  for (const msgpack::object& e : elements) pk.pack(e);
+  return std::string(b.data(), b.size());
+}
+
+// Values a lenient decoder would take for `o`: the same text as bin or str
+// the other way round, a number as a float or a string, a bool as 0 or 1, an
+// array as a map; and nil for anything.
+std::vector<msgpack::object> Confusable(const msgpack::object& o, msgpack::zone& zone) {
+  std::vector<msgpack::object> out{msgpack::object()};
+  msgpack::object x;
+  switch (o.type) {
+    case msgpack::type::POSITIVE_INTEGER:
+      // Not a whole number: msgpack-c packs those as integers.
+      out.emplace_back(0.5);
+      out.emplace_back(std::to_string(o.via.u64), zone);
+      out.emplace_back(true);
+      break;
+    case msgpack::type::NEGATIVE_INTEGER:
+      out.emplace_back(-0.5);
+      out.emplace_back(std::to_string(o.via.i64), zone);
+      break;
+    case msgpack::type::STR:
+      x.type = msgpack::type::BIN;
+      x.via.bin.ptr = o.via.str.ptr;
+      x.via.bin.size = o.via.str.size;
+      out.push_back(x);
+      break;
+    case msgpack::type::BIN:
+      x.type = msgpack::type::STR;
+      x.via.str.ptr = o.via.bin.ptr;
+      x.via.str.size = o.via.bin.size;
+      out.push_back(x);
+      break;
+    case msgpack::type::BOOLEAN:
+      out.emplace_back(o.via.boolean ? 1 : 0);
+      break;
+    case msgpack::type::ARRAY:
+      x.type = msgpack::type::MAP;
+      x.via.map.ptr = nullptr;
+      x.via.map.size = 0;
+      out.push_back(x);
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+std::string Refusal(const std::string& bytes) {
+  msgpack::zone zone;
+  try {
+    (void)ri::decode_control(zone, bytes.data(), bytes.size());
+  } catch (const EncodeError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Every control kind decodes to what was encoded, both as its own type and
+// through decode_control(); the list covers every kind once.
+TEST(Frames, EveryControlKindRoundTrips) {
+  const std::vector<ri::ControlFrame> frames = EveryControlFrame();
+  ASSERT_EQ(frames.size(), std::variant_size_v<ri::ControlFrame>);
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    ASSERT_EQ(frames[i].index(), i);
+    std::visit(
+        [&](const auto& f) {
+          using F = std::decay_t<decltype(f)>;
+          SCOPED_TRACE(F::kName);
+          const std::string bytes = ri::encode(f);
+          msgpack::zone zone;
+          EXPECT_EQ(ri::decode<F>(zone, bytes.data(), bytes.size()), f);
+          const ri::ControlFrame any = ri::decode_control(zone, bytes.data(), bytes.size());
+          EXPECT_EQ(ri::kind_of(any), F::kKind);
+          EXPECT_STREQ(ri::name_of(any), F::kName);
+          ASSERT_TRUE(std::holds_alternative<F>(any));
+          EXPECT_EQ(std::get<F>(any), f);
+        },
+        frames[i]);
+  }
+}
+
+// The wire form is [kind, fields...], kind as the Ctl integer.
+TEST(Frames, ControlFrameIsKindThenFields) {
+  EXPECT_EQ(ri::encode(ri::Ack{}), Packed(std::make_tuple(103)));
+  EXPECT_EQ(ri::encode(ri::Fail{"boom", 12}), Packed(std::make_tuple(3, "boom", 12)));
+  EXPECT_EQ(
+      ri::encode(ri::Bye{5, {{{0, 4}, 10}}, {}, 2, {10}}),
+      Packed(std::make_tuple(
+          4, 5, std::vector<std::tuple<std::vector<int>, int>>{{{0, 4}, 10}}, std::vector<int>{},
+          2, std::vector<int>{10})));
+}
+
+// relay-broker's main still sends end and pong with pack_ctl(): the bytes
+// must be the ones the typed decoder reads.
+TEST(Frames, PackCtlAgreesWithEncode) {
+  EXPECT_EQ(ri::pack_ctl(ri::Ctl::end, false, std::string("no")), ri::encode(ri::End{false, "no"}));
+  EXPECT_EQ(ri::pack_ctl(ri::Ctl::pong), ri::encode(ri::Pong{}));
+}
+
+// The log record and the monitor records round-trip too.
+TEST(Frames, LogAndMonitorRecordsRoundTrip) {
+  msgpack::zone zone;
+  const ri::LogRecord log{4, 3, "warned"};
+  const std::string log_bytes = ri::encode(log);
+  EXPECT_EQ(log_bytes, Packed(std::make_tuple(4, 3, "warned")));
+  EXPECT_EQ(ri::decode<ri::LogRecord>(zone, log_bytes.data(), log_bytes.size()), log);
+
+  const ri::MonitorLog mlog{"work", "Forwarder-0", 2, "hi", 1700000000123};
+  const std::string mlog_bytes = ri::encode(mlog);
+  EXPECT_EQ(ri::decode<ri::MonitorLog>(zone, mlog_bytes.data(), mlog_bytes.size()), mlog);
+  const ri::MonitorStats stats{"work", "Forwarder-0", 10, 9, 1, 1700000000124};
+  const std::string stats_bytes = ri::encode(stats);
+  EXPECT_EQ(ri::decode<ri::MonitorStats>(zone, stats_bytes.data(), stats_bytes.size()), stats);
+  const ri::MonitorEnd end{false, "stopped"};
+  const std::string end_bytes = ri::encode(end);
+  EXPECT_EQ(ri::decode<ri::MonitorEnd>(zone, end_bytes.data(), end_bytes.size()), end);
+  EXPECT_STREQ(ri::MonitorLog::kTopic, "log");
+  EXPECT_STREQ(ri::MonitorStats::kTopic, "stats");
+  EXPECT_STREQ(ri::MonitorEnd::kTopic, "end");
+}
+
+// A frame with its last field left off, or with one more, is refused.
+TEST(Frames, RefusesMissingAndExtraFields) {
+  for (const ri::ControlFrame& frame : EveryControlFrame()) {
+    SCOPED_TRACE(ri::name_of(frame));
+    const std::string bytes = std::visit([](const auto& f) { return ri::encode(f); }, frame);
+    const std::string extra =
+        Edited(bytes, [](auto& e, msgpack::zone&) { e.push_back(msgpack::object()); });
+    EXPECT_THAT(Refusal(extra), HasSubstr(std::string(ri::name_of(frame)) + ": "));
+    EXPECT_THAT(Refusal(extra), HasSubstr(": an array of "));
+    const std::string missing = Edited(bytes, [](auto& e, msgpack::zone&) { e.pop_back(); });
+    EXPECT_NE(Refusal(missing), "");
+  }
+  const std::string hello = ri::encode(ri::Hello{3, 4242, "a1", "tcp://x:1"});
+  const std::string short_hello = Edited(hello, [](auto& e, msgpack::zone&) { e.pop_back(); });
+  EXPECT_EQ(Refusal(short_hello), "hello: an array of 4, expected 5");
+  msgpack::zone zone;
+  const std::string record = Packed(std::make_tuple(4, 3));
+  EXPECT_THROW(ri::decode<ri::LogRecord>(zone, record.data(), record.size()), EncodeError);
+  const std::string long_record = Packed(std::make_tuple(4, 3, "x", 1));
+  EXPECT_THROW(ri::decode<ri::LogRecord>(zone, long_record.data(), long_record.size()),
+               EncodeError);
+}
+
+// Every field of every kind, replaced by a value of a type a lenient decoder
+// would convert (or by nil), is refused, and the refusal names the field.
+TEST(Frames, RefusesEveryFieldOfTheWrongType) {
+  for (const ri::ControlFrame& frame : EveryControlFrame()) {
+    SCOPED_TRACE(ri::name_of(frame));
+    const std::string bytes = std::visit([](const auto& f) { return ri::encode(f); }, frame);
+    msgpack::zone zone;
+    const msgpack::object o = ri::decode_value(zone, bytes.data(), bytes.size());
+    for (std::uint32_t i = 1; i < o.via.array.size; ++i) {
+      for (const msgpack::object& wrong : Confusable(o.via.array.ptr[i], zone)) {
+        SCOPED_TRACE("field " + std::to_string(i) + " as " + ri::wire_type(wrong));
+        const std::string edited = Edited(bytes, [&](auto& e, msgpack::zone&) { e[i] = wrong; });
+        EXPECT_THAT(Refusal(edited), HasSubstr(std::string(ri::name_of(frame)) + ": field '"));
+      }
+    }
+  }
+}
+
+// The refusal says which field, what it wanted and what came.
+TEST(Frames, RefusalNamesTheField) {
+  const std::string hello = ri::encode(ri::Hello{3, 4242, "a1", "tcp://x:1"});
+  msgpack::zone zone;
+  const std::string text_pid = Edited(
+      hello, [](auto& e, msgpack::zone& z) { e[2] = msgpack::object(std::string("4242"), z); });
+  EXPECT_EQ(Refusal(text_pid), "hello: field 'pid': expected integer (int), got str");
+  const std::string bye = ri::encode(ri::Bye{5, {{{0, 4}, 10}}, {}, 2, {10}});
+  const std::string triple = Edited(bye, [](auto& e, msgpack::zone& z) {
+    e[2] = msgpack::object(std::vector<std::vector<int>>{{4, 10, 1}}, z);
+  });
+  EXPECT_THAT(Refusal(triple), HasSubstr("bye: field 'sent': element 0: expected array of 2"));
+  const std::string text_count = Edited(bye, [](auto& e, msgpack::zone& z) {
+    e[2] = msgpack::object(
+        std::vector<std::tuple<std::vector<int>, std::string>>{{{0, 4}, "10"}}, z);
+  });
+  EXPECT_THAT(Refusal(text_count), HasSubstr("bye: field 'sent': element 0: expected integer"));
+}
+
+// Integers must fit their field: no wrapping, no negative counts.
+TEST(Frames, RefusesIntegersOutOfRange) {
+  const std::string dlog = ri::encode(ri::DLog{4, 5, "x"});
+  const std::string big_level =
+      Edited(dlog, [](auto& e, msgpack::zone&) { e[2] = msgpack::object(256); });
+  EXPECT_EQ(Refusal(big_level), "dlog: field 'level': 256, which does not fit unsigned char");
+  const std::string big_actor =
+      Edited(dlog, [](auto& e, msgpack::zone&) { e[1] = msgpack::object(std::uint64_t{1} << 32); });
+  EXPECT_THAT(Refusal(big_actor), HasSubstr("dlog: field 'actor': 4294967296, which does not fit"));
+  const std::string stats = ri::encode(ri::Stats{1, 2, 3});
+  const std::string negative =
+      Edited(stats, [](auto& e, msgpack::zone&) { e[3] = msgpack::object(-1); });
+  EXPECT_THAT(Refusal(negative), HasSubstr("stats: field 'waiting': -1, which does not fit"));
+  const std::string exit = ri::encode(ri::WExit{1, 0});
+  const std::string huge_exit = Edited(exit, [](auto& e, msgpack::zone&) {
+    e[2] = msgpack::object(std::int64_t{std::numeric_limits<int>::min()} - 1);
+  });
+  EXPECT_THAT(Refusal(huge_exit), HasSubstr("wexit: field 'exitcode'"));
+}
+
+// Kinds that are not a Ctl, kinds that are not integers, and what is not a
+// control frame at all are refused; so is a frame of another kind than asked.
+TEST(Frames, RefusesUnknownKinds) {
+  EXPECT_EQ(Refusal(Packed(std::make_tuple(99))), "unknown control frame kind 99");
+  EXPECT_EQ(Refusal(Packed(std::make_tuple(0, "x"))), "unknown control frame kind 0");
+  EXPECT_THAT(Refusal(Packed(std::make_tuple(300))), HasSubstr("control frame kind: 300"));
+  EXPECT_THAT(Refusal(Packed(std::make_tuple(-1))), HasSubstr("control frame kind"));
+  EXPECT_THAT(Refusal(Packed(std::make_tuple("hello"))), HasSubstr("control frame kind"));
+  EXPECT_THAT(Refusal(Packed(std::make_tuple(103.5))), HasSubstr("control frame kind"));
+  EXPECT_EQ(Refusal(Packed(std::vector<int>{})), "control frame: an empty array");
+  EXPECT_EQ(Refusal(Packed(103)), "control frame: expected an array, got positive integer");
+  EXPECT_THAT(Refusal("\xc1"), HasSubstr("malformed msgpack frame"));
+  msgpack::zone zone;
+  const std::string ack = ri::encode(ri::Ack{});
+  try {
+    (void)ri::decode<ri::Ping>(zone, ack.data(), ack.size());
+    ADD_FAILURE() << "an ack read as a ping";
+  } catch (const EncodeError& e) {
+    EXPECT_STREQ(e.what(), "not a ping frame but kind 103");
+  }
 }
 
 }  // namespace

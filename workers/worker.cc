@@ -19,7 +19,6 @@
 
 namespace relay::workers {
 
-using internal::Ctl;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -54,9 +53,12 @@ zmq::socket_t join_socket(zmq::context_t& ctx, const std::string& rid, const Wor
   return s;
 }
 
-template <class... T>
-void send_ctl(zmq::socket_t& s, Ctl kind, const T&... values) {
-  (void)internal::send_value(s, std::make_tuple(static_cast<std::uint8_t>(kind), values...));
+// Sends a control frame (frames.h) to the broker.
+template <class F>
+void send_ctl(zmq::socket_t& s, const F& frame) {
+  internal::Buffer b;
+  internal::encode(b, frame);
+  (void)internal::send_frame(s, b);
 }
 
 }  // namespace
@@ -99,16 +101,6 @@ namespace {
 
 constexpr int kFramesPerTurn = 256;
 
-// The frame's fields, if it is a control frame [kind, ...] with at least
-// `need` of them beyond the kind; throws EncodeError otherwise.
-const msgpack::object* fields(const msgpack::object& o, std::uint32_t need) {
-  if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) {
-    throw EncodeError("not a msgpack array");
-  }
-  if (o.via.array.size < need + 1) throw EncodeError("too few fields");
-  return o.via.array.ptr;
-}
-
 }  // namespace
 
 void WorkerSession::kill_and_reap() noexcept { internal::kill_and_reap(handles_); }
@@ -123,12 +115,13 @@ void WorkerSession::join_and_fork(const ForkActor& fork_actor) {
     zmq::context_t ctx(1);
     zmq::socket_t s = join_socket(ctx, rid_, config_);
     if (driver_) {
-      s.send(zmq::buffer(internal::pack_ctl_bin(Ctl::dhello, driver_->plan, internal::host_name(),
-                                                static_cast<int>(::getpid()), address_)));
+      send_ctl(s, internal::DHello{internal::host_name(), static_cast<int>(::getpid()), address_,
+                                   internal::Bin{driver_->plan}});
       logger_->info("driver: joining the broker at {} from {}", config_.driver, address_);
     } else {
-      send_ctl(s, Ctl::whello, internal::host_name(), config_.labels, static_cast<int>(::getpid()),
-               address_, plan_.fingerprint(), plan_.describe(), plan_.parts());
+      send_ctl(s,
+               internal::WHello{internal::host_name(), config_.labels, static_cast<int>(::getpid()),
+                                address_, plan_.fingerprint(), plan_.describe(), plan_.parts()});
       logger_->info("worker: joining {} from {}", config_.driver, address_);
     }
     // Until the broker answers, wait join_wait; once it has, it pings while
@@ -149,7 +142,7 @@ void WorkerSession::join_and_fork(const ForkActor& fork_actor) {
         throw Error(role + "lost " + peer() + " while waiting to be given actors");
       }
       if (now >= next_ping) {
-        send_ctl(s, Ctl::ping);
+        send_ctl(s, internal::Ping{});
         next_ping = now + internal::kPingPeriod;
       }
       if (driver_ && driver_->while_joining) driver_->while_joining();
@@ -161,20 +154,20 @@ void WorkerSession::join_and_fork(const ForkActor& fork_actor) {
         std::optional<std::string> turned_away;
         try {
           msgpack::zone zone;
-          const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
-          const auto kind = static_cast<Ctl>(fields(o, 0)[0].as<std::uint8_t>());
-          if (kind == Ctl::assign) {
-            const msgpack::object* a = fields(o, 3);
-            ids_ = a[1].as<std::vector<std::uint32_t>>();
-            plan_.control_endpoint = a[2].as<std::string>();
-            plan_.log_endpoint = a[3].as<std::string>();
+          internal::ControlFrame f =
+              internal::decode_control(zone, frame.data<char>(), frame.size());
+          if (auto* assign = std::get_if<internal::Assign>(&f)) {
+            ids_ = std::move(assign->actors);
+            plan_.control_endpoint = std::move(assign->control);
+            plan_.log_endpoint = std::move(assign->log);
             for (std::uint32_t id : ids_) {
               if (id >= plan_.actors.size()) throw EncodeError("assigned an unknown actor");
             }
             assigned = true;
-          } else if (kind == Ctl::end || kind == Ctl::abort) {
-            const msgpack::object* a = fields(o, 1);
-            turned_away = a[o.via.array.size - 1].as<std::string>();
+          } else if (auto* end = std::get_if<internal::End>(&f)) {
+            turned_away = std::move(end->reason);
+          } else if (auto* abort = std::get_if<internal::Abort>(&f)) {
+            turned_away = std::move(abort->reason);
           }
         } catch (const std::exception& e) {
           ids_.clear();
@@ -223,7 +216,7 @@ void WorkerSession::serve_until_end() {
     driver_->send = [&s](const std::string& frame) { s.send(zmq::buffer(frame)); };
   }
   // Heard from first: the broker sends what it held for us meanwhile.
-  send_ctl(s, Ctl::ping);
+  send_ctl(s, internal::Ping{});
   auto last_heard = Clock::now();
   auto next_ping = Clock::now() + internal::kPingPeriod;
   // When to SIGKILL actors that ignored the abort's SIGTERM (max: not armed;
@@ -249,23 +242,20 @@ void WorkerSession::serve_until_end() {
       last_heard = Clock::now();
       try {
         msgpack::zone zone;
-        const msgpack::object o = internal::decode_value(zone, frame.data<char>(), frame.size());
-        const msgpack::object* a = fields(o, 0);
-        const auto kind = static_cast<Ctl>(a[0].as<std::uint8_t>());
-        if (kind == Ctl::abort) {
+        internal::ControlFrame f = internal::decode_control(zone, frame.data<char>(), frame.size());
+        if (auto* abort = std::get_if<internal::Abort>(&f)) {
           if (!stopped) {
-            stopped = fields(o, 1)[1].as<std::string>();
+            stopped = std::move(abort->reason);
             signal_all(SIGTERM);
             kill_at = Clock::now() + std::chrono::milliseconds(1000);
           }
-        } else if (kind == Ctl::end) {
-          a = fields(o, 2);
+        } else if (auto* end = std::get_if<internal::End>(&f)) {
           // Taken: the broker repeats end until it hears this.
-          send_ctl(s, Ctl::wend);
+          send_ctl(s, internal::WEnd{});
           ended = true;
-          if (!a[1].as<bool>() && !stopped) stopped = a[2].as<std::string>();
-        } else if (driver_ && kind != Ctl::pong) {
-          driver_->on_frame(kind, a, o.via.array.size);
+          if (!end->ok && !stopped) stopped = std::move(end->reason);
+        } else if (driver_ && !std::holds_alternative<internal::Pong>(f)) {
+          driver_->on_frame(f);
         }
       } catch (const std::exception& e) {
         logger_->warn("{}: rejected a message from {}: {}", driver_ ? "driver" : "worker", peer(),
@@ -276,7 +266,7 @@ void WorkerSession::serve_until_end() {
       if (handles_[i]->exitcode || !(items[i + 1].revents & ZMQ_POLLIN)) continue;
       if (!handles_[i]->try_reap()) continue;
       --running;
-      send_ctl(s, Ctl::wexit, ids_[i], *handles_[i]->exitcode);
+      send_ctl(s, internal::WExit{ids_[i], *handles_[i]->exitcode});
     }
     for (std::size_t i = 0; i < extra; ++i) {
       if (!(items[1 + handles_.size() + i].revents & ZMQ_POLLIN)) continue;
@@ -288,7 +278,7 @@ void WorkerSession::serve_until_end() {
     }
     const auto now = Clock::now();
     if (now >= next_ping) {
-      send_ctl(s, Ctl::ping);
+      send_ctl(s, internal::Ping{});
       next_ping = now + internal::kPingPeriod;
     }
     if (now >= kill_at) {

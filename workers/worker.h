@@ -18,9 +18,9 @@
 #include <string>
 #include <vector>
 
-#include <msgpack.hpp>
 #include <spdlog/logger.h>
 
+#include "relay/internal/frames.h"
 #include "relay/internal/plan.h"
 #include "relay/internal/process.h"
 #include "relay/internal/security.h"
@@ -39,8 +39,9 @@ struct WorkerConfig {
 // sends its plan with the join, and takes the frames only a driver gets.
 struct DriverPart {
   std::string plan;  // internal::pack_broker_plan() of the driver's plan
-  // qput, dlog, rended and result frames, on the serving thread.
-  std::function<void(internal::Ctl kind, const msgpack::object* a, std::uint32_t n)> on_frame;
+  // The frames only a driver gets (qput, dlog, rended, result; not abort, end
+  // or pong), on the serving thread; throws EncodeError for one it cannot use.
+  std::function<void(const internal::ControlFrame& frame)> on_frame;
   // Descriptors watched while serving, and what to do when one is readable.
   std::vector<std::pair<int, std::function<void()>>> watches;
   // Set by the session while it serves: sends a frame to the broker (only

@@ -1,8 +1,11 @@
 // Fuzzes the decoder every received frame goes through: decode_message() (with
 // and without an owner, i.e. with large values referenced or copied) and
-// decode_value(), then reads the result the way user code and relay's own
-// control handling do, and unpack_broker_plan() (a driver's join). Any input may be rejected with relay::Error; nothing may
-// crash, leak, hang or allocate far beyond the input's size.
+// decode_value(), then reads the result the way user code does; decodes it as
+// every frame kind of frames.h (control frames, log and monitor records), as
+// the broker, actors, workers and drivers do; and unpack_broker_plan() (a
+// driver's join). Any input may be rejected with relay::Error; nothing may
+// crash, leak, hang or allocate far beyond the input's size. A frame that
+// decodes must encode again to a frame that decodes to the same.
 //
 //   bazel build --config=fuzz //core:codec_fuzzer
 //   bazel/run_fuzzer.sh 60
@@ -14,10 +17,12 @@
 #include <string>
 #include <tuple>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "relay/errors.h"
 #include "relay/internal/codec.h"
+#include "relay/internal/frames.h"
 #include "relay/internal/plan.h"
 #include "relay/message.h"
 
@@ -122,6 +127,49 @@ void decode_as_value(const char* data, std::size_t size) {
   }
 }
 
+// Decodes the input as frame kind F; what decodes must round-trip.
+template <class F>
+void decode_as(const char* data, std::size_t size) {
+  msgpack::zone zone;
+  F f;
+  try {
+    f = relay::internal::decode<F>(zone, data, size);
+  } catch (const relay::EncodeError&) {
+    return;
+  }
+  const std::string again = relay::internal::encode(f);
+  msgpack::zone zone2;
+  try {
+    if (!(relay::internal::decode<F>(zone2, again.data(), again.size()) == f)) __builtin_trap();
+  } catch (const relay::EncodeError&) {
+    __builtin_trap();
+  }
+}
+
+template <std::size_t... I>
+void decode_as_every_control_kind(const char* data, std::size_t size, std::index_sequence<I...>) {
+  (decode_as<std::variant_alternative_t<I, relay::internal::ControlFrame>>(data, size), ...);
+}
+
+// Every frame of frames.h, as each receiver reads it.
+void decode_as_frames(const char* data, std::size_t size) {
+  {
+    msgpack::zone zone;
+    try {
+      const relay::internal::ControlFrame f = relay::internal::decode_control(zone, data, size);
+      (void)relay::internal::kind_of(f);
+      (void)relay::internal::name_of(f);
+    } catch (const relay::EncodeError&) {
+    }
+  }
+  decode_as_every_control_kind(
+      data, size, std::make_index_sequence<std::variant_size_v<relay::internal::ControlFrame>>());
+  decode_as<relay::internal::LogRecord>(data, size);
+  decode_as<relay::internal::MonitorLog>(data, size);
+  decode_as<relay::internal::MonitorStats>(data, size);
+  decode_as<relay::internal::MonitorEnd>(data, size);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
@@ -130,6 +178,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
   decode_as_message(p, size, false);
   decode_as_message(p, size, true);
   decode_as_value(p, size);
+  decode_as_frames(p, size);
   // pack_message()'s depth check agrees with the decoder's limit both ways.
   {
     msgpack::zone zone;

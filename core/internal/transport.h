@@ -49,15 +49,6 @@ inline int poll(std::vector<zmq::pollitem_t>& items, std::chrono::milliseconds t
 [[nodiscard]] bool send_frame(zmq::socket_t& socket, Buffer& frame,
                               zmq::send_flags flags = zmq::send_flags::none);
 
-// Packs a msgpack value (a tuple for control frames) and sends it.
-template <class T>
-bool send_value(zmq::socket_t& socket, const T& value,
-                zmq::send_flags flags = zmq::send_flags::none) {
-  Buffer b;
-  msgpack::pack(b, value);
-  return send_frame(socket, b, flags);
-}
-
 // Sends a one-byte kind followed by a packed msgpack value.
 template <class T>
 bool send_tagged(zmq::socket_t& socket, char kind, const T& value,
@@ -68,24 +59,14 @@ bool send_tagged(zmq::socket_t& socket, char kind, const T& value,
   return send_frame(socket, b, flags);
 }
 
-// A control frame [kind, values...] (see wire.h), packed.
+// A control frame [kind, values...], packed positionally. Superseded by
+// frames.h's encode(), which every other sender uses; relay-broker's main
+// (broker_main.cc) still sends its end and pong frames with this, and
+// wire_test checks that the bytes agree.
 template <class... T>
 std::string pack_ctl(Ctl kind, const T&... values) {
   Buffer b;
   msgpack::pack(b, std::make_tuple(static_cast<std::uint8_t>(kind), values...));
-  return std::string(b.data(), b.size());
-}
-
-// [kind, values..., bin]: a control frame whose last field is bytes.
-template <class... T>
-std::string pack_ctl_bin(Ctl kind, std::string_view bin, const T&... values) {
-  Buffer b;
-  msgpack::packer<Buffer> pk(b);
-  pk.pack_array(static_cast<std::uint32_t>(2 + sizeof...(T)));
-  pk.pack(static_cast<std::uint8_t>(kind));
-  (pk.pack(values), ...);
-  pk.pack_bin(static_cast<std::uint32_t>(bin.size()));
-  pk.pack_bin_body(bin.data(), static_cast<std::uint32_t>(bin.size()));
   return std::string(b.data(), b.size());
 }
 

@@ -1,47 +1,11 @@
-// relay/internal/wire.h: the frames relay's processes exchange.
+// relay/internal/wire.h: the frames relay's processes exchange: the data
+// channel's here, the others in frames.h.
 //
-// Control channel: each actor's DEALER (routing id = 4-byte actor id) to the
-// broker's ROUTER. One frame per message: a msgpack array whose first element
-// is a Ctl kind.
-//   hello   [1, id, pid, host, data_endpoint]        actor -> broker
-//   put     [2, queue_id, bounded, bin message]      actor -> broker
-//   fail    [3, text, log_count]                     actor -> broker
-//   bye     [4, log_count, [[to, n]...], [[from, n]...], rejected]
-//   stats   [6, sent, received, waiting]  every ~500 ms while busy
-//           (waiting: credits in use, i.e. sent and not yet credited back;
-//           credits return in batches of half a window, so up to that many
-//           may show after everything arrived)
-//   start   [101, [endpoint of each actor id]]       broker -> actor
-//   put_ack [102, queue_id]                          broker -> actor
-//   ack     [103]  (answers fail and bye, once every log record has arrived)
-//   abort   [105, reason]
-//
-// Workers (routing id 'W' + 8 hex digits) on the same ROUTER:
-//   whello  [20, host, [label...], pid, address, fingerprint, description,
-//            [[part, text]...]]  (Plan::describe(), Plan::parts())
-//           (Plan::fingerprint(): a worker whose relay differs is turned away)
-//   wexit   [21, actor id, exitcode]                 worker -> broker
-//   ping    [22] / [122]                             both ways, every 500 ms
-//   assign  [120, [actor id...], control, log]       broker -> worker
-//   end     [123, ok, reason]                        broker -> worker
-//   wend    [23]  end taken; the broker repeats end until it has this
-//   (abort  [105, reason] also goes to workers)
-//
-// A driver using a standalone relay-broker joins as a member of the same kind
-// (routing id 'W' + 8 hex digits), runs the actors placed on its own host, and
-// receives what an embedded broker would hand it directly:
-//   dhello  [30, host, pid, address, plan]           driver -> broker
-//   dabort  [31, reason, signal]  driver -> broker; signal 0: its handler threw
-//   qack    [32, actor id, queue_id, error]  a bounded put is in the driver's
-//           queue (error ""), or a put, bounded or not, the driver cannot
-//           deliver: error says why, and the broker fails that actor
-//   qput    [130, actor id, queue_id, bounded, bin message]  broker -> driver
-//   dlog    [131, actor id, level, text]             broker -> driver
-//   rended  [132, actor id, pid, exitcode]  an actor on a worker ended
-//   result  [133, packed RunResult]  before end
-//
-// Log channel: each actor's XPUB to the broker's SUB; one msgpack frame
-// [id, level, text] per record.
+// Control channel (each actor's DEALER to the broker's ROUTER; workers and a
+// standalone broker's driver on the same ROUTER), log channel (each actor's
+// XPUB to the broker's SUB) and monitor stream (broker PUB -> relay-monitor
+// SUB): every frame kind is defined, with its fields, in frames.h. A control
+// frame is a msgpack array whose first element is a Ctl kind (below).
 //
 // Data channel: a sender's DEALER per edge and receiver (routing id = its
 // actor id, 4 bytes, then the edge number, 2 bytes: data_routing_id()) to the
@@ -100,12 +64,6 @@ inline constexpr char kData = 'D';
 inline constexpr char kEos = 'E';
 inline constexpr char kCredit = 'C';
 inline constexpr char kEosAck = 'A';
-
-// Monitor stream (broker PUB -> relay-monitor SUB): two frames, a topic and a
-// msgpack array.
-//   "log"   [group, name, level, text, unix_ms]
-//   "stats" [group, name, sent, received, waiting, unix_ms]
-//   "end"   [ok, reason]
 
 // Exit status of an actor process that found its driver gone (nobody reaps
 // it), or whose abort by SIGTERM did not take.

@@ -13,10 +13,11 @@
 #include <thread>
 #include <tuple>
 
-#include "relay/runtime/queue_state.h"
-#include "relay/runtime/signals.h"
+#include "relay/internal/frames.h"
 #include "relay/internal/transport.h"
 #include "relay/internal/wire.h"
+#include "relay/runtime/queue_state.h"
+#include "relay/runtime/signals.h"
 
 namespace relay::internal {
 namespace {
@@ -56,6 +57,14 @@ constexpr auto kHousekeepingPeriod = std::chrono::milliseconds(5);
 // "30.0" for 30000 ms.
 std::string seconds(std::chrono::milliseconds ms) {
   return std::to_string(ms.count() / 1000) + "." + std::to_string(ms.count() % 1000 / 100);
+}
+
+// Sends a control frame to the broker (frames.h).
+template <class F>
+void send_ctl(zmq::socket_t& control, const F& frame) {
+  Buffer b;
+  encode(b, frame);
+  (void)send_frame(control, b);
 }
 
 // What an exception that escaped a hook says, with its type.
@@ -205,8 +214,7 @@ void ActorRuntime::connect() {
   log_.connect(log_endpoint);
 
   if (skip_hello == nullptr || slot_.name != skip_hello) {
-    send_value(control_, std::make_tuple(static_cast<std::uint8_t>(Ctl::hello), slot_.id,
-                                         static_cast<int>(::getpid()), host_name(), endpoint));
+    send_ctl(control_, Hello{slot_.id, static_cast<int>(::getpid()), host_name(), endpoint});
   }
   // Wait for the broker's start (every actor is up) and for its log
   // subscription: a record published before the subscription would be lost.
@@ -599,8 +607,7 @@ void ActorRuntime::report_stats(bool force) {
     waiting += d.window - std::min<std::uint64_t>(d.credit, d.window);
   }
   for (const Upstream& u : up_) received += u.received;
-  (void)send_value(control_, std::make_tuple(static_cast<std::uint8_t>(Ctl::stats), sent,
-                                             received, waiting));
+  send_ctl(control_, Stats{sent, received, waiting});
 }
 
 bool ActorRuntime::reply(const Upstream& sender, Buffer& frame) {
@@ -762,25 +769,24 @@ void ActorRuntime::drain_multipart(zmq::socket_t& socket) {
 Ctl ActorRuntime::handle_control(const zmq::message_t& frame) {
   msgpack::zone zone;
   try {
-    const msgpack::object o = decode_value(zone, frame.data<char>(), frame.size());
-    if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) throw EncodeError("not an array");
-    const auto kind = static_cast<Ctl>(o.via.array.ptr[0].as<std::uint8_t>());
+    ControlFrame f = decode_control(zone, frame.data<char>(), frame.size());
+    const Ctl kind = kind_of(f);
     switch (kind) {
-      case Ctl::start:
-        if (o.via.array.size < 2) throw EncodeError("start without endpoints");
-        endpoints_ = o.via.array.ptr[1].as<std::vector<std::string>>();
-        if (endpoints_.size() != plan_.actors.size()) throw EncodeError("bad endpoint table");
+      case Ctl::start: {
+        std::vector<std::string>& endpoints = std::get<Start>(f).endpoints;
+        if (endpoints.size() != plan_.actors.size()) throw EncodeError("bad endpoint table");
+        endpoints_ = std::move(endpoints);
         return kind;
+      }
       case Ctl::put_ack:
-        if (o.via.array.size < 2) throw EncodeError("put_ack without a queue");
-        acked_puts_.push_back(o.via.array.ptr[1].as<std::uint64_t>());
+        acked_puts_.push_back(std::get<PutAck>(f).queue_id);
         return kind;
       case Ctl::ack:
         return kind;
       case Ctl::abort:
         end_aborted();
       default:
-        throw EncodeError("unknown control kind");
+        throw EncodeError(std::string("unexpected control frame ") + name_of(f));
     }
   } catch (const std::exception& e) {
     reject(std::string("bad control frame: ") + e.what());
@@ -809,21 +815,15 @@ void ActorRuntime::wait_control(Ctl kind, std::uint64_t queue_id) {
 }
 
 void ActorRuntime::put(std::uint64_t queue_id, bool bounded, const Buffer& message) {
-  Buffer b;
-  msgpack::packer<Buffer> pk(b);
-  pk.pack_array(4);
-  pk.pack(static_cast<std::uint8_t>(Ctl::put));
-  pk.pack(queue_id);
-  pk.pack(bounded);
-  pk.pack_bin(static_cast<std::uint32_t>(message.size()));
-  pk.pack_bin_body(message.data(), static_cast<std::uint32_t>(message.size()));
-  (void)send_frame(control_, b);
+  send_ctl(control_, Put{queue_id, bounded, Bin{std::string_view(message.data(), message.size())}});
   if (bounded) wait_control(Ctl::put_ack, queue_id);
 }
 
 void ActorRuntime::log(Level level, const std::string& text) noexcept {
   try {
-    send_value(log_, std::make_tuple(slot_.id, static_cast<std::uint8_t>(level), text));
+    Buffer b;
+    encode(b, LogRecord{slot_.id, static_cast<std::uint8_t>(level), text});
+    (void)send_frame(log_, b);
     ++logs_;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "relay: [%s] (%s) log record lost (%s): %s\n", slot_.group_name.c_str(),
@@ -833,21 +833,21 @@ void ActorRuntime::log(Level level, const std::string& text) noexcept {
 
 void ActorRuntime::say_bye() {
   report_stats(true);
-  std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint64_t>> sent;
-  std::vector<std::tuple<std::uint32_t, std::uint32_t, std::uint64_t>> received;
+  EdgeCounts sent;
+  EdgeCounts received;
   std::vector<std::uint64_t> outputs;
-  for (const Downstream& d : down_) sent.emplace_back(d.edge, d.id, d.sent);
-  for (const Upstream& u : up_) received.emplace_back(u.edge, u.id, u.received);
+  for (const Downstream& d : down_) sent.push_back({{d.edge, d.id}, d.sent});
+  for (const Upstream& u : up_) received.push_back({{u.edge, u.id}, u.received});
   for (const Output& o : outputs_) outputs.push_back(o.sent);
-  send_value(control_, std::make_tuple(static_cast<std::uint8_t>(Ctl::bye), logs_, sent,
-                                       received, rejected_, outputs));
+  send_ctl(control_, Bye{logs_, std::move(sent), std::move(received), rejected_,
+                         std::move(outputs)});
   wait_control(Ctl::ack);
 }
 
 void ActorRuntime::fail(const std::string& text) noexcept {
   bool acknowledged = false;
   try {
-    send_value(control_, std::make_tuple(static_cast<std::uint8_t>(Ctl::fail), text, logs_));
+    send_ctl(control_, Fail{text, logs_});
     // Wait a little for the broker to take the report (and every log record
     // before it); a broker that is gone must not keep a failed actor alive.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
@@ -856,11 +856,13 @@ void ActorRuntime::fail(const std::string& text) noexcept {
       zmq::poll(items, 1, std::chrono::milliseconds(100));
       zmq::message_t frame;
       while (control_.recv(frame, zmq::recv_flags::dontwait)) {
-        msgpack::zone zone;
-        const msgpack::object o = decode_value(zone, frame.data<char>(), frame.size());
-        if (o.type == msgpack::type::ARRAY && o.via.array.size > 0 &&
-            o.via.array.ptr[0].as<std::uint8_t>() == static_cast<std::uint8_t>(Ctl::ack)) {
-          acknowledged = true;
+        // Anything else (an abort, a stray frame) is not the answer awaited.
+        try {
+          msgpack::zone zone;
+          if (kind_of(decode_control(zone, frame.data<char>(), frame.size())) == Ctl::ack) {
+            acknowledged = true;
+          }
+        } catch (const EncodeError&) {
         }
       }
     }
