@@ -660,4 +660,244 @@ TEST_F(GraphTest, AccountingNamesTheDefaultEdgeOfADiamond) {
   EXPECT_THAT(text, Not(HasSubstr("'b' -> 'd'"))) << text;
 }
 
+// ---- More on keys ----
+
+// msgpack's shortest encoding of an integer, as by_key hashes it.
+std::string BigEndian(std::uint64_t v, int bytes) {
+  std::string out;
+  for (int b = bytes - 1; b >= 0; --b) out += static_cast<char>((v >> (8 * b)) & 0xff);
+  return out;
+}
+std::string PackInteger(long long i) {
+  if (i >= 0) {
+    const auto u = static_cast<std::uint64_t>(i);
+    if (u < 128) return BigEndian(u, 1);
+    if (u < 256) return "\xcc" + BigEndian(u, 1);
+    if (u < 65536) return "\xcd" + BigEndian(u, 2);
+    if (u < (1ull << 32)) return "\xce" + BigEndian(u, 4);
+    return "\xcf" + BigEndian(u, 8);
+  }
+  const auto u = static_cast<std::uint64_t>(i);
+  if (i >= -32) return BigEndian(u, 1);
+  if (i >= -128) return "\xd0" + BigEndian(u, 1);
+  if (i >= -32768) return "\xd1" + BigEndian(u, 2);
+  if (i >= -2147483648ll) return "\xd2" + BigEndian(u, 4);
+  return "\xd3" + BigEndian(u, 8);
+}
+std::string PackString(const std::string& s) {
+  if (s.size() < 32) return PackShortString(s);
+  if (s.size() < 256) return "\xd9" + BigEndian(s.size(), 1) + s;
+  return "\xda" + BigEndian(s.size(), 2) + s;
+}
+
+// Sends (tag, key) with keys of many types and sizes, each case three times.
+class TypedKeys : public relay::Actor {
+ public:
+  void loop() override {
+    for (int round = 0; round < 3; ++round) {
+      send(std::string("int 7"), 7);
+      send(std::string("long long 7"), 7LL);
+      send(std::string("unsigned 7"), 7u);
+      send(std::string("short 7"), static_cast<short>(7));
+      send(std::string("200"), 200);
+      send(std::string("300"), 300);
+      send(std::string("70000"), 70000);
+      send(std::string("2^40"), 1LL << 40);
+      send(std::string("-1"), -1);
+      send(std::string("-100"), -100);
+      send(std::string("-40000"), -40000);
+      send(std::string("40 chars"), std::string(40, 'k'));
+      send(std::string("300 chars"), std::string(300, 'q'));
+      send(std::string("empty"), std::string());
+    }
+  }
+};
+
+// Puts (tag, its name) for each message.
+class WhoGotIt : public relay::Actor {
+ public:
+  explicit WhoGotIt(relay::Queue& q) : q_(q) {}
+  void recv(const relay::Message& m) override { q_.put(m.get<std::string>(0), name()); }
+
+ private:
+  relay::Queue& q_;
+};
+
+// by_key hashes the key's msgpack encoding, integers in their shortest form:
+// 7 as an int, a long long, an unsigned or a short reaches the same actor,
+// and every key reaches the actor FNV-1a of its encoding picks, for every
+// integer width and string length.
+TEST_F(GraphTest, ByKeyHashesTheShortestWireEncoding) {
+  constexpr int kActors = 7;
+  relay::Queue q;
+  TypedKeys source;
+  auto receivers = Many<WhoGotIt>(kActors, q);
+  relay::Relay relay(4);
+  relay.connect(relay::group("src", source), relay::by_key(relay::group("keyed", receivers), 1));
+  relay.start();
+  std::map<std::string, std::vector<std::string>> got;
+  while (auto m = q.get(std::chrono::seconds(1))) {
+    auto [tag, who] = m->as<std::string, std::string>();
+    got[tag].push_back(who);
+  }
+  auto at = [&](const std::string& encoding) {
+    const std::string who = "WhoGotIt-" + std::to_string(Fnv1a(encoding) % kActors);
+    return std::vector<std::string>{who, who, who};
+  };
+  const std::map<std::string, std::vector<std::string>> want = {
+      {"int 7", at(PackInteger(7))},
+      {"long long 7", at(PackInteger(7))},
+      {"unsigned 7", at(PackInteger(7))},
+      {"short 7", at(PackInteger(7))},
+      {"200", at(PackInteger(200))},
+      {"300", at(PackInteger(300))},
+      {"70000", at(PackInteger(70000))},
+      {"2^40", at(PackInteger(1LL << 40))},
+      {"-1", at(PackInteger(-1))},
+      {"-100", at(PackInteger(-100))},
+      {"-40000", at(PackInteger(-40000))},
+      {"40 chars", at(PackString(std::string(40, 'k')))},
+      {"300 chars", at(PackString(std::string(300, 'q')))},
+      {"empty", at(PackString(""))},
+  };
+  EXPECT_EQ(got, want);
+}
+
+// A message without the value its by_key edge is keyed by fails its sender;
+// the error names the edge and the value.
+TEST_F(GraphTest, MessageWithoutItsKeyFailsTheSender) {
+  relay::Queue q;
+  Counter source(0, 10);  // one value per message
+  auto tallies = Many<NamedTally>(2, q);
+  relay::Relay relay;
+  relay.connect(relay::group("src", source), relay::by_key(relay::group("keyed", tallies), 1));
+  const std::string text = StartError<relay::ActorError>(relay);
+  EXPECT_THAT(text, AllOf(HasSubstr("[src]"), HasSubstr("'src' -> 'keyed'"),
+                          HasSubstr("no value 1")));
+}
+
+// Sends start..start+n-1, all with the key "same".
+class OneKey : public relay::Actor {
+ public:
+  OneKey(long long start, long long n) : start_(start), n_(n) {}
+  void loop() override {
+    for (long long i = start_; i < start_ + n_; ++i) send(i, std::string("same"));
+  }
+
+ private:
+  long long start_, n_;
+};
+
+// A NamedTally that sleeps a little now and then.
+class SlowTally : public NamedTally {
+ public:
+  using NamedTally::NamedTally;
+  void recv(const relay::Message& m) override {
+    if (m.get<long long>(0) % 50 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    NamedTally::recv(m);
+  }
+};
+
+// With maxsize 1 and every message keyed to one slow actor of four, two
+// senders wait for that actor's credit (no re-routing to the idle ones) and
+// nothing is lost.
+TEST_F(GraphTest, ByKeyHotKeyWithMaxsizeOne) {
+  relay::Queue q;
+  OneKey a(0, 1000), b(1000, 1000);
+  auto tallies = Many<SlowTally>(4, q);
+  relay::Relay relay(1);
+  relay.connect(relay::group("src", a, b), relay::by_key(relay::group("keyed", tallies), 1));
+  relay.start();
+  const std::string hot = "SlowTally-" + std::to_string(Fnv1a(PackShortString("same")) % 4);
+  Tallies want;
+  for (int i = 0; i < 4; ++i) want["SlowTally-" + std::to_string(i)] = {0, 0};
+  want[hot] = {2000, SumRange(0, 2000)};
+  EXPECT_EQ(DrainTallies(q), want);
+}
+
+// Broadcast with one slow receiver and maxsize 2: the fast ones wait for
+// it, and each still gets every message.
+TEST_F(GraphTest, BroadcastWithASlowReceiverAndSmallMaxsize) {
+  constexpr long long kN = 1000;
+  relay::Queue q;
+  Counter source(0, kN);
+  NamedTally fast1(q, "fast-1"), fast2(q, "fast-2");
+  SlowTally slow(q, "slow");
+  relay::Relay relay(2);
+  relay.connect(relay::group("src", source),
+                relay::broadcast(relay::group("all", fast1, slow, fast2)));
+  relay.start();
+  const Tallied each{kN, SumRange(0, kN)};
+  EXPECT_EQ(DrainTallies(q), (Tallies{{"fast-1", each}, {"fast-2", each}, {"slow", each}}));
+}
+
+// Merge with a source that sends nothing: the receiver's stream ends after
+// both, with the other source's messages all there.
+TEST_F(GraphTest, MergeWithAnEmptySource) {
+  relay::Queue q;
+  Counter busy(0, 500), idle(0, 0);
+  NamedTally sink(q, "sink");
+  relay::Relay relay;
+  relay.connect(relay::group("busy", busy), relay::group("sink", sink));
+  relay.connect(relay::group("idle", idle), "sink");
+  relay.start();
+  EXPECT_EQ(DrainTallies(q), (Tallies{{"sink", {500, SumRange(0, 500)}}}));
+}
+
+// A named output fanning out to two groups, one of them by key and one
+// broadcast: each edge gets every message sent to "bad".
+TEST_F(GraphTest, NamedOutputFansOutWithGroupings) {
+  constexpr long long kN = 2000;
+  relay::Queue q;
+  Counter source(0, kN);
+  auto parsers = Many<Parser>(2);
+  NamedTally good(q, "good");
+  NamedTally k1(q, "keyed-1"), k2(q, "keyed-2");
+  NamedTally b1(q, "bcast-1"), b2(q, "bcast-2");
+  relay::Relay relay(8);
+  relay.connect(relay::group("src", source), relay::group("parse", parsers),
+                relay::group("good", good));
+  relay.connect(relay::output("parse", "bad"), relay::by_key(relay::group("keyed", k1, k2)));
+  relay.connect(relay::output("parse", "bad"), relay::broadcast(relay::group("bcast", b1, b2)));
+  relay.start();
+  const Tallies got = DrainTallies(q);
+  ASSERT_EQ(got.size(), 5u);
+  const Tallied odd{kN / 2, SumOfParity(kN, 1)};
+  EXPECT_EQ(got.at("good"), (Tallied{kN / 2, SumOfParity(kN, 0)}));
+  EXPECT_EQ(got.at("bcast-1"), odd);
+  EXPECT_EQ(got.at("bcast-2"), odd);
+  EXPECT_EQ(got.at("keyed-1").count + got.at("keyed-2").count, odd.count);
+  EXPECT_EQ(got.at("keyed-1").sum + got.at("keyed-2").sum, odd.sum);
+}
+
+// A lost message on a broadcast edge: start() names the edge and the pair.
+TEST_F(GraphTest, AccountingNamesABroadcastEdge) {
+  ScopedEnv drop("RELAY_TESTING_DROP_NTH_MESSAGE", "150");
+  relay::Queue q;
+  Counter src(0, 100);  // 300 copies: its 150th is lost, at one receiver
+  auto all = Many<NamedTally>(3, q);
+  relay::Relay relay;
+  relay.connect(relay::group("src", src), relay::broadcast(relay::group("all", all)));
+  const std::string text = StartError<relay::AccountingError>(relay);
+  EXPECT_THAT(text, HasSubstr("edge 'src' -> 'all': sent 300, received 299")) << text;
+  EXPECT_THAT(text, HasSubstr(": sent 100, received 99")) << text;
+}
+
+// A lost message on one edge of a fan-out: start() names that edge.
+TEST_F(GraphTest, AccountingNamesOneEdgeOfAFanOut) {
+  ScopedEnv drop("RELAY_TESTING_DROP_NTH_MESSAGE", "150");
+  relay::Queue q;
+  Counter src(0, 100);
+  Forward parse;  // 200 copies, one per edge: its 150th is lost on one of them
+  NamedTally sink(q, "sink"), archive(q, "archive");
+  relay::Relay relay;
+  relay.connect(relay::group("src", src), relay::group("parse", parse), relay::group("sink", sink));
+  relay.connect("parse", relay::group("archive", archive));
+  const std::string text = StartError<relay::AccountingError>(relay);
+  EXPECT_THAT(text, AnyOf(HasSubstr("edge 'parse' -> 'sink': sent 100, received 99"),
+                          HasSubstr("edge 'parse' -> 'archive': sent 100, received 99")))
+      << text;
+  EXPECT_THAT(text, Not(HasSubstr("'src' -> 'parse'"))) << text;
+}
+
 }  // namespace
