@@ -9,7 +9,8 @@
 // "bad" output (send_to), the rest on to the sink, with the counter's name
 // and the host ($CLUSTER_HOST). The sink and the error sink (both local)
 // report to the driver's Handler, which prints after a good run:
-//   good=<n> good_sum=<s> bad=<n> bad_sum=<s> keys=<k> split=<keys seen from two counters> hosts=<h,...>
+//   good=<n> good_sum=<s> bad=<n> bad_sum=<s> keys=<k> split=<keys seen from two counters>
+//   hosts=<h,...>
 // and exits 0. A failed run prints "error: <what>" and exits 1; a worker
 // prints "worker done" (exit 0) or "worker error: <what>" (exit 1).
 //
@@ -214,8 +215,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     std::printf("good=%lld good_sum=%lld bad=%lld bad_sum=%lld keys=%lld split=%lld hosts=%s\n",
-                report.good, report.good_sum, report.bad, report.bad_sum, report.keys,
-                report.split, report.hosts.c_str());
+                report.good, report.good_sum, report.bad, report.bad_sum, report.keys, report.split,
+                report.hosts.c_str());
     return 0;
   } catch (const std::exception& e) {
     std::printf("%s%s\n", worker ? "worker error: " : "error: ", e.what());

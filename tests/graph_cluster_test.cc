@@ -31,9 +31,9 @@ using relay::testing::Netns;
 using relay::testing::ProcessTest;
 using relay::testing::Spawn;
 using relay::testing::Spawned;
+using std::chrono::milliseconds;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using std::chrono::milliseconds;
 
 bool ExitedWith(int status, int code) { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
 

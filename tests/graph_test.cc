@@ -153,8 +153,7 @@ TEST_F(GraphTest, WordCountByKeyIsExactAndStable) {
   std::set<std::string> used;
   for (const auto& [word, counter] : first.where) {
     used.insert(counter);
-    EXPECT_EQ(counter, "WordCounter-" + std::to_string(Fnv1a(PackShortString(word)) % 3))
-        << word;
+    EXPECT_EQ(counter, "WordCounter-" + std::to_string(Fnv1a(PackShortString(word)) % 3)) << word;
   }
   EXPECT_EQ(used.size(), 3u);
 
@@ -219,15 +218,13 @@ TEST_F(GraphTest, ByKeyOnSecondValue) {
   ASSERT_EQ(where.size(), 10u);
   for (int key = 0; key < 10; ++key) {
     EXPECT_EQ(where[key],
-              std::vector<std::string>{"KeyTally-" +
-                                       std::to_string(Fnv1a(PackSmallInt(key)) % 4)})
+              std::vector<std::string>{"KeyTally-" + std::to_string(Fnv1a(PackSmallInt(key)) % 4)})
         << "key " << key;
     EXPECT_EQ(counts[key], kN / 10) << "key " << key;
     // i = key + 10 t for t in [0, 300).
     EXPECT_EQ(sums[key], key * (kN / 10) + 10 * SumRange(0, kN / 10)) << "key " << key;
   }
 }
-
 
 // A source merging into a named by_key group (relay::by_key("keyed", 1)):
 // the keys of both sources meet at the same actor.
@@ -772,8 +769,8 @@ TEST_F(GraphTest, MessageWithoutItsKeyFailsTheSender) {
   relay::Relay relay;
   relay.connect(relay::group("src", source), relay::by_key(relay::group("keyed", tallies), 1));
   const std::string text = StartError<relay::ActorError>(relay);
-  EXPECT_THAT(text, AllOf(HasSubstr("[src]"), HasSubstr("'src' -> 'keyed'"),
-                          HasSubstr("no value 1")));
+  EXPECT_THAT(text,
+              AllOf(HasSubstr("[src]"), HasSubstr("'src' -> 'keyed'"), HasSubstr("no value 1")));
 }
 
 // Sends start..start+n-1, all with the key "same".
@@ -898,6 +895,73 @@ TEST_F(GraphTest, AccountingNamesOneEdgeOfAFanOut) {
                           HasSubstr("edge 'parse' -> 'archive': sent 100, received 99")))
       << text;
   EXPECT_THAT(text, Not(HasSubstr("'src' -> 'parse'"))) << text;
+}
+
+// ---- More rules ----
+
+// An edge from a group to itself is a cycle too.
+TEST_F(GraphTest, SelfLoopIsRefused) {
+  Counter src(0, 1);
+  Forward x;
+  relay::Relay relay;
+  relay.connect(relay::group("src", src), relay::group("x", x));
+  EXPECT_THAT(InvalidArgument([&] { relay.connect("x", "x"); }),
+              AllOf(HasSubstr("cycle"), HasSubstr("'x' -> 'x'")));
+}
+
+// A connect() that throws leaves the relay as it was: after a refused cycle
+// and a refused second definition, the relay runs the graph built before,
+// exactly, and the actor of the refused definition is free for another relay.
+TEST_F(GraphTest, RefusedConnectLeavesTheRelayAsItWas) {
+  constexpr long long kN = 1000;
+  relay::Queue q;
+  Counter src(0, kN);
+  auto middle = Many<Forward>(2);
+  NamedTally sink(q, "sink");
+  NamedTally stray(q, "stray");
+  relay::Relay relay(10);
+  relay.connect(relay::group("src", src), relay::group("mid", middle), relay::group("sink", sink));
+  EXPECT_THAT(InvalidArgument([&] { relay.connect("sink", "mid"); }), HasSubstr("cycle"));
+  EXPECT_THAT(InvalidArgument([&] { relay.connect("mid", relay::group("sink", stray)); }),
+              HasSubstr("group 'sink' is defined twice"));
+  EXPECT_FALSE(sink.sender());
+  EXPECT_FALSE(stray.receiver());
+  EXPECT_EQ(stray.group(), "");
+  relay.start();
+  EXPECT_EQ(DrainTallies(q), (Tallies{{"sink", {kN, SumRange(0, kN)}}}));
+}
+
+// Even numbers to the default output, odd ones to "odd": a source with a
+// named output.
+class SplitSource : public relay::Actor {
+ public:
+  explicit SplitSource(long long n) : n_(n) {}
+  void loop() override {
+    for (long long i = 0; i < n_; ++i) {
+      if (i % 2 == 0) {
+        send(i);
+      } else {
+        send_to("odd", i);
+      }
+    }
+  }
+
+ private:
+  long long n_;
+};
+
+// A source's named output is an edge like any other.
+TEST_F(GraphTest, SourceWithANamedOutput) {
+  constexpr long long kN = 1000;
+  relay::Queue q;
+  SplitSource src(kN);
+  NamedTally even(q, "even"), odd(q, "odd");
+  relay::Relay relay(10);
+  relay.connect(relay::group("src", src), relay::group("even", even));
+  relay.connect(relay::output("src", "odd"), relay::group("odd", odd));
+  relay.start();
+  EXPECT_EQ(DrainTallies(q), (Tallies{{"even", {kN / 2, SumOfParity(kN, 0)}},
+                                      {"odd", {kN / 2, SumOfParity(kN, 1)}}}));
 }
 
 }  // namespace

@@ -105,7 +105,8 @@ Options parse_args(int argc, char** argv) {
   }
   // `bazel run` runs the program in its runfiles; a relative path means the
   // directory it was called from.
-  if (const char* dir = std::getenv("BUILD_WORKING_DIRECTORY"); dir && o.file && (*o.file)[0] != '/') {
+  if (const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");
+      dir && o.file && (*o.file)[0] != '/') {
     o.file = std::string(dir) + "/" + *o.file;
   }
   return o;
