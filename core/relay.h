@@ -36,6 +36,7 @@
 #include "relay/errors.h"
 #include "relay/handler.h"
 #include "relay/message.h"
+#include "relay/progress.h"
 #include "relay/queue.h"
 
 namespace relay {
