@@ -38,7 +38,9 @@ StatsFeed::StatsFeed(broker::Broker& broker, const Plan& plan, const std::vector
     group_of_.push_back(a.group);
     GroupStats& g = groups_.at(a.group);
     ++g.actors;
-    if (a.id < actors.size() && actors[a.id]->receiver()) g.receiver = true;
+    if (a.id < actors.size() && actors[a.id] != nullptr && actors[a.id]->receiver()) {
+      g.receiver = true;
+    }
   }
   publish();
   timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
