@@ -21,6 +21,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "bazel/cli.h"
 #include "broker/broker.h"
 #include "relay/internal/codec.h"
 #include "relay/internal/plan.h"
@@ -32,32 +33,6 @@
 namespace {
 
 using relay::internal::Ctl;
-
-constexpr const char* kUsage =
-    "usage: relay-broker --listen tcp://ADDRESS:PORT [options]\n"
-    "Serves relay runs whose driver calls Relay::broker(\"tcp://ADDRESS:PORT\"):\n"
-    "the driver and the workers (--relay-worker tcp://ADDRESS:PORT) join here;\n"
-    "ADDRESS is where they reach this host. Runs are served one after another.\n"
-    "  --listen URL               where drivers and workers join (required)\n"
-    "  --key FILE                 the cluster key (relay-keygen FILE): CURVE on\n"
-    "                             every connection, peers without it refused\n"
-    "  --allow-insecure-network   listen on a non-loopback address without a key\n"
-    "  --monitor URL              publish logs and counters for relay-monitor\n"
-    "                             (tcp://ADDRESS:PORT)\n"
-    "  --ports FIRST-LAST         bind the log endpoint that every actor connects\n"
-    "                             to at the first free port of this range (default:\n"
-    "                             any free port); open it and --listen in a firewall\n"
-    "  --runs N                   exit after N runs (default: serve until SIGINT\n"
-    "                             or SIGTERM, which stop the current run)\n"
-    "  --level LEVEL              trace|debug|info|warning|error (default info)\n"
-    "Exit status: 1 if a run it served failed or could not be set up (one stopped\n"
-    "by SIGINT or SIGTERM does not count), else 0; 2 bad usage or cannot listen (--listen, "
-    "--monitor).\n";
-
-[[noreturn]] void usage_error(const std::string& why) {
-  std::fprintf(stderr, "relay-broker: %s\n%s", why.c_str(), kUsage);
-  std::exit(2);
-}
 
 struct Options {
   std::string listen;
@@ -193,77 +168,96 @@ std::optional<Joins> wait_for_driver(zmq::socket_t& control, int signal_fd, spdl
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app(
+      "Serves relay runs whose driver calls Relay::broker(\"tcp://ADDRESS:PORT\"):\n"
+      "the driver and the workers (--relay-worker tcp://ADDRESS:PORT) join here;\n"
+      "ADDRESS is where they reach this host. Runs are served one after another.",
+      "relay-broker");
+  relay::cli::setup(app);
   Options o;
   std::string level = "info";
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage_error(arg + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (arg == "--listen") {
-      o.listen = value();
-    } else if (arg == "--key") {
-      o.key_file = value();
-    } else if (arg == "--allow-insecure-network") {
-      o.insecure = true;
-    } else if (arg == "--monitor") {
-      o.monitor = value();
-    } else if (arg == "--runs") {
-      const std::string n = value();
+  std::string ports;
+  app.add_option("--listen", o.listen, "Where drivers and workers join (required)")
+      ->type_name("URL");
+  app.add_option("--key", o.key_file,
+                 "The cluster key (relay-keygen FILE): CURVE on every\n"
+                 "connection, peers without it refused")
+      ->type_name("FILE");
+  app.add_flag("--allow-insecure-network", o.insecure,
+               "Listen on a non-loopback address without a key");
+  app.add_option("--monitor", o.monitor,
+                 "Publish logs and counters for relay-monitor\n(tcp://ADDRESS:PORT)")
+      ->type_name("URL");
+  app.add_option("--ports", ports,
+                 "Bind the log endpoint that every actor connects to at the\n"
+                 "first free port of this range (default: any free port);\n"
+                 "open it and --listen in a firewall")
+      ->type_name("FIRST-LAST");
+  app.add_option("--runs", o.runs,
+                 "Exit after N runs (default: serve until SIGINT or SIGTERM,\n"
+                 "which stop the current run)")
+      ->type_name("N");
+  app.add_option("--level", level, "trace|debug|info|warning|error (default info)")
+      ->type_name("LEVEL");
+  app.footer(
+      "Exit status: 1 if a run it served failed or could not be set up (one stopped\n"
+      "by SIGINT or SIGTERM does not count), else 0; 2 bad usage or cannot listen\n"
+      "(--listen, --monitor).");
+  std::string host;
+  bool exposed = false;
+  spdlog::level::level_enum lvl = spdlog::level::info;
+  const int parsed = relay::cli::parse(app, argc, argv, [&] {
+    if (app.count("--runs") && o.runs < 1) {
+      throw CLI::ValidationError("--runs", "wants a count >= 1, got " + std::to_string(o.runs));
+    }
+    if (!ports.empty()) {
+      const auto dash = ports.find('-');
       char* end = nullptr;
-      o.runs = std::strtol(n.c_str(), &end, 10);
-      if (end == n.c_str() || *end != '\0' || o.runs < 1) usage_error("bad --runs " + n);
-    } else if (arg == "--ports") {
-      const std::string range = value();
-      const auto dash = range.find('-');
-      char* end = nullptr;
-      const long first = std::strtol(range.c_str(), &end, 10);
-      const bool dash_next = dash != std::string::npos && end == range.c_str() + dash;
-      const long last = dash_next ? std::strtol(range.c_str() + dash + 1, &end, 10) : 0;
+      const long first = std::strtol(ports.c_str(), &end, 10);
+      const bool dash_next = dash != std::string::npos && end == ports.c_str() + dash;
+      const long last = dash_next ? std::strtol(ports.c_str() + dash + 1, &end, 10) : 0;
       if (!dash_next || *end != '\0' || first < 1 || first > last || last > 65535) {
-        usage_error("--ports '" + range + "' is not FIRST-LAST (1 <= FIRST <= LAST <= 65535)");
+        throw CLI::ValidationError("--ports '" + ports +
+                                   "' is not FIRST-LAST (1 <= FIRST <= LAST <= 65535)");
       }
       o.ports = relay::internal::PortRange{static_cast<std::uint16_t>(first),
                                            static_cast<std::uint16_t>(last)};
-    } else if (arg == "--level") {
-      level = value();
-    } else {
-      usage_error("unknown argument " + arg);
     }
-  }
-  if (o.listen.rfind("tcp://", 0) != 0 || o.listen.rfind(':') <= 6) {
-    usage_error(o.listen.empty() ? "--listen is required"
-                                 : "--listen '" + o.listen + "' is not tcp://ADDRESS:PORT");
-  }
-  const std::string host = host_of(o.listen);
-  if (host == "*" || host == "0.0.0.0" || host.empty()) {
-    usage_error("--listen: give the address drivers and workers reach this host at, not '" +
-                host + "'");
-  }
-  if (!o.monitor.empty() && o.monitor.rfind("tcp://", 0) != 0) {
-    usage_error("--monitor '" + o.monitor + "' is not tcp://ADDRESS:PORT");
-  }
+    if (o.listen.rfind("tcp://", 0) != 0 || o.listen.rfind(':') <= 6) {
+      throw CLI::ValidationError(o.listen.empty()
+                                     ? "--listen is required"
+                                     : "--listen '" + o.listen + "' is not tcp://ADDRESS:PORT");
+    }
+    host = host_of(o.listen);
+    if (host == "*" || host == "0.0.0.0" || host.empty()) {
+      throw CLI::ValidationError(
+          "--listen: give the address drivers and workers reach this host at, not '" + host + "'");
+    }
+    if (!o.monitor.empty() && o.monitor.rfind("tcp://", 0) != 0) {
+      throw CLI::ValidationError("--monitor '" + o.monitor + "' is not tcp://ADDRESS:PORT");
+    }
+    lvl = spdlog::level::from_str(level == "warning" ? "warn" : level);
+    if (lvl == spdlog::level::off && level != "off") {
+      throw CLI::ValidationError("--level", "unknown level '" + level + "'");
+    }
+    exposed = !is_loopback(host) || (!o.monitor.empty() && !is_loopback(host_of(o.monitor)));
+    if (exposed && o.key_file.empty() && !o.insecure) {
+      throw CLI::ValidationError(
+          "a non-loopback address without a key lets anyone who reaches it join, inject "
+          "messages and read logs; give --key FILE (relay-keygen FILE makes one) or, on "
+          "a network you trust, --allow-insecure-network");
+    }
+  });
+  if (parsed >= 0) return parsed;
   std::optional<relay::internal::CurveKey> key;
   if (!o.key_file.empty()) {
     try {
       key = relay::internal::load_curve_key(o.key_file);
     } catch (const std::exception& e) {
-      usage_error(e.what());
+      relay::cli::usage_error(app, e.what());
     }
   }
-  const bool exposed = !is_loopback(host) || (!o.monitor.empty() && !is_loopback(host_of(o.monitor)));
-  if (exposed && !key && !o.insecure) {
-    usage_error("a non-loopback address without a key lets anyone who reaches it join, inject "
-                "messages and read logs; give --key FILE (relay-keygen FILE makes one) or, on "
-                "a network you trust, --allow-insecure-network");
-  }
   auto log = spdlog::stdout_color_mt("relay-broker");
-  const auto lvl = spdlog::level::from_str(level == "warning" ? "warn" : level);
-  if (lvl == spdlog::level::off && level != "off") usage_error("unknown level '" + level + "'");
   log->set_level(lvl);
   if (exposed && !key) {
     log->warn("listening on {} WITHOUT encryption or authentication (--allow-insecure-network)",

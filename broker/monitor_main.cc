@@ -4,76 +4,62 @@
 #include <iostream>
 #include <string>
 
+#include "bazel/cli.h"
 #include "broker/monitor.h"
 
-namespace {
-
-constexpr const char* kUsage =
-    "usage: relay-monitor [options] ENDPOINT\n"
-    "Prints the logs, per-actor counters and end of a relay that publishes at\n"
-    "ENDPOINT (Relay::monitor(\"tcp://HOST:PORT\")), until the run ends.\n"
-    "  --level LEVEL    trace|debug|info|warning|error|critical: the least shown (trace)\n"
-    "  --group NAME     show only this group (repeatable)\n"
-    "  --no-stats       logs only, no counters\n"
-    "  --key FILE       the cluster key, if the relay uses one\n"
-    "  --timeout SEC    give up after SEC seconds without a word (default: wait;\n"
-    "                   a monitor with the wrong key hears nothing at all)\n"
-    "Exit status: 0 the run ended well, 1 it stopped with an error, 2 bad usage,\n"
-    "3 timed out.\n";
-
-[[noreturn]] void usage_error(const std::string& why) {
-  std::fprintf(stderr, "relay-monitor: %s\n%s", why.c_str(), kUsage);
-  std::exit(2);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
+  CLI::App app(
+      "Prints the logs, per-actor counters and end of a relay that publishes at\n"
+      "ENDPOINT (Relay::monitor(\"tcp://HOST:PORT\")), until the run ends.",
+      "relay-monitor");
+  relay::cli::setup(app);
   relay::monitor::Options options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage_error(arg + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (arg == "--level") {
+  std::string level;
+  std::string key_file;
+  double timeout = 0;
+  app.add_option("ENDPOINT", options.endpoint, "tcp://HOST:PORT (or ipc://PATH)")
+      ->type_name("")
+      ->required();
+  app.add_option("--level", level,
+                 "trace|debug|info|warning|error|critical: the least shown (trace)")
+      ->type_name("LEVEL");
+  app.add_option("--group", options.groups, "Show only this group (repeatable)")
+      ->type_name("NAME")
+      ->allow_extra_args(false);
+  bool no_stats = false;
+  app.add_flag("--no-stats", no_stats, "Logs only, no counters");
+  app.add_option("--key", key_file, "The cluster key, if the relay uses one")->type_name("FILE");
+  app.add_option("--timeout", timeout,
+                 "Give up after SEC seconds without a word (default: wait; a monitor\n"
+                 "with the wrong key hears nothing at all)")
+      ->type_name("SEC");
+  app.footer(
+      "Exit status: 0 the run ended well, 1 it stopped with an error, 2 bad usage,\n"
+      "3 timed out.");
+  const int parsed = relay::cli::parse(app, argc, argv, [&] {
+    if (timeout < 0) throw CLI::ValidationError("--timeout", "wants seconds >= 0");
+    if (!level.empty()) {
       static const char* kLevels[] = {"trace", "debug", "info", "warning", "error", "critical"};
-      const std::string level = value();
       options.min_level = -1;
       for (int l = 0; l < 6; ++l) {
         if (level == kLevels[l] || (level == "warn" && l == 3)) options.min_level = l;
       }
-      if (options.min_level < 0) usage_error("unknown level '" + level + "'");
-    } else if (arg == "--group") {
-      options.groups.insert(value());
-    } else if (arg == "--no-stats") {
-      options.stats = false;
-    } else if (arg == "--key") {
-      try {
-        options.key = relay::internal::load_curve_key(value());
-      } catch (const std::exception& e) {
-        usage_error(e.what());
-      }
-    } else if (arg == "--timeout") {
-      const std::string seconds = value();
-      char* end = nullptr;
-      const double s = std::strtod(seconds.c_str(), &end);
-      if (end == seconds.c_str() || *end != '\0' || s < 0) usage_error("bad --timeout " + seconds);
-      options.timeout = std::chrono::milliseconds(static_cast<long long>(s * 1000));
-    } else if (!arg.empty() && arg[0] == '-') {
-      usage_error("unknown option " + arg);
-    } else if (options.endpoint.empty()) {
-      options.endpoint = arg;
-    } else {
-      usage_error("one ENDPOINT only");
+      if (options.min_level < 0)
+        throw CLI::ValidationError("--level", "unknown level '" + level + "'");
     }
-  }
-  if (options.endpoint.empty()) usage_error("no ENDPOINT");
-  if (options.endpoint.rfind("tcp://", 0) != 0 && options.endpoint.rfind("ipc://", 0) != 0) {
-    usage_error("ENDPOINT '" + options.endpoint + "' is not tcp://HOST:PORT");
+    if (options.endpoint.rfind("tcp://", 0) != 0 && options.endpoint.rfind("ipc://", 0) != 0) {
+      throw CLI::ValidationError("ENDPOINT '" + options.endpoint + "' is not tcp://HOST:PORT");
+    }
+  });
+  if (parsed >= 0) return parsed;
+  options.stats = !no_stats;
+  options.timeout = std::chrono::milliseconds(static_cast<long long>(timeout * 1000));
+  if (!key_file.empty()) {
+    try {
+      options.key = relay::internal::load_curve_key(key_file);
+    } catch (const std::exception& e) {
+      relay::cli::usage_error(app, e.what());
+    }
   }
   // On stderr, so that stdout holds only what the relay published.
   if (options.timeout.count() > 0) {

@@ -33,6 +33,7 @@
 #include "relay/runtime/queue_state.h"
 #include "relay/internal/security.h"
 #include "relay/runtime/signals.h"
+#include "relay/runtime/stats_feed.h"
 #include "relay/internal/transport.h"
 
 namespace relay {
@@ -608,6 +609,7 @@ void run_relay(RelayState& state, Handler* handler) {
     std::lock_guard lock(state.monitor_mu);
     state.monitor_bound = broker->monitor_endpoint();
   }
+  StatsFeed stats_feed(*broker, plan, actors);  // relay::group_stats(), for a Progress
   int interrupted = 0;
   for (std::uint32_t id = 0; id < handles.size(); ++id) {
     if (!handles[id]->local) continue;  // remote: its worker reports the exit
@@ -636,6 +638,7 @@ void run_relay(RelayState& state, Handler* handler) {
       broker_error = std::current_exception();
       kill_all_and_reap();
     }
+    stats_feed.publish();  // the final counts, before a Handler's get() learns the run is over
     // Nothing more will arrive: a get() waiting on an empty queue must end.
     set_queue_phase(QueuePhase::over);
   });

@@ -50,6 +50,7 @@
 #include "relay/handler.h"
 #include "relay/inlet.h"
 #include "relay/message.h"
+#include "relay/progress.h"
 #include "relay/queue.h"
 
 namespace relay {

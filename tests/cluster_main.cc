@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "bazel/cli.h"
 #include "relay/relay.h"
 
 namespace {
@@ -62,70 +63,47 @@ struct Options {
   unsigned last_port = 0;
 };
 
-[[noreturn]] void Usage(const char* argv0, const std::string& why) {
-  std::fprintf(
-      stderr,
-      "%s: %s\nusage: %s [--listen URL] [--broker URL] [--workers N] [--items N] [--delay-ms MS]\n"
-      "  [--key FILE] [--place spread|label:NAME] [--insecure] [--join-timeout-ms MS]\n"
-      "  [--monitor URL] [--fail-at N] [--forwarders N] [--put-all] [--log-all]\n"
-      "  [--all-on-workers] [--maxsize N] [--extra-queue] [--ports FIRST-LAST]\n",
-      argv0, why.c_str(), argv0);
-  std::exit(2);
-}
-
-Options Parse(int argc, char** argv) {
+// Parses the flags relay::init() left; returns nullopt and sets `status` for
+// --help, --version and bad usage.
+std::optional<Options> Parse(int argc, char** argv, int& status) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) Usage(argv[0], "missing value for " + a);
-      return argv[++i];
-    };
-    if (a == "--listen") {
-      o.listen = value();
-    } else if (a == "--broker") {
-      o.broker = value();
-    } else if (a == "--monitor") {
-      o.monitor = value();
-    } else if (a == "--workers") {
-      o.workers = std::stoul(value());
-    } else if (a == "--items") {
-      o.items = std::stoll(value());
-    } else if (a == "--delay-ms") {
-      o.delay_ms = std::stoi(value());
-    } else if (a == "--key") {
-      o.key = value();
-    } else if (a == "--place") {
-      o.place = value();
-    } else if (a == "--insecure") {
-      o.insecure = true;
-    } else if (a == "--join-timeout-ms") {
-      o.join_timeout_ms = std::stoll(value());
-    } else if (a == "--fail-at") {
-      o.fail_at = std::stoll(value());
-    } else if (a == "--forwarders") {
-      o.forwarders = std::stoi(value());
-    } else if (a == "--put-all") {
-      o.put_all = true;
-    } else if (a == "--log-all") {
-      o.log_all = true;
-    } else if (a == "--all-on-workers") {
-      o.all_on_workers = true;
-    } else if (a == "--maxsize") {
-      o.maxsize = std::stoul(value());
-    } else if (a == "--extra-queue") {
-      o.extra_queue = true;
-    } else if (a == "--ports") {
-      const std::string range = value();
-      const auto dash = range.find('-');
-      if (dash == std::string::npos) Usage(argv[0], "bad --ports " + range);
-      o.first_port = static_cast<unsigned>(std::stoul(range.substr(0, dash)));
-      o.last_port = static_cast<unsigned>(std::stoul(range.substr(dash + 1)));
-    } else {
-      Usage(argv[0], "unknown argument " + a);
+  CLI::App app("The driver and workers of cluster_test.", "cluster_main");
+  relay::cli::setup(app);
+  std::string ports;
+  app.add_option("--listen", o.listen)->type_name("URL");
+  app.add_option("--broker", o.broker)->type_name("URL");
+  app.add_option("--monitor", o.monitor)->type_name("URL");
+  app.add_option("--workers", o.workers)->type_name("N");
+  app.add_option("--items", o.items)->type_name("N");
+  app.add_option("--delay-ms", o.delay_ms)->type_name("MS");
+  app.add_option("--key", o.key)->type_name("FILE");
+  app.add_option("--place", o.place)->type_name("spread|label:NAME");
+  app.add_flag("--insecure", o.insecure);
+  app.add_option("--join-timeout-ms", o.join_timeout_ms)->type_name("MS");
+  app.add_option("--fail-at", o.fail_at)->type_name("N");
+  app.add_option("--forwarders", o.forwarders)->type_name("N");
+  app.add_flag("--put-all", o.put_all);
+  app.add_flag("--log-all", o.log_all);
+  app.add_flag("--all-on-workers", o.all_on_workers);
+  app.add_option("--maxsize", o.maxsize)->type_name("N");
+  app.add_flag("--extra-queue", o.extra_queue);
+  app.add_option("--ports", ports)->type_name("FIRST-LAST");
+  status = relay::cli::parse(app, argc, argv, [&] {
+    if (!ports.empty()) {
+      const auto dash = ports.find('-');
+      if (dash == std::string::npos) throw CLI::ValidationError("--ports", "bad range " + ports);
+      try {
+        o.first_port = static_cast<unsigned>(std::stoul(ports.substr(0, dash)));
+        o.last_port = static_cast<unsigned>(std::stoul(ports.substr(dash + 1)));
+      } catch (const std::logic_error&) {
+        throw CLI::ValidationError("--ports", "bad range " + ports);
+      }
     }
-  }
-  if (o.place != "spread" && o.place.rfind("label:", 0) != 0) Usage(argv[0], "bad --place");
+    if (o.place != "spread" && o.place.rfind("label:", 0) != 0) {
+      throw CLI::ValidationError("--place", "bad place " + o.place);
+    }
+  });
+  if (status >= 0) return std::nullopt;
   return o;
 }
 
@@ -225,14 +203,18 @@ class Report : public relay::Handler {
 }  // namespace
 
 int main(int argc, char** argv) {
-  relay::init(argc, argv);
-  const Options o = Parse(argc, argv);
+  relay::init(argc, argv);  // relay's own flags first: the rest are ours
+  int status = -1;
+  const std::optional<Options> parsed = Parse(argc, argv, status);
+  if (!parsed) return status;
+  const Options& o = *parsed;
   const bool worker = relay::is_worker();
   try {
     Report report;
     Source source(o.items);
     std::vector<std::unique_ptr<Forwarder>> work;
-    for (int i = 0; i < o.forwarders; ++i) work.push_back(std::make_unique<Forwarder>(o.delay_ms, o.fail_at, o.log_all));
+    for (int i = 0; i < o.forwarders; ++i)
+      work.push_back(std::make_unique<Forwarder>(o.delay_ms, o.fail_at, o.log_all));
     Sink sink(report.q, o.put_all);
     std::optional<relay::Queue> extra;
     if (o.extra_queue) extra.emplace(5);
@@ -260,7 +242,8 @@ int main(int argc, char** argv) {
     // Whichever process ran them, the forwarders' handles have ended.
     std::string ended;
     for (const auto& f : work) {
-      ended += f->is_alive() ? "alive," : "exit" + std::to_string(f->exitcode().value_or(-99)) + ",";
+      ended +=
+          f->is_alive() ? "alive," : "exit" + std::to_string(f->exitcode().value_or(-99)) + ",";
     }
     if (worker) {
       std::printf("worker done\n");

@@ -8,25 +8,30 @@
 #include <fstream>
 #include <string>
 
+#include "bazel/cli.h"
 #include "relay/internal/security.h"
 
 int main(int argc, char** argv) {
-  if (argc != 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
-    std::fprintf(argc == 2 ? stdout : stderr,
-                 "usage: relay-keygen FILE\n"
-                 "Writes a new relay cluster key (a CURVE secret key, Z85) to FILE, readable by\n"
-                 "its owner only. Give the same file to the driver (Relay::secure(FILE)) and to\n"
-                 "every worker (--relay-key FILE).\n");
-    return argc == 2 ? 0 : 2;
-  }
+  CLI::App app(
+      "Writes a new relay cluster key (a CURVE secret key, Z85) to FILE, readable by\n"
+      "its owner only. Give the same file to the driver (Relay::secure(FILE)) and to\n"
+      "every worker (--relay-key FILE).",
+      "relay-keygen");
+  relay::cli::setup(app);
+  std::string file;
+  app.add_option("FILE", file, "Where to write the key")->required();
+  app.footer("Exit status: 0 written, 1 cannot write FILE, 2 bad usage.");
+  if (const int status = relay::cli::parse(app, argc, argv); status >= 0) return status;
+
   const relay::internal::CurveKey key = relay::internal::make_curve_key();
   const mode_t old = ::umask(077);
-  std::ofstream out(argv[1], std::ios::trunc);
+  std::ofstream out(file, std::ios::trunc);
   ::umask(old);
   if (!(out << key.secret_key << "\n")) {
-    std::fprintf(stderr, "relay-keygen: cannot write '%s': %s\n", argv[1], std::strerror(errno));
+    std::fprintf(stderr, "relay-keygen: cannot write '%s': %s\n", file.c_str(),
+                 std::strerror(errno));
     return 1;
   }
-  std::printf("wrote %s (public key %s)\n", argv[1], key.public_key.c_str());
+  std::printf("wrote %s (public key %s)\n", file.c_str(), key.public_key.c_str());
   return 0;
 }

@@ -21,11 +21,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <stdexcept>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "bazel/cli.h"
 #include "relay/relay.h"
 
 namespace {
@@ -73,52 +74,43 @@ class Total : public relay::Actor {  // sink: runs on the driver's host
   long long sum_ = 0;
 };
 
-[[noreturn]] void usage(const char* argv0, const std::string& why) {
-  std::fprintf(stderr,
-               "%s: %s\nusage: %s [--items N] [--listen URL] [--monitor URL]\n"
-               "       %s [--items N] --broker URL\n"
-               "       %s --relay-worker URL [--relay-key FILE] [--items N]\n",
-               argv0, why.c_str(), argv0, argv0, argv0);
-  std::exit(2);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  relay::init(argc, argv);  // takes --relay-worker, --relay-labels, --relay-key
+  // Takes --relay-worker, --relay-labels and --relay-key out of argv first:
+  // the flags below are the program's own.
+  try {
+    relay::init(argc, argv);
+  } catch (const std::invalid_argument& e) {
+    std::fputs(relay::cli::usage_text("cluster", e.what()).c_str(), stderr);
+    return relay::cli::kUsageStatus;
+  }
+  CLI::App app(
+      "numbers -> square (4 actors, on the workers) -> total; prints the sum of\n"
+      "the squares of 1..N. The driver listens at tcp://127.0.0.1:5555 and publishes\n"
+      "for relay-monitor at tcp://127.0.0.1:5556 unless told otherwise. Run with\n"
+      "--relay-worker URL [--relay-key FILE] it is a worker of the driver there;\n"
+      "--relay-key FILE secures the driver and the workers. Both sides must be given\n"
+      "the same --items. See README \"Across hosts\".",
+      "cluster");
+  relay::cli::setup(app);
   long long items = 200000;
   std::string listen = "tcp://127.0.0.1:5555";
   std::string monitor = "tcp://127.0.0.1:5556";
   std::string broker;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::printf("usage: %s [--items N] [--listen URL] [--monitor URL]\n"
-                  "       %s [--items N] --broker URL\n"
-                  "       %s --relay-worker URL [--relay-key FILE] [--items N]\n"
-                  "numbers -> square (4 actors, on the workers) -> total; prints the sum of\n"
-                  "the squares of 1..N (default 200000). The driver listens at\n"
-                  "tcp://127.0.0.1:5555 and publishes for relay-monitor at tcp://127.0.0.1:5556\n"
-                  "unless told otherwise; --relay-key FILE secures the driver and the workers.\n"
-                  "See README \"Across hosts\".\n",
-                  argv[0], argv[0], argv[0]);
-      return 0;
-    }
-    if (i + 1 >= argc) usage(argv[0], "every option needs a value");
-    if (arg == "--items") {
-      char* end = nullptr;
-      items = std::strtoll(argv[++i], &end, 10);
-      if (*end != '\0' || end == argv[i] || items < 1) usage(argv[0], "--items wants a count");
-    } else if (arg == "--listen") {
-      listen = argv[++i];
-    } else if (arg == "--monitor") {
-      monitor = argv[++i];
-    } else if (arg == "--broker") {
-      broker = argv[++i];
-    } else {
-      usage(argv[0], "unknown option " + arg);
-    }
-  }
+  app.add_option("--items", items, "Numbers to square (default 200000)")->type_name("N");
+  app.add_option("--listen", listen, "Where workers join (default tcp://127.0.0.1:5555)")
+      ->type_name("URL");
+  app.add_option("--monitor", monitor, "Where to publish for relay-monitor")->type_name("URL");
+  app.add_option("--broker", broker, "Use the standalone relay-broker there instead")
+      ->type_name("URL")
+      ->excludes("--listen")
+      ->excludes("--monitor");
+  app.footer("Exit status: 0 done, 1 the run failed, 2 bad usage.");
+  const int parsed = relay::cli::parse(app, argc, argv, [&] {
+    if (items < 1) throw CLI::ValidationError("--items", "wants a count >= 1");
+  });
+  if (parsed >= 0) return parsed;
 
   relay::Queue results;
   Numbers numbers(items);
@@ -138,7 +130,7 @@ int main(int argc, char** argv) {
       relay.broker(broker);  // relay-broker listens and publishes instead
     }
   } catch (const std::invalid_argument& e) {
-    usage(argv[0], e.what());
+    relay::cli::usage_error(app, e.what());
   }
   try {
     relay.start();

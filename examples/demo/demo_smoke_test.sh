@@ -29,10 +29,16 @@ grep -q 'demo: actor failed: \[prep\] (Prep-[0-9]*) pid [0-9]*.*simulated failur
   "$tmp/err.txt" || fail "unexpected failure text: $(cat "$tmp/err.txt")"
 
 # Usage.
-"$demo" --help | grep -q '^usage: demo' || fail "--help"
+"$demo" --help | grep -q '^Usage: demo \[OPTIONS\]' || fail "--help"
 status=0
 "$demo" --no-such-flag >/dev/null 2>"$tmp/err.txt" || status=$?
 [[ "$status" -eq 2 ]] || fail "unknown flag exited $status, want 2"
-grep -q "unknown argument '--no-such-flag'" "$tmp/err.txt" || fail "unknown flag text"
+grep -q "^demo: The following argument was not expected: --no-such-flag$" "$tmp/err.txt" ||
+  fail "unknown flag text: $(cat "$tmp/err.txt")"
+status=0
+"$demo" --prep 0 >/dev/null 2>"$tmp/err.txt" || status=$?
+[[ "$status" -eq 2 ]] || fail "--prep 0 exited $status, want 2"
+grep -q "^demo: --prep: wants a whole number >= 1$" "$tmp/err.txt" ||
+  fail "--prep 0 text: $(cat "$tmp/err.txt")"
 
 echo "demo smoke test passed"
