@@ -423,11 +423,25 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
       }
       case Ctl::stats: {
         const internal::Stats& stats = std::get<internal::Stats>(f);
+        for (const auto& [e, counts] : stats.out) {
+          if (e >= plan_.edges.size() || plan_.edges[e].from != slot.group) {
+            throw EncodeError("stats for an edge that does not leave its group");
+          }
+        }
+        for (const auto& [e, count] : stats.in) {
+          if (e >= plan_.edges.size() || plan_.edges[e].to != slot.group) {
+            throw EncodeError("stats for an edge that does not enter its group");
+          }
+        }
         r.sent_total = stats.sent;
         r.received_total = stats.received;
         r.waiting = stats.waiting;
+        for (const auto& [e, counts] : stats.out) r.edge_out[e] = counts;
+        for (const auto& [e, count] : stats.in) r.edge_in[e] = count;
         publish(internal::MonitorStats{slot.group_name, slot.name, r.sent_total, r.received_total,
                                        r.waiting, unix_ms()});
+        for (const auto& [e, counts] : stats.out) publish_edge(e);
+        for (const auto& [e, count] : stats.in) publish_edge(e);
         return;
       }
       case Ctl::bye: {
@@ -865,6 +879,26 @@ void Broker::check_workers() {
     }
     abort(why);
   }
+}
+
+void Broker::publish_edge(std::uint32_t e) {
+  if (!monitor_) return;
+  const internal::EdgeSlot& edge = plan_.edges[e];
+  internal::MonitorEdge out{plan_.edge_name(e), 0, 0, 0, unix_ms()};
+  const internal::GroupSlot& from = plan_.groups[edge.from];
+  const internal::GroupSlot& to = plan_.groups[edge.to];
+  for (std::uint32_t s = from.first; s < from.first + from.size; ++s) {
+    if (auto it = reports_[s].edge_out.find(e); it != reports_[s].edge_out.end()) {
+      out.sent += it->second.first;
+      out.waiting += it->second.second;
+    }
+  }
+  for (std::uint32_t t = to.first; t < to.first + to.size; ++t) {
+    if (auto it = reports_[t].edge_in.find(e); it != reports_[t].edge_in.end()) {
+      out.received += it->second;
+    }
+  }
+  publish(out);
 }
 
 template <class T>

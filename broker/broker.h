@@ -75,7 +75,10 @@ struct ActorReport {
   // Messages sent to each output of its group (Plan::outputs()), from its bye.
   std::vector<std::uint64_t> outputs;
   std::uint64_t rejected = 0;
-  // The latest counters the actor reported.
+  // The latest counters the actor reported: per edge leaving its group
+  // (sent, waiting) and entering it (received), and in all.
+  std::map<std::uint32_t, std::pair<std::uint64_t, std::uint64_t>> edge_out;
+  std::map<std::uint32_t, std::uint64_t> edge_in;
   std::uint64_t sent_total = 0;
   std::uint64_t received_total = 0;
   std::uint64_t waiting = 0;
@@ -246,6 +249,8 @@ class Broker {
   // Sends a monitor record (frames.h) under its topic.
   template <class T>
   void publish(const T& record);
+  // Publishes the totals of edge `e` from its actors' latest counters.
+  void publish_edge(std::uint32_t e);
   void handle_log(const zmq::message_t& frame);
   void retry_puts();
   // Records `reason` as actor `id`'s failure (as if it had reported it) and

@@ -30,7 +30,10 @@ Outcome run(const Options& options, std::ostream& out) {
   if (options.key) internal::curve_client(sub, *options.key);
   sub.set(zmq::sockopt::subscribe, "log");
   sub.set(zmq::sockopt::subscribe, "end");
-  if (options.stats) sub.set(zmq::sockopt::subscribe, "stats");
+  if (options.stats) {
+    sub.set(zmq::sockopt::subscribe, "stats");
+    sub.set(zmq::sockopt::subscribe, "edge");
+  }
   sub.connect(options.endpoint);
   auto last_heard = std::chrono::steady_clock::now();
   for (;;) {
@@ -57,6 +60,17 @@ Outcome run(const Options& options, std::ostream& out) {
               internal::decode<internal::MonitorStats>(zone, data, body.size());
           if (!options.groups.empty() && !options.groups.count(group)) continue;
           out << clock_text(at) << " stats [" << group << "] (" << name << ") sent=" << sent
+              << " received=" << received << " waiting=" << waiting << '\n';
+        } else if (kind == internal::MonitorEdge::kTopic) {
+          const auto [edge, sent, received, waiting, at] =
+              internal::decode<internal::MonitorEdge>(zone, data, body.size());
+          // With a group filter: the edges that start or end at one of them.
+          bool shown = options.groups.empty();
+          for (const std::string& g : options.groups) {
+            shown = shown || edge.find("'" + g + "'") != std::string::npos;
+          }
+          if (!shown) continue;
+          out << clock_text(at) << " edge " << edge << " sent=" << sent
               << " received=" << received << " waiting=" << waiting << '\n';
         } else if (kind == internal::MonitorEnd::kTopic) {
           const auto [ok, reason] = internal::decode<internal::MonitorEnd>(zone, data, body.size());

@@ -1,7 +1,8 @@
 // broker/monitor.h: relay-monitor, an onlooker on a running relay.
 //
 // It subscribes to the stream a relay publishes with Relay::monitor(): log
-// records, per-actor counters (sent, received, waiting) and the end of the
+// records, per-actor counters (sent, received, waiting), per-edge totals
+// ("edge 'parse'.'bad' -> 'errors' sent=.. received=.. waiting=..") and the end of the
 // run, and prints them as they come, filtered by level and group. It joins
 // late runs as a subscriber does: what was published before it connected is
 // not shown.

@@ -132,12 +132,15 @@ TEST_F(MonitorTest, SeesLogsAndCountersFilteredAndExitsAtTheEnd) {
   EXPECT_THAT(warn, HasSubstr("warning [src] (Talker-0) warn 49\n"));
   EXPECT_THAT(warn, Not(HasSubstr("item 49")));     // below the level
   EXPECT_THAT(warn, Not(HasSubstr(" stats ")));     // --no-stats
+  EXPECT_THAT(warn, Not(HasSubstr(" edge ")));
   EXPECT_THAT(warn, HasSubstr("end: the run ended well\n"));
 
   const std::string sink = Slurp(dir + "/sink.txt");
   EXPECT_THAT(sink, HasSubstr("info [sink] (Listener-0) got 49\n"));
   EXPECT_THAT(sink, Not(HasSubstr("[src]")));       // another group
   EXPECT_THAT(sink, HasSubstr("stats [sink] (Listener-0) sent=0 received=50 waiting=0\n"));
+  // The edge into the sink, as its totals settle at the end.
+  EXPECT_THAT(sink, HasSubstr("edge 'src' -> 'sink' sent=50 received=50 waiting="));
   EXPECT_THAT(sink, HasSubstr("end: the run ended well\n"));
 }
 

@@ -22,7 +22,9 @@
 //   fail    [3, text, log_count]                     actor -> broker
 //   bye     [4, log_count, [[[edge, to], n]...], [[[edge, from], n]...], rejected,
 //            [n sent to each output of the group...]]
-//   stats   [6, sent, received, waiting]  every ~500 ms while busy
+//   stats   [6, sent, received, waiting, [[edge, [sent, waiting]]...],
+//            [[edge, received]...]]  every ~500 ms while busy (totals, then
+//           per edge leaving and entering the actor's group)
 //           (waiting: credits in use, i.e. sent and not yet credited back;
 //           credits return in batches of half a window, so up to that many
 //           may show after everything arrived)
@@ -62,6 +64,7 @@
 // the record:
 //   "log"   [group, name, level, text, unix_ms]
 //   "stats" [group, name, sent, received, waiting, unix_ms]
+//   "edge"  [edge name, sent, received, waiting, unix_ms]  totals of one edge
 //   "end"   [ok, reason]
 #pragma once
 
@@ -143,13 +146,20 @@ struct Bye {
   RELAY_FRAME_FIELDS(Bye, log_count, sent, received, rejected, outputs);
 };
 
+// Per edge leaving the actor's group: (edge, (sent, waiting)); per edge
+// entering it: (edge, received).
+using EdgesOut = std::vector<std::pair<std::uint32_t, std::pair<std::uint64_t, std::uint64_t>>>;
+using EdgesIn = std::vector<std::pair<std::uint32_t, std::uint64_t>>;
+
 struct Stats {
   static constexpr Ctl kKind = Ctl::stats;
   static constexpr const char* kName = "stats";
   std::uint64_t sent = 0;
   std::uint64_t received = 0;
   std::uint64_t waiting = 0;
-  RELAY_FRAME_FIELDS(Stats, sent, received, waiting);
+  EdgesOut out;
+  EdgesIn in;
+  RELAY_FRAME_FIELDS(Stats, sent, received, waiting, out, in);
 };
 
 struct Start {
@@ -339,6 +349,19 @@ struct MonitorStats {
   std::uint64_t waiting = 0;
   std::int64_t unix_ms = 0;
   RELAY_FRAME_FIELDS(MonitorStats, group, name, sent, received, waiting, unix_ms);
+};
+
+// The totals of one edge over all its pairs, published with each stats
+// report of an actor at either end.
+struct MonitorEdge {
+  static constexpr const char* kTopic = "edge";
+  static constexpr const char* kName = "monitor edge record";
+  std::string edge;  // Plan::edge_name(): "'parse'.'bad' -> 'errors'"
+  std::uint64_t sent = 0;
+  std::uint64_t received = 0;
+  std::uint64_t waiting = 0;
+  std::int64_t unix_ms = 0;
+  RELAY_FRAME_FIELDS(MonitorEdge, edge, sent, received, waiting, unix_ms);
 };
 
 struct MonitorEnd {

@@ -601,13 +601,25 @@ void ActorRuntime::report_stats(bool force) {
   const auto now = std::chrono::steady_clock::now();
   if (!force && now < next_stats_) return;
   next_stats_ = now + std::chrono::milliseconds(500);
-  std::uint64_t sent = 0, received = 0, waiting = 0;
-  for (const Downstream& d : down_) {
-    sent += d.sent;
-    waiting += d.window - std::min<std::uint64_t>(d.credit, d.window);
+  Stats stats;
+  for (const OutEdge& e : out_edges_) {
+    std::uint64_t sent = 0, waiting = 0;
+    for (std::size_t i = e.first; i < e.first + e.size; ++i) {
+      const Downstream& d = down_[i];
+      sent += d.sent;
+      waiting += d.window - std::min<std::uint64_t>(d.credit, d.window);
+    }
+    stats.sent += sent;
+    stats.waiting += waiting;
+    stats.out.push_back({e.edge, {sent, waiting}});
   }
-  for (const Upstream& u : up_) received += u.received;
-  send_ctl(control_, Stats{sent, received, waiting});
+  for (const InEdge& e : in_edges_) {
+    std::uint64_t received = 0;
+    for (std::size_t i = e.first; i < e.first + e.size; ++i) received += up_[i].received;
+    stats.received += received;
+    stats.in.push_back({e.edge, received});
+  }
+  send_ctl(control_, stats);
 }
 
 bool ActorRuntime::reply(const Upstream& sender, Buffer& frame) {
