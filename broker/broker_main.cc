@@ -24,6 +24,7 @@
 #include "bazel/cli.h"
 #include "broker/broker.h"
 #include "relay/internal/codec.h"
+#include "relay/internal/frames.h"
 #include "relay/internal/plan.h"
 #include "relay/internal/process.h"
 #include "relay/internal/security.h"
@@ -84,13 +85,9 @@ std::optional<Joins> wait_for_driver(zmq::socket_t& control, int signal_fd, spdl
   auto take = [&](relay::broker::QueuedJoin join) {
     try {
       msgpack::zone zone;
-      const msgpack::object o =
-          relay::internal::decode_value(zone, join.frame.data(), join.frame.size());
-      if (o.type != msgpack::type::ARRAY || o.via.array.size == 0) {
-        throw relay::EncodeError("not a msgpack array");
-      }
-      const msgpack::object* a = o.via.array.ptr;
-      const auto kind = static_cast<Ctl>(a[0].as<std::uint8_t>());
+      const relay::internal::ControlFrame frame =
+          relay::internal::decode_control(zone, join.frame.data(), join.frame.size());
+      const Ctl kind = relay::internal::kind_of(frame);
       for (relay::broker::QueuedJoin& e : joins.early) {
         if (e.routing_id == join.routing_id) {
           e.last_seen = join.last_seen;  // a ping, or its join again
@@ -98,16 +95,13 @@ std::optional<Joins> wait_for_driver(zmq::socket_t& control, int signal_fd, spdl
         }
       }
       if (kind == Ctl::dhello) {
-        if (o.via.array.size < 5 || a[4].type != msgpack::type::BIN) {
-          throw relay::EncodeError("a driver's join without a plan");
-        }
+        const auto& plan = std::get<relay::internal::DHello>(frame).plan.bytes;
         try {
-          joins.plan = relay::internal::unpack_broker_plan(a[4].via.bin.ptr, a[4].via.bin.size);
+          joins.plan = relay::internal::unpack_broker_plan(plan.data(), plan.size());
         } catch (const std::exception& e) {
           send_to(control, join.routing_id,
-                  relay::internal::pack_ctl(Ctl::end, false,
-                                            std::string("relay-broker cannot use its plan: ") +
-                                                e.what()));
+                  relay::internal::encode(relay::internal::End{
+                      false, std::string("relay-broker cannot use its plan: ") + e.what()}));
           throw;
         }
         joins.driver = std::move(join);
@@ -141,7 +135,7 @@ std::optional<Joins> wait_for_driver(zmq::socket_t& control, int signal_fd, spdl
         return now - e.last_seen > kHostTimeout;
       });
       for (const relay::broker::QueuedJoin& e : joins.early) {
-        send_to(control, e.routing_id, relay::internal::pack_ctl(Ctl::pong));
+        send_to(control, e.routing_id, relay::internal::encode(relay::internal::Pong{}));
       }
     }
     zmq::pollitem_t items[] = {{control.handle(), 0, ZMQ_POLLIN, 0},
@@ -380,7 +374,7 @@ int main(int argc, char** argv) {
           log->error("relay-broker lost its control socket; it stops");
           break;
         }
-        const std::string end = relay::internal::pack_ctl(Ctl::end, false, why);
+        const std::string end = relay::internal::encode(relay::internal::End{false, why});
         for (const std::string& rid : members) send_to(control, rid, end);
       }
     }

@@ -506,13 +506,6 @@ TEST(Frames, ControlFrameIsKindThenFields) {
           2, std::vector<int>{10})));
 }
 
-// relay-broker's main still sends end and pong with pack_ctl(): the bytes
-// must be the ones the typed decoder reads.
-TEST(Frames, PackCtlAgreesWithEncode) {
-  EXPECT_EQ(ri::pack_ctl(ri::Ctl::end, false, std::string("no")), ri::encode(ri::End{false, "no"}));
-  EXPECT_EQ(ri::pack_ctl(ri::Ctl::pong), ri::encode(ri::Pong{}));
-}
-
 // The log record and the monitor records round-trip too.
 TEST(Frames, LogAndMonitorRecordsRoundTrip) {
   msgpack::zone zone;

@@ -59,17 +59,6 @@ bool send_tagged(zmq::socket_t& socket, char kind, const T& value,
   return send_frame(socket, b, flags);
 }
 
-// A control frame [kind, values...], packed positionally. Superseded by
-// frames.h's encode(), which every other sender uses; relay-broker's main
-// (broker_main.cc) still sends its end and pong frames with this, and
-// wire_test checks that the bytes agree.
-template <class... T>
-std::string pack_ctl(Ctl kind, const T&... values) {
-  Buffer b;
-  msgpack::pack(b, std::make_tuple(static_cast<std::uint8_t>(kind), values...));
-  return std::string(b.data(), b.size());
-}
-
 // Returns a fresh random token of `n` hex digits (from /dev/urandom).
 std::string random_hex(std::size_t n);
 
