@@ -677,18 +677,24 @@ Rss raw_idle_rss() {
 
 // ------------------------------------------------------------------- relay --
 
-// Sends n copies of a payload of `size` bytes (a msgpack str).
+// Sends n copies of a payload of `size` bytes (a msgpack str); `keyed`: each
+// after a key, 0..1023 in turn (for the by_key rows).
 class Source : public relay::Actor {
  public:
-  Source(long n, std::size_t size) : n_(n), size_(size) {}
+  Source(long n, std::size_t size, bool keyed = false) : n_(n), size_(size), keyed_(keyed) {}
   void loop() override {
     const std::string payload(size_, 'x');
-    for (long i = 0; i < n_; ++i) send(payload);
+    if (keyed_) {
+      for (long i = 0; i < n_; ++i) send(i % 1024, payload);
+    } else {
+      for (long i = 0; i < n_; ++i) send(payload);
+    }
   }
 
  private:
   long n_;
   std::size_t size_;
+  bool keyed_;
 };
 
 // Passes each payload on (decoded as a view into the frame, re-encoded once).
@@ -697,21 +703,37 @@ class Forward : public relay::Actor {
   void recv(const relay::Message& m) override { send(m.get<std::string_view>(0)); }
 };
 
-// Counts messages and bytes; puts (count, bytes) to the queue at the end.
+// Counts messages and the bytes of their payload (value `payload`); puts
+// (count, bytes) to the queue at the end.
 class Sink : public relay::Actor {
  public:
-  explicit Sink(relay::Queue& q) : q_(q) {}
+  explicit Sink(relay::Queue& q, std::size_t payload = 0) : q_(q), payload_(payload) {}
   void recv(const relay::Message& m) override {
     ++count_;
-    bytes_ += static_cast<std::int64_t>(m.get<std::string_view>(0).size());
+    bytes_ += static_cast<std::int64_t>(m.get<std::string_view>(payload_).size());
   }
   void shutdown() override { q_.put(count_, bytes_); }
 
  private:
   relay::Queue& q_;
+  std::size_t payload_;
   std::int64_t count_ = 0;
   std::int64_t bytes_ = 0;
 };
+
+// Whether the sinks' (count, bytes) add up to `count` messages of `size`
+// bytes; says what they counted otherwise.
+bool sinks_counted(relay::Queue& q, std::int64_t count, std::size_t size, const std::string& what) {
+  std::int64_t got = 0, bytes = 0;
+  while (auto m = q.get_nowait()) {
+    got += m->get<std::int64_t>(0);
+    bytes += m->get<std::int64_t>(1);
+  }
+  if (got == count && bytes == count * static_cast<std::int64_t>(size)) return true;
+  broken(fmt::format("{}: sinks counted {} messages / {} bytes, expected {} / {}", what, got,
+                     bytes, count, count * static_cast<std::int64_t>(size)));
+  return false;
+}
 
 enum class Topology { one_one, one_two_one, two_two_two };
 
@@ -755,49 +777,9 @@ Rate relay_throughput(Topology t, std::size_t size, long n) {
     return rate;
   }
   rate.seconds = seconds_since(t0);
-  std::int64_t count = 0, bytes = 0;
-  while (auto m = q.get_nowait()) {
-    count += m->get<std::int64_t>(0);
-    bytes += m->get<std::int64_t>(1);
-  }
-  if (count != n || bytes != n * static_cast<std::int64_t>(size)) {
-    broken(fmt::format("relay {} {}: sinks counted {} messages / {} bytes, expected {} / {}",
-                       topology_name(t), size_name(size), count, bytes, n,
-                       n * static_cast<std::int64_t>(size)));
-    return rate;
-  }
-  rate.ok = true;
+  rate.ok = sinks_counted(q, n, size, fmt::format("relay {} {}", topology_name(t), size_name(size)));
   return rate;
 }
-
-// Sends n messages (key, payload): keys 0..1023 in turn, then `size` bytes.
-class KeyedSource : public relay::Actor {
- public:
-  KeyedSource(long n, std::size_t size) : n_(n), size_(size) {}
-  void loop() override {
-    const std::string payload(size_, 'x');
-    for (long i = 0; i < n_; ++i) send(i % 1024, payload);
-  }
-
- private:
-  long n_;
-  std::size_t size_;
-};
-
-class KeyedSink : public relay::Actor {
- public:
-  explicit KeyedSink(relay::Queue& q) : q_(q) {}
-  void recv(const relay::Message& m) override {
-    ++count_;
-    bytes_ += static_cast<std::int64_t>(m.get<std::string_view>(1).size());
-  }
-  void shutdown() override { q_.put(count_, bytes_); }
-
- private:
-  relay::Queue& q_;
-  std::int64_t count_ = 0;
-  std::int64_t bytes_ = 0;
-};
 
 enum class Edge { round_robin, by_key, broadcast };
 
@@ -814,9 +796,9 @@ const char* edge_name(Edge e) {
 // the source sent (a broadcast delivers each four times).
 Rate grouping_throughput(Edge e, std::size_t size, long n) {
   relay::Queue q;
-  KeyedSource source(n, size);
-  std::vector<std::unique_ptr<KeyedSink>> sinks;
-  for (int i = 0; i < 4; ++i) sinks.push_back(std::make_unique<KeyedSink>(q));
+  Source source(n, size, /*keyed=*/true);
+  std::vector<std::unique_ptr<Sink>> sinks;
+  for (int i = 0; i < 4; ++i) sinks.push_back(std::make_unique<Sink>(q, 1));
   relay::Relay relay;
   relay::Group group = relay::group("sinks", sinks);
   switch (e) {
@@ -835,18 +817,8 @@ Rate grouping_throughput(Edge e, std::size_t size, long n) {
     return rate;
   }
   rate.seconds = seconds_since(t0);
-  std::int64_t count = 0, bytes = 0;
-  while (auto m = q.get_nowait()) {
-    count += m->get<std::int64_t>(0);
-    bytes += m->get<std::int64_t>(1);
-  }
-  const std::int64_t expect = e == Edge::broadcast ? 4 * n : n;
-  if (count != expect || bytes != expect * static_cast<std::int64_t>(size)) {
-    broken(fmt::format("relay 1-4 {}: sinks counted {} messages, expected {}", edge_name(e),
-                       count, expect));
-    return rate;
-  }
-  rate.ok = true;
+  rate.ok = sinks_counted(q, e == Edge::broadcast ? 4 * n : n, size,
+                          fmt::format("relay 1-4 {}", edge_name(e)));
   return rate;
 }
 

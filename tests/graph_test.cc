@@ -196,6 +196,22 @@ class KeyTally : public relay::Actor {
   std::map<int, std::pair<long long, long long>> per_key_;
 };
 
+// What KeyTally actors put, per key: who had it, and the counts and sums.
+struct KeyTotals {
+  std::map<int, std::vector<std::string>> where;
+  std::map<int, long long> counts, sums;
+};
+KeyTotals CollectKeys(relay::Queue& q) {
+  KeyTotals t;
+  while (auto m = q.get(std::chrono::seconds(1))) {
+    auto [key, count, sum, who] = m->as<int, long long, long long, std::string>();
+    t.where[key].push_back(who);
+    t.counts[key] += count;
+    t.sums[key] += sum;
+  }
+  return t;
+}
+
 // by_key(g, 1) partitions on the second value: every key reaches exactly one
 // actor, the one the hash of that value picks (value 0 differs in every
 // message, so hashing it would scatter each key).
@@ -207,14 +223,7 @@ TEST_F(GraphTest, ByKeyOnSecondValue) {
   relay::Relay relay(16);
   relay.connect(relay::group("src", source), relay::by_key(relay::group("keyed", tallies), 1));
   relay.start();
-  std::map<int, std::vector<std::string>> where;
-  std::map<int, long long> counts, sums;
-  while (auto m = q.get(std::chrono::seconds(1))) {
-    auto [key, count, sum, who] = m->as<int, long long, long long, std::string>();
-    where[key].push_back(who);
-    counts[key] += count;
-    sums[key] += sum;
-  }
+  auto [where, counts, sums] = CollectKeys(q);
   ASSERT_EQ(where.size(), 10u);
   for (int key = 0; key < 10; ++key) {
     EXPECT_EQ(where[key],
@@ -237,14 +246,7 @@ TEST_F(GraphTest, TwoSourcesMergeIntoOneByKeyGroup) {
   relay.connect(relay::group("one", one), relay::by_key(relay::group("keyed", tallies), 1));
   relay.connect(relay::group("two", two), relay::by_key("keyed", 1));
   relay.start();
-  std::map<int, std::vector<std::string>> where;
-  std::map<int, long long> counts, sums;
-  while (auto m = q.get(std::chrono::seconds(1))) {
-    auto [key, count, sum, who] = m->as<int, long long, long long, std::string>();
-    where[key].push_back(who);
-    counts[key] += count;
-    sums[key] += sum;
-  }
+  auto [where, counts, sums] = CollectKeys(q);
   ASSERT_EQ(where.size(), 10u);
   for (int key = 0; key < 10; ++key) {
     EXPECT_EQ(where[key].size(), 1u) << "key " << key;
