@@ -11,7 +11,7 @@ failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
 for path in broker/relay-broker broker/relay-monitor workers/relay-keygen \
-  examples/demo/demo examples/cluster/cluster tests/cluster_main; do
+  examples/demo/demo examples/cluster/cluster examples/wordcount/wordcount tests/cluster_main; do
   bin="$root/$path"
   name="$(basename "$path")"
 

@@ -16,7 +16,6 @@
 //   bazel run //examples/wordcount -- --help
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "bazel/cli.h"
 #include "relay/relay.h"
 
 namespace {
@@ -43,71 +43,41 @@ struct Options {
   std::size_t top = 10;
 };
 
-constexpr std::string_view kUsage =
-    R"(usage: wordcount [options]
-
-Counts the words of a text with a graph of actors, each in its own process:
-lines -> tokenizers -> counters (by key: each word at one counter) -> top,
-and lines that do not parse (a control character other than tab) go to the
-tokenizers' "bad" output, to an error sink. Prints the most frequent words,
-most frequent first (ties in alphabetical order), then the bad lines.
-
-options:
-  --file PATH       count the words of this file (default: a built-in text)
-  --tokenizers N    tokenizer actors (default 2)
-  --counters N      counter actors (default 3)
-  --top K           how many words to print (default 10)
-  --help            print this and exit
-
-exit status: 0 done, 1 the run failed, 2 bad usage.
-)";
-
-[[noreturn]] void usage_error(const std::string& what) {
-  std::fprintf(stderr, "wordcount: %s\n\n%.*s", what.c_str(), static_cast<int>(kUsage.size()),
-               kUsage.data());
-  std::exit(2);
-}
-
-std::size_t parse_count(std::string_view flag, std::string_view text, std::size_t max) {
-  std::size_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value < 1 || value > max) {
-    usage_error(std::string(flag) + " wants a whole number from 1 to " + std::to_string(max) +
-                ", got '" + std::string(text) + "'");
-  }
-  return value;
-}
-
+// --help, --version and bad usage (exit status 2) as every relay program has
+// them (bazel/cli.h, on CLI11).
 Options parse_args(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::fwrite(kUsage.data(), 1, kUsage.size(), stdout);
-      std::exit(0);
+  CLI::App app(
+      "Counts the words of a text with a graph of actors, each in its own process:\n"
+      "lines -> tokenizers -> counters (by key: each word at one counter) -> top,\n"
+      "and lines that do not parse (a control character other than tab) go to the\n"
+      "tokenizers' \"bad\" output, to an error sink. Prints the most frequent words,\n"
+      "most frequent first (ties in alphabetical order), then the bad lines.\n"
+      "Exit status: 0 done, 1 the run failed, 2 bad usage.",
+      "wordcount");
+  relay::cli::setup(app);
+  std::string file;
+  app.add_option("--file", file, "Count the words of this file (default: a built-in text)");
+  app.add_option("--tokenizers", o.tokenizers, "Tokenizer actors")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--counters", o.counters, "Counter actors (a by_key group)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--top", o.top, "How many words to print")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  const int status = relay::cli::parse(app, argc, argv, [&] {
+    if (app.count("--file") > 0 && file.empty()) {
+      throw CLI::ValidationError("--file", "needs a path");
     }
-    auto next = [&]() -> std::string_view {
-      if (i + 1 >= argc) usage_error(std::string(arg) + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "--file") {
-      o.file = std::string(next());
-      if (o.file->empty()) usage_error("--file needs a path");
-    } else if (arg == "--tokenizers") {
-      o.tokenizers = parse_count(arg, next(), 64);
-    } else if (arg == "--counters") {
-      o.counters = parse_count(arg, next(), 64);
-    } else if (arg == "--top") {
-      o.top = parse_count(arg, next(), 1000000);
-    } else {
-      usage_error("unknown argument '" + std::string(arg) + "'");
-    }
-  }
-  // `bazel run` runs the program in its runfiles; a relative path means the
-  // directory it was called from.
-  if (const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");
-      dir && o.file && (*o.file)[0] != '/') {
-    o.file = std::string(dir) + "/" + *o.file;
+  });
+  if (status >= 0) std::exit(status);
+  if (!file.empty()) {
+    // `bazel run` runs the program in its runfiles; a relative path means the
+    // directory it was called from.
+    const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");
+    o.file = dir && file[0] != '/' ? std::string(dir) + "/" + file : file;
   }
   return o;
 }
@@ -307,7 +277,8 @@ int main(int argc, char** argv) {
   try {
     relay::init(argc, argv);  // relay's own flags (--relay-worker ...) first
   } catch (const std::invalid_argument& e) {
-    usage_error(e.what());
+    std::fputs(relay::cli::usage_text("wordcount", e.what()).c_str(), stderr);
+    return relay::cli::kUsageStatus;
   }
   const Options options = parse_args(argc, argv);
   try {

@@ -59,15 +59,18 @@ diff -u "$tmp/fwant.txt" "$tmp/fout.txt" || fail "--file: unexpected output"
 
 # Usage.
 "$wordcount" --help >"$tmp/help.txt" || fail "--help exited $?"
-grep -q '^usage: wordcount' "$tmp/help.txt" || fail "--help text"
+grep -q '^Usage: .*wordcount' "$tmp/help.txt" || fail "--help text"
+grep -q -- '--counters' "$tmp/help.txt" || fail "--help lists no flags"
+"$wordcount" --version | grep -q '^wordcount [0-9]' || fail "--version text"
 for bad in "--no-such-flag" "--counters 0" "--top" "--tokenizers x"; do
   status=0
   # shellcheck disable=SC2086
   "$wordcount" $bad >/dev/null 2>"$tmp/err.txt" || status=$?
   [[ "$status" -eq 2 ]] || fail "'$bad' exited $status, want 2"
-  grep -q '^usage: wordcount' "$tmp/err.txt" || fail "'$bad': no usage on stderr"
+  grep -q '^wordcount: ' "$tmp/err.txt" || fail "'$bad': no error on stderr"
+  grep -q '^Run with --help for more information.' "$tmp/err.txt" || fail "'$bad': no hint"
 done
-grep -q "unknown argument" <("$wordcount" --no-such-flag 2>&1 || true) || fail "unknown flag text"
+grep -q "no-such-flag" <("$wordcount" --no-such-flag 2>&1 || true) || fail "unknown flag text"
 status=0
 "$wordcount" --file "$tmp/no-such-file" >/dev/null 2>"$tmp/err.txt" || status=$?
 [[ "$status" -eq 1 ]] || fail "a missing file exited $status, want 1"
