@@ -19,6 +19,7 @@ HttpServer::HttpServer(const MonitorState& state, const std::string& host, int p
   s.set_read_timeout(std::chrono::seconds(2));
   s.set_write_timeout(std::chrono::seconds(2));
   s.set_keep_alive_max_count(100);
+  s.set_keep_alive_timeout(2);
   // Before any handler: the library reads a body only for the methods that
   // usually carry one, so a GET announcing a large one would pass; and it
   // has no limit on the number of header lines (each is limited).
