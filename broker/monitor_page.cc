@@ -88,7 +88,7 @@ function drawGraph(s) {
   for (const g of s.groups) {
     const l = level[g.name];
     rows[l] = (rows[l] || 0) + 1;
-    pos[g.name] = {x: 20 + l * 230, y: 20 + (rows[l] - 1) * 90};
+    pos[g.name] = {x: 20 + l * 300, y: 20 + (rows[l] - 1) * 90};
   }
   const actors = {};
   for (const a of s.actors) {
@@ -99,26 +99,27 @@ function drawGraph(s) {
   for (const e of s.edges) {
     const a = pos[e.from], b = pos[e.to];
     if (!a || !b) continue;
-    const x1 = a.x + 150, y1 = a.y + 25, x2 = b.x, y2 = b.y + 25;
+    const x1 = a.x + 175, y1 = a.y + 25, x2 = b.x, y2 = b.y + 25;
     svg.appendChild(el("path", {svg: 1, class: "edge" + (e.backpressure ? " bp" : ""),
       d: `M${x1},${y1} C${x1 + 40},${y1} ${x2 - 40},${y2} ${x2},${y2}`,
       "data-edge": e.name}));
     const out = e.name.match(/^'[^']*'\.'([^']*)'/);
-    const label = (out ? out[1] + ": " : "") + `${e.received}/${e.sent} ` + rate(e.rate) + "/s" +
-                  (e.waiting ? ` w${e.waiting}` : "");
-    svg.appendChild(el("text", {svg: 1, x: (x1 + x2) / 2 - 30, y: (y1 + y2) / 2 - 6,
-                                fill: e.backpressure ? "#d33" : "#555"}, label));
+    const fill = e.backpressure ? "#d33" : "#555", mx = x1 + 10, my = (y1 + y2) / 2;
+    svg.appendChild(el("text", {svg: 1, x: mx, y: my - 6, fill: fill},
+                       (out ? out[1] + ": " : "") + `${e.received}/${e.sent}`));
+    svg.appendChild(el("text", {svg: 1, x: mx, y: my + 14, fill: fill},
+                       rate(e.rate) + "/s" + (e.waiting ? `, w ${e.waiting}` : "")));
   }
   for (const g of s.groups) {
     const p = pos[g.name], t = actors[g.name] || {sent: 0, received: 0, rate: 0};
     const box = el("g", {svg: 1, class: "group", "data-group": g.name});
-    box.appendChild(el("rect", {svg: 1, class: "box", x: p.x, y: p.y, width: 150, height: 50, rx: 6}));
+    box.appendChild(el("rect", {svg: 1, class: "box", x: p.x, y: p.y, width: 175, height: 50, rx: 6}));
     box.appendChild(el("text", {svg: 1, x: p.x + 8, y: p.y + 18, "font-weight": "bold"},
                        `${g.name} (${g.actors})`));
     box.appendChild(el("text", {svg: 1, x: p.x + 8, y: p.y + 38},
                        `in ${t.received} out ${t.sent} ${rate(t.rate)}/s`));
     svg.appendChild(box);
-    width = Math.max(width, p.x + 170); height = Math.max(height, p.y + 70);
+    width = Math.max(width, p.x + 195); height = Math.max(height, p.y + 70);
   }
   svg.setAttribute("width", Math.max(width, 300));
   svg.setAttribute("height", Math.max(height, 80));

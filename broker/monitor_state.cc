@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 namespace relay::monitor {
 namespace {
@@ -84,9 +85,11 @@ void MonitorState::Rate::update(std::uint64_t n, Clock::time_point now) {
     count = n;
     return;
   }
-  // Reports come about twice a second, an edge's with each actor at either
-  // end: a base closer than that would make a jumpy rate, so keep the older.
-  if (now - *at < std::chrono::milliseconds(250)) return;
+  // Reports come about twice a second from each actor, an edge's with each
+  // actor at either end, so two in a row may both come from its senders
+  // and show no rise in received: over a second or more, the receivers'
+  // reports are in.
+  if (now - *at < kRateBase) return;
   per_second = static_cast<double>(n - count) / std::chrono::duration<double>(now - *at).count();
   at = now;
   count = n;
@@ -193,8 +196,28 @@ void MonitorState::on_malformed() {
 Snapshot MonitorState::snapshot(Clock::time_point now) const {
   std::lock_guard lock(mu_);
   Snapshot s;
+  // Groups in the graph's order: by the longest path from a group nothing
+  // enters (bounded: a cycle must not spin), then as first seen.
+  std::map<std::string, std::size_t> level;
+  for (const GroupView& g : groups_) level[g.name] = 0;
+  for (std::size_t round = 0; round < groups_.size(); ++round) {
+    for (const Edge& e : edges_) {
+      const auto from = level.find(e.view.from);
+      const auto to = level.find(e.view.to);
+      if (from == level.end() || to == level.end() || from == to) continue;
+      to->second = std::max(to->second, from->second + 1);
+    }
+  }
   s.groups = groups_;
-  for (const GroupView& g : groups_) {
+  std::stable_sort(s.groups.begin(), s.groups.end(), [&](const GroupView& a, const GroupView& b) {
+    return level[a.name] < level[b.name];
+  });
+  std::vector<const Edge*> edges;
+  for (const Edge& e : edges_) edges.push_back(&e);
+  std::stable_sort(edges.begin(), edges.end(), [&](const Edge* a, const Edge* b) {
+    return level[a->view.from] < level[b->view.from];
+  });
+  for (const GroupView& g : s.groups) {
     for (const auto& [key, a] : actors_) {
       if (key.first != g.name) continue;
       ActorView v = a.view;
@@ -204,7 +227,8 @@ Snapshot MonitorState::snapshot(Clock::time_point now) const {
       s.actors.push_back(std::move(v));
     }
   }
-  for (const Edge& e : edges_) {
+  for (const Edge* edge : edges) {
+    const Edge& e = *edge;
     EdgeView v = e.view;
     v.rate = end_ ? 0 : e.rate.at_time(now);
     v.backpressure = !end_ && e.high_since && now - *e.high_since >= kBackpressureHold;

@@ -6,10 +6,10 @@
 // /metrics all take a Snapshot instead of keeping counts of their own.
 //
 // What it derives, beyond the counters as published:
-// - rates: messages per second between the last two reports of an actor or an
-//   edge (received per second; for an actor that receives nothing, a source,
-//   sent per second), by the monitor's clock when the reports arrived, 0 once
-//   no report has come for kStale;
+// - rates: messages per second between two reports of an actor or an edge
+//   at least kRateBase apart (received per second; for an actor that
+//   receives nothing, a source, sent per second), by the monitor's clock
+//   when the reports arrived, 0 once none has come for kStale;
 // - backpressure on an edge: its `waiting` (credits in use) has stayed at or
 //   above `backpressure_waiting` in every report for kBackpressureHold while
 //   the run goes on, i.e. its senders sit on a nearly full window;
@@ -38,6 +38,7 @@
 
 namespace relay::monitor {
 
+inline constexpr std::chrono::milliseconds kRateBase{1000};
 inline constexpr std::chrono::milliseconds kStale{2000};
 inline constexpr std::chrono::milliseconds kBackpressureHold{2000};
 inline constexpr std::size_t kLogTail = 200;

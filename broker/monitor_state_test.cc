@@ -28,18 +28,19 @@ TEST(MonitorStateTest, RatesFromSuccessiveReports) {
   MonitorState state;
   const Clock::time_point t0 = Clock::now();
   state.on_stats({"src", "S-0", 100, 0, 0, 1}, t0);
-  const ActorView a = state.on_stats({"src", "S-0", 600, 0, 0, 2}, t0 + milliseconds(500));
+  // Closer than kRateBase: no rate yet, the base stays.
+  EXPECT_DOUBLE_EQ(state.on_stats({"src", "S-0", 300, 0, 0, 2}, t0 + milliseconds(500)).rate, 0);
+  const ActorView a = state.on_stats({"src", "S-0", 1100, 0, 0, 3}, t0 + milliseconds(1000));
   EXPECT_DOUBLE_EQ(a.rate, 1000);  // a source: sent per second
-  const ActorView b = state.on_stats({"sink", "K-0", 0, 10, 0, 1}, t0);
-  EXPECT_DOUBLE_EQ(b.rate, 0);
-  EXPECT_DOUBLE_EQ(state.on_stats({"sink", "K-0", 0, 260, 0, 2}, t0 + milliseconds(1000)).rate,
+  state.on_stats({"sink", "K-0", 0, 10, 0, 1}, t0);
+  EXPECT_DOUBLE_EQ(state.on_stats({"sink", "K-0", 0, 510, 0, 2}, t0 + milliseconds(2000)).rate,
                    250);  // received per second
   EXPECT_DOUBLE_EQ(state.snapshot(t0 + milliseconds(1500)).actors[0].rate, 1000);
-  EXPECT_DOUBLE_EQ(state.snapshot(t0 + milliseconds(500) + kStale + milliseconds(1)).actors[0].rate,
-                   0);
+  EXPECT_DOUBLE_EQ(
+      state.snapshot(t0 + milliseconds(1000) + kStale + milliseconds(1)).actors[0].rate, 0);
 }
 
-// Groups and actors in the order first seen; an actor counted once per
+// Groups sources first along the edges; an actor counted once per
 // group however many reports it sends; the graph's groups include those
 // only an edge has named.
 TEST(MonitorStateTest, BuildsTheGraphFromWhatItSees) {
@@ -50,10 +51,10 @@ TEST(MonitorStateTest, BuildsTheGraphFromWhatItSees) {
   state.on_edge({"'a'.'out' -> 'b'", 5, 3, 2, 1});
   const Snapshot s = state.snapshot();
   ASSERT_EQ(s.groups.size(), 2u);
-  EXPECT_EQ(s.groups[0].name, "b");
-  EXPECT_EQ(s.groups[0].actors, 2u);
-  EXPECT_EQ(s.groups[1].name, "a");
-  EXPECT_EQ(s.groups[1].actors, 0u);
+  EXPECT_EQ(s.groups[0].name, "a");  // a source: first
+  EXPECT_EQ(s.groups[0].actors, 0u);
+  EXPECT_EQ(s.groups[1].name, "b");
+  EXPECT_EQ(s.groups[1].actors, 2u);
   ASSERT_EQ(s.actors.size(), 2u);
   EXPECT_EQ(s.actors[0].name, "B-0");  // by name within the group
   EXPECT_EQ(s.actors[0].received, 2u);
