@@ -1,19 +1,20 @@
 #include "broker/monitor.h"
 
-#include <ctime>
-#include <ostream>
-#include <tuple>
-
 #include <fmt/format.h>
 
+#include <ctime>
+#include <memory>
+#include <ostream>
+#include <thread>
+
+#include "broker/monitor_http.h"
+#include "broker/monitor_state.h"
 #include "relay/internal/codec.h"
 #include "relay/internal/frames.h"
 #include "relay/internal/transport.h"
 
 namespace relay::monitor {
 namespace {
-
-constexpr const char* kLevels[] = {"trace", "debug", "info", "warning", "error", "critical"};
 
 std::string clock_text(std::int64_t unix_ms) {
   const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
@@ -22,15 +23,16 @@ std::string clock_text(std::int64_t unix_ms) {
   return fmt::format("{:02}:{:02}:{:02}.{:03}", tm.tm_hour, tm.tm_min, tm.tm_sec, unix_ms % 1000);
 }
 
-}  // namespace
-
-Outcome run(const Options& options, std::ostream& out) {
+// Reads the stream into `state`, printing as it goes, until the end or the
+// timeout.
+Outcome follow(const Options& options, MonitorState& state, std::ostream& out) {
   zmq::context_t ctx(1);
   zmq::socket_t sub = internal::make_socket(ctx, zmq::socket_type::sub);
   if (options.key) internal::curve_client(sub, *options.key);
   sub.set(zmq::sockopt::subscribe, "log");
   sub.set(zmq::sockopt::subscribe, "end");
-  if (options.stats) {
+  const bool serving = options.http_port >= 0;
+  if (options.stats || serving) {
     sub.set(zmq::sockopt::subscribe, "stats");
     sub.set(zmq::sockopt::subscribe, "edge");
   }
@@ -49,37 +51,43 @@ Outcome run(const Options& options, std::ostream& out) {
         msgpack::zone zone;
         const char* data = body.data<char>();
         if (kind == internal::MonitorLog::kTopic) {
-          const auto [group, name, level, text, at] =
-              internal::decode<internal::MonitorLog>(zone, data, body.size());
-          if (level < options.min_level || level > 5) continue;
-          if (!options.groups.empty() && !options.groups.count(group)) continue;
-          out << clock_text(at) << ' ' << kLevels[level] << " [" << group << "] (" << name
-              << ") " << text << '\n';
+          const auto record = internal::decode<internal::MonitorLog>(zone, data, body.size());
+          if (record.level > 5) throw EncodeError("level " + std::to_string(record.level));
+          state.on_log(record);
+          if (record.level < options.min_level) continue;
+          if (!options.groups.empty() && !options.groups.count(record.group)) continue;
+          out << clock_text(record.unix_ms) << ' ' << kLevelNames[record.level] << " ["
+              << record.group << "] (" << record.name << ") " << record.text << '\n';
         } else if (kind == internal::MonitorStats::kTopic) {
-          const auto [group, name, sent, received, waiting, at] =
-              internal::decode<internal::MonitorStats>(zone, data, body.size());
-          if (!options.groups.empty() && !options.groups.count(group)) continue;
-          out << clock_text(at) << " stats [" << group << "] (" << name << ") sent=" << sent
-              << " received=" << received << " waiting=" << waiting << '\n';
+          const ActorView a =
+              state.on_stats(internal::decode<internal::MonitorStats>(zone, data, body.size()));
+          if (!options.stats) continue;
+          if (!options.groups.empty() && !options.groups.count(a.group)) continue;
+          out << clock_text(a.unix_ms) << " stats [" << a.group << "] (" << a.name
+              << ") sent=" << a.sent << " received=" << a.received << " waiting=" << a.waiting
+              << '\n';
         } else if (kind == internal::MonitorEdge::kTopic) {
-          const auto [edge, sent, received, waiting, at] =
-              internal::decode<internal::MonitorEdge>(zone, data, body.size());
+          const EdgeView e =
+              state.on_edge(internal::decode<internal::MonitorEdge>(zone, data, body.size()));
+          if (!options.stats) continue;
           // With a group filter: the edges that start or end at one of them.
-          bool shown = options.groups.empty();
-          for (const std::string& g : options.groups) {
-            shown = shown || edge.find("'" + g + "'") != std::string::npos;
+          if (!options.groups.empty() && !options.groups.count(e.from) &&
+              !options.groups.count(e.to)) {
+            continue;
           }
-          if (!shown) continue;
-          out << clock_text(at) << " edge " << edge << " sent=" << sent
-              << " received=" << received << " waiting=" << waiting << '\n';
+          out << clock_text(e.unix_ms) << " edge " << e.name << " sent=" << e.sent
+              << " received=" << e.received << " waiting=" << e.waiting << '\n';
         } else if (kind == internal::MonitorEnd::kTopic) {
-          const auto [ok, reason] = internal::decode<internal::MonitorEnd>(zone, data, body.size());
-          out << (ok ? std::string("end: the run ended well") : "end: the run stopped: " + reason)
+          const auto end = internal::decode<internal::MonitorEnd>(zone, data, body.size());
+          state.on_end(end);
+          out << (end.ok ? std::string("end: the run ended well")
+                         : "end: the run stopped: " + end.reason)
               << '\n';
           out.flush();
-          return ok ? Outcome::ended_ok : Outcome::ended_failed;
+          return end.ok ? Outcome::ended_ok : Outcome::ended_failed;
         }
       } catch (const std::exception& e) {
+        state.on_malformed();
         out << "relay-monitor: skipped a malformed " << kind << " record: " << e.what() << '\n';
       }
       out.flush();
@@ -91,6 +99,27 @@ Outcome run(const Options& options, std::ostream& out) {
       return Outcome::timed_out;
     }
   }
+}
+
+}  // namespace
+
+Outcome run(const Options& options, std::ostream& out) {
+  MonitorState state;
+  std::unique_ptr<HttpServer> http;
+  if (options.http_port >= 0) {
+    http = std::make_unique<HttpServer>(state, options.http_host, options.http_port);
+    if (options.serving) options.serving(http->port());
+  }
+  const Outcome outcome = follow(options, state, out);
+  if (http) {
+    // The page polls: keep answering for a while, so it can show the end.
+    if (options.linger.count() < 0) {
+      for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+    }
+    std::this_thread::sleep_for(options.linger);
+    http->stop();
+  }
+  return outcome;
 }
 
 }  // namespace relay::monitor

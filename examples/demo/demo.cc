@@ -10,7 +10,11 @@
 // driver: the actors themselves do nothing for it.
 //
 //   bazel run //examples/demo:demo -- --help
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +35,8 @@
 #include "bazel/cli.h"
 #include "relay/relay.h"
 
+extern char** environ;
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -46,6 +52,9 @@ struct Options {
   std::optional<std::size_t> maxsize;
   std::optional<std::uint64_t> fail_at;
   std::string out = "demo-results.txt";
+  std::string monitor;    // --monitor tcp://ADDRESS:PORT
+  std::string dashboard;  // --dashboard ADDRESS:PORT
+  double linger = 10;     // seconds the dashboard stays up after the end
 };
 
 // Parses the command line; returns nullopt and sets `status` after --help,
@@ -78,6 +87,19 @@ std::optional<Options> parse_args(int argc, char** argv, int& status) {
                  "The prep worker that gets item N throws: shows how a failed\n"
                  "actor stops the run (exit status 1)")
       ->type_name("N");
+  app.add_option("--monitor", o.monitor,
+                 "Publish logs and counters at tcp://ADDRESS:PORT for relay-monitor\n"
+                 "(Relay::monitor())")
+      ->type_name("ENDPOINT");
+  app.add_option("--dashboard", o.dashboard,
+                 "Start relay-monitor --http ADDRESS:PORT beside the run: a live page\n"
+                 "at http://ADDRESS:PORT/ (with --monitor's endpoint, else one of\n"
+                 "its own on 127.0.0.1)")
+      ->type_name("ADDRESS:PORT");
+  app.add_option("--linger", o.linger,
+                 "With --dashboard: how long the page stays up after the end, in\n"
+                 "seconds (default 10)")
+      ->type_name("SEC");
   app.footer("Exit status: 0 done, 1 the run failed, 2 bad usage, 130/143 interrupted.");
   constexpr std::uint64_t kMaxActors = 256;
   status = relay::cli::parse(app, argc, argv, [&] {
@@ -90,6 +112,10 @@ std::optional<Options> parse_args(int argc, char** argv, int& status) {
       throw CLI::ValidationError("--maxsize", "wants a whole number >= 1");
     }
     if (o.out.empty()) throw CLI::ValidationError("--out", "needs a path");
+    if (o.linger < 0) throw CLI::ValidationError("--linger", "wants seconds >= 0");
+    if (!o.dashboard.empty() && o.dashboard.find(':') == std::string::npos) {
+      throw CLI::ValidationError("--dashboard", "'" + o.dashboard + "' is not ADDRESS:PORT");
+    }
     if (o.producers + o.prep + o.post + 1 > kMaxActors) {
       throw CLI::ValidationError(fmt::format("at most {} actors in all, please", kMaxActors));
     }
@@ -104,6 +130,99 @@ std::optional<Options> parse_args(int argc, char** argv, int& status) {
   }
   return o;
 }
+
+// The relay-monitor program: $RELAY_MONITOR, else beside this one as Bazel
+// lays them out (runfiles, or bazel-bin/examples/demo/../../broker), else
+// on PATH.
+std::string monitor_program() {
+  if (const char* env = std::getenv("RELAY_MONITOR"); env && *env) return env;
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    const std::string exe(self, static_cast<std::size_t>(n));
+    const std::string dir = exe.substr(0, exe.rfind('/'));
+    for (const std::string& candidate :
+         {exe + ".runfiles/relay/broker/relay-monitor", dir + "/../../broker/relay-monitor"}) {
+      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+  }
+  return "relay-monitor";
+}
+
+// --dashboard: relay-monitor --http as a child process (the Relay allows no
+// other thread in this process at start(), and a child's crash cannot take
+// the run with it). Started from the handler, once the monitor endpoint is
+// bound; killed and reaped on destruction.
+class Dashboard {
+ public:
+  Dashboard(std::string address, double linger) : address_(std::move(address)), linger_(linger) {}
+  ~Dashboard() { stop(std::chrono::milliseconds(0)); }
+  Dashboard(const Dashboard&) = delete;
+  Dashboard& operator=(const Dashboard&) = delete;
+
+  void start(const std::string& endpoint) {
+    const std::string program = monitor_program();
+    const std::string linger = fmt::format("{}", linger_);
+    // Its text output would tear the progress drawing: only its errors show.
+    std::vector<std::string> args{program,    "--http",   address_, "--no-stats", "--level",
+                                  "critical", "--linger", linger,   endpoint};
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    const int rc = ::posix_spawnp(&pid_, program.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) {
+      pid_ = -1;
+      std::fprintf(stderr, "demo: cannot start %s: %s\n", program.c_str(), std::strerror(rc));
+      return;
+    }
+    std::fprintf(stderr, "demo: dashboard at http://%s/ (relay-monitor, pid %d)\n",
+                 address_.c_str(), static_cast<int>(pid_));
+  }
+
+  // Waits at most `wait` for it to end by itself (it lingers, then exits),
+  // then kills it; reaps it either way.
+  void stop(std::chrono::milliseconds wait) {
+    if (pid_ <= 0) return;
+    const auto until = std::chrono::steady_clock::now() + wait;
+    int status = 0;
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() >= until) {
+        ::kill(pid_, SIGTERM);
+        ::waitpid(pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    pid_ = -1;
+  }
+
+  double linger() const { return linger_; }
+
+ private:
+  std::string address_;
+  double linger_;
+  pid_t pid_ = -1;
+};
+
+// relay::Progress that first starts the dashboard (the monitor endpoint is
+// known once the run has started).
+class ProgressWithDashboard : public relay::Progress {
+ public:
+  ProgressWithDashboard(relay::Relay& relay, Dashboard* dashboard)
+      : relay_(relay), dashboard_(dashboard) {}
+  void run() override {
+    if (dashboard_) dashboard_->start(relay_.monitor_endpoint());
+    relay::Progress::run();
+  }
+
+ private:
+  relay::Relay& relay_;
+  Dashboard* dashboard_;
+};
 
 // Simulated work: sleeps, so that several workers make a difference even on
 // few cores.
@@ -243,9 +362,16 @@ int run(const Options& o) {
   relay::Relay relay(o.maxsize, "demo");
   relay.connect(relay::group("producers", producers), relay::group("prep", prep),
                 relay::group("post", post), relay::group("consumer", consumer));
+  std::optional<Dashboard> dashboard;
+  if (!o.dashboard.empty()) dashboard.emplace(o.dashboard, o.linger);
+  if (!o.monitor.empty()) {
+    relay.monitor(o.monitor);
+  } else if (dashboard) {
+    relay.monitor("tcp://127.0.0.1:*");
+  }
 
   // Every group handles every item once: that is each bar's end.
-  relay::Progress progress;
+  ProgressWithDashboard progress(relay, dashboard ? &*dashboard : nullptr);
   progress.title(fmt::format("relay demo ({} items)", o.items));
   for (const char* g : {"producers", "prep", "post", "consumer"}) progress.total(g, o.items);
 
@@ -261,6 +387,12 @@ int run(const Options& o) {
       "demo: {} lines in {}\n",
       o.items, seconds, human_rate(seconds > 0 ? static_cast<double>(o.items) / seconds : 0.0),
       o.producers, o.prep, o.post, lines, o.out);
+  if (dashboard) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "demo: the dashboard shows the end for %g s more\n", dashboard->linger());
+    dashboard->stop(
+        std::chrono::milliseconds(static_cast<long long>(dashboard->linger() * 1000) + 2000));
+  }
   const std::uint64_t consumed = progress.last().empty() ? 0 : progress.last().back().received;
   if (lines != o.items || consumed != o.items) {
     std::fprintf(stderr, "demo: expected %llu results, the file has %llu lines\n",

@@ -28,6 +28,17 @@ status=0
 grep -q 'demo: actor failed: \[prep\] (Prep-[0-9]*) pid [0-9]*.*simulated failure at item 100' \
   "$tmp/err.txt" || fail "unexpected failure text: $(cat "$tmp/err.txt")"
 
+# --dashboard: relay-monitor --http runs beside the run, and is gone after it.
+"$demo" --items 2000 --dashboard 127.0.0.1:0 --linger 0 --out "$tmp/dash.txt" \
+  >"$tmp/out.txt" 2>"$tmp/err.txt" || fail "--dashboard run exited $?: $(cat "$tmp/err.txt")"
+[[ "$(wc -l <"$tmp/dash.txt")" -eq 2000 ]] || fail "--dashboard: expected 2000 result lines"
+grep -q '^demo: dashboard at http://127.0.0.1:0/ (relay-monitor, pid [0-9]*)$' "$tmp/err.txt" ||
+  fail "--dashboard: no monitor started: $(cat "$tmp/err.txt")"
+grep -q '^relay-monitor: serving http://127.0.0.1:[1-9][0-9]*/$' "$tmp/err.txt" ||
+  fail "--dashboard: the monitor did not serve: $(cat "$tmp/err.txt")"
+pid="$(sed -n 's/^demo: dashboard at .*pid \([0-9]*\))$/\1/p' "$tmp/err.txt")"
+if kill -0 "$pid" 2>/dev/null; then fail "--dashboard: relay-monitor (pid $pid) left running"; fi
+
 # Usage.
 "$demo" --help | grep -q '^Usage: demo \[OPTIONS\]' || fail "--help"
 status=0
