@@ -216,11 +216,12 @@ bool is_worker();
 
 class Relay {
  public:
-  // `maxsize` bounds how many messages each sender may have waiting in the
-  // next group (sent, not yet taken by a receiver): send() blocks instead. It
-  // is split evenly over the receivers, at least one each, so an edge of n
-  // senders and m receivers holds at most n * max(maxsize, m) waiting
-  // messages, plus one per receiver inside recv(). Unset, each
+  // `maxsize` bounds how many messages each sender may have waiting on each
+  // edge (sent, not yet taken by a receiver): send() blocks instead. It is
+  // split evenly over the edge's receivers, at least one each, so an edge of
+  // n senders and m receivers holds at most n * max(maxsize, m) waiting
+  // messages, plus one per receiver inside recv(); on a broadcast edge each
+  // receiver may hold maxsize of each sender's messages. Unset, each
   // sender/receiver pair may have 4096 messages waiting, and a sender sends
   // no more on a pair once 16 MiB wait there (at most 16 MiB plus one message). `log` names the spdlog logger
   // that actors' records are written with ("relay" if empty).
