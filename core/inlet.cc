@@ -52,6 +52,11 @@ void InletChannel::begin(Inlet& inlet, bool has_handler) {
   std::lock_guard lock(inlet.mu_);
   auto channel = std::make_unique<InletChannel>();
   channel->socket = make_socket(channel->ctx, zmq::socket_type::pair);
+  // No high-water mark: the credits bound what is outstanding, and a send()
+  // that blocked in ZeroMQ (the Inlet's process gone, the pipe full) could
+  // not see that the run has stopped.
+  channel->socket.set(zmq::sockopt::sndhwm, 0);
+  channel->socket.set(zmq::sockopt::rcvhwm, 0);
   channel->socket.connect(inlet.endpoint_);
   inlet.channel_ = std::move(channel);
   // Nobody will call send(): the stream is empty.
@@ -137,6 +142,10 @@ void Inlet::close() {
 void Inlet::loop() {
   zmq::context_t ctx(1);
   zmq::socket_t socket = internal::make_socket(ctx, zmq::socket_type::pair);
+  // As in the main process: the credits bound the traffic, and a credit that
+  // blocked here while the main process is slow to read would stall the feed.
+  socket.set(zmq::sockopt::sndhwm, 0);
+  socket.set(zmq::sockopt::rcvhwm, 0);
   socket.bind(endpoint_);
   std::uint64_t forwarded = 0;
   std::uint64_t credited = 0;
