@@ -96,6 +96,11 @@ struct Plan {
   std::string data_prefix;       // + actor id: a receiver's data ROUTER (local)
   std::string authkey;
   int driver_pid = 0;  // the process that forked this one's actors
+  // The spawner that forks this host's restarted actors (runtime/spawner.h),
+  // their parent instead of the driver; 0: none. A spawned actor sets it in
+  // its own copy to getppid() (which Spawner has checked) before
+  // run_actor_process().
+  int spawner_pid = 0;
 
   // ---- Across hosts ----
   // Whether data endpoints are tcp (a run with workers): receivers bind

@@ -67,6 +67,13 @@ void send_ctl(zmq::socket_t& control, const F& frame) {
   (void)send_frame(control, b);
 }
 
+// Whether this process's parent is still the one that forked it: the driver
+// (or worker), or the spawner. Reparented means that one has died.
+bool parent_alive(const Plan& plan) {
+  const pid_t parent = ::getppid();
+  return parent == plan.driver_pid || (plan.spawner_pid != 0 && parent == plan.spawner_pid);
+}
+
 // What an exception that escaped a hook says, with its type.
 std::string describe(const std::exception& e) { return demangle(typeid(e)) + ": " + e.what(); }
 
@@ -75,8 +82,10 @@ std::string describe(const std::exception& e) { return demangle(typeid(e)) + ": 
 void run_actor_process(const Plan& plan, Actor& actor) {
   // Die with the driver. PDEATHSIG fires when the forking *thread* ends, and
   // the driver's thread stays inside Relay::start() until every actor ended.
+  // An actor restarted by the spawner dies with the spawner, which dies with
+  // the driver.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != plan.driver_pid) ::_exit(kAbortedStatus);
+  if (!parent_alive(plan)) ::_exit(kAbortedStatus);
   // The driver handles Ctrl-C for the whole run and stops actors itself.
   signals_after_fork_in_child();
   ::signal(SIGINT, SIG_IGN);
@@ -900,7 +909,7 @@ void ActorRuntime::reject(const std::string& what) {
 }
 
 void ActorRuntime::check_driver() const {
-  if (::getppid() != plan_.driver_pid) ::_exit(kAbortedStatus);
+  if (!parent_alive(plan_)) ::_exit(kAbortedStatus);
 }
 
 }  // namespace relay::internal
