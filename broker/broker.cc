@@ -48,7 +48,8 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
       hooks_(std::move(hooks)),
       reports_(plan.actors.size()),
       logs_expected_(plan.actors.size(), kNotAnnounced),
-      ack_since_(plan.actors.size()) {
+      ack_since_(plan.actors.size()),
+      supervisor_(plan) {
   control_ = make_control_socket(ctx_);
   if (plan_.key) {
     zap_.emplace(ctx_, *plan_.key, [logger = logger_](const std::string& address) {
@@ -77,6 +78,7 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
       reports_(plan.actors.size()),
       logs_expected_(plan.actors.size(), kNotAnnounced),
       ack_since_(plan.actors.size()),
+      supervisor_(plan),
       monitor_(std::move(monitor)),
       standalone_(true) {
   hooks_.signal_actor = [](std::uint32_t, int) {};  // every actor's host stops its own
@@ -266,6 +268,7 @@ void Broker::run() {
     if (!plan_.listen_endpoint.empty()) check_workers();
     check_stuck_senders();
     check_start();
+    check_restarts();
     decide_exits();
     if (kill_at_ && std::chrono::steady_clock::now() >= *kill_at_) {
       kill_at_.reset();
@@ -345,12 +348,16 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
     }
     return;
   }
-  const auto id = internal::parse_routing_id(from.data(), from.size());
-  if (!id || *id >= reports_.size()) {
+  const auto peer = internal::parse_actor_routing_id(from.data(), from.size());
+  if (!peer || peer->id >= reports_.size()) {
     reject("control message from an unknown peer");
     return;
   }
+  const std::optional<std::uint32_t> id = peer->id;
   ActorReport& r = reports_[*id];
+  // A restarted actor's predecessor, gone: what it still had on its way
+  // (stats, a late report) is not its successor's.
+  if (peer->incarnation != r.incarnation) return;
   const internal::ActorSlot& slot = plan_.actors[*id];
   try {
     msgpack::zone zone;
@@ -359,15 +366,38 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
       case Ctl::hello: {
         internal::Hello& hello = std::get<internal::Hello>(f);
         if (r.hello) throw EncodeError("second hello");
+        if (hello.incarnation != r.incarnation) throw EncodeError("hello of another incarnation");
         r.hello = true;
+        r.hello_by.reset();
         r.pid = hello.pid;
         r.host = std::move(hello.host);
         r.endpoint = std::move(hello.data_endpoint);
+        auto start_frame = [&] {
+          internal::Start start;
+          for (const ActorReport& x : reports_) {
+            start.endpoints.push_back(x.endpoint);
+            start.incarnations.push_back(x.incarnation);
+          }
+          return encode(start);
+        };
+        if (r.incarnation > 0) {
+          // A restarted actor: the run is under way. It gets the endpoints;
+          // everyone else learns where it is, and its senders resume.
+          if (abort_reason_) return;
+          send_to(*id, start_frame());
+          internal::Restarted news{*id, r.incarnation, r.endpoint, std::move(dead_pending_[*id])};
+          dead_pending_.erase(*id);
+          const std::string frame = encode(news);
+          for (std::uint32_t k = 0; k < reports_.size(); ++k) {
+            if (k != *id && reports_[k].hello && !reports_[k].exitcode) send_to(k, frame);
+          }
+          logger_->info("[{}] ({}) restarted (pid {}, restart {})", slot.group_name, slot.name,
+                        r.pid, r.incarnation);
+          return;
+        }
         if (++hellos_ == reports_.size() && !abort_reason_) {
           started_ = true;
-          std::vector<std::string> endpoints;
-          for (const ActorReport& x : reports_) endpoints.push_back(x.endpoint);
-          const std::string start = encode(internal::Start{std::move(endpoints)});
+          const std::string start = start_frame();
           for (std::uint32_t k = 0; k < reports_.size(); ++k) send_to(k, start);
         }
         return;
@@ -418,6 +448,8 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         }
         logs_expected_[*id] = fail.log_count;
         ack_since_[*id] = std::chrono::steady_clock::now();
+        // Supervised: its exit decides (a restart), once it has left.
+        if (supervisor_.supervises(*id) && !abort_reason_) return;
         abort("actor '" + slot.name + "' in group '" + slot.group_name + "' failed");
         return;
       }
@@ -455,6 +487,7 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         ack_since_[*id] = std::chrono::steady_clock::now();
         for (const auto& [pair, count] : bye.sent) r.sent[pair] = count;
         for (const auto& [pair, count] : bye.received) r.received[pair] = count;
+        for (const auto& [pair, count] : bye.settled) r.settled[pair] = count;
         r.outputs = bye.outputs;
         r.rejected = bye.rejected;
         return;
@@ -931,7 +964,8 @@ void Broker::send_to_worker(const std::string& rid, const std::string& frame) {
 
 void Broker::send_to(std::uint32_t id, const std::string& frame) {
   try {
-    control_.send(zmq::buffer(internal::routing_id(id)), zmq::send_flags::sndmore);
+    control_.send(zmq::buffer(internal::routing_id(id, reports_[id].incarnation)),
+                  zmq::send_flags::sndmore);
     control_.send(zmq::buffer(frame), zmq::send_flags::none);
   } catch (const zmq::error_t& e) {
     logger_->warn("broker: cannot send to actor {}: {}", plan_.actors[id].name, e.what());
@@ -970,7 +1004,11 @@ void Broker::actor_exited(std::uint32_t id, int exitcode) {
   logs_expected_[id] = kNotAnnounced;
   const bool clean = r.bye && exitcode == 0;
   if (clean || r.failure) {
-    if (r.failure) abort("actor '" + plan_.actors[id].name + "' failed");
+    if (r.failure && supervisor_.supervises(id) && !abort_reason_) {
+      supervise(id);
+    } else if (r.failure) {
+      abort("actor '" + plan_.actors[id].name + "' failed");
+    }
     return;
   }
   // Stopped by the abort (SIGTERM from the driver or raised by the actor on
@@ -990,8 +1028,79 @@ void Broker::report_bad_exit(std::uint32_t id) {
   const int exitcode = *reports_[id].exitcode;
   logger_->error("[{}] ({}) {} (pid {})", plan_.actors[id].group_name, plan_.actors[id].name,
                  failure_reason(id), reports_[id].pid);
+  if (supervisor_.supervises(id) && !abort_reason_) {
+    supervise(id);
+    return;
+  }
   abort("actor '" + plan_.actors[id].name + "' in group '" + plan_.actors[id].group_name +
         "' " + internal::describe_exit(exitcode));
+}
+
+void Broker::supervise(std::uint32_t id) {
+  ActorReport& r = reports_[id];
+  const internal::ActorSlot& slot = plan_.actors[id];
+  const auto now = std::chrono::steady_clock::now();
+  std::optional<InRecv> in_recv;
+  if (hooks_.in_recv) in_recv = hooks_.in_recv(id);
+  const Supervisor::Verdict verdict = supervisor_.failed(
+      {id, r.incarnation, r.pid, r.host.empty() ? host_of(id) : r.host, failure_reason(id), now},
+      in_recv);
+  if (!verdict.restart) {
+    logger_->error("[{}] ({}) not restarted: {}", slot.group_name, slot.name, verdict.stop);
+    stopped_by_supervisor_ = verdict.stop;
+    abort(verdict.stop);
+    return;
+  }
+  if (verdict.dead) {
+    logger_->warn("[{}] ({}) {} is a dead letter after {} attempt(s)", slot.group_name,
+                  slot.name, Supervisor::describe_message(*in_recv),
+                  plan_.supervised_group(slot.group)->attempts);
+    dead_pending_[id].push_back(*verdict.dead);
+  }
+  logger_->warn("[{}] ({}) {} (pid {}): starting it again (restart {} of the actor)",
+                slot.group_name, slot.name, failure_reason(id), r.pid, r.incarnation + 1);
+  // A new incarnation: the report starts over (its host stays: a restart is
+  // on the same host).
+  const int exitcode = *r.exitcode;
+  ++r.incarnation;
+  r.hello = false;
+  r.bye = false;
+  r.failure.reset();
+  r.exitcode.reset();
+  r.stopped = false;
+  r.logs_received = 0;
+  r.sent.clear();
+  r.received.clear();
+  r.settled.clear();
+  r.outputs.clear();
+  r.edge_out.clear();
+  r.edge_in.clear();
+  logs_expected_[id] = kNotAnnounced;
+  r.hello_by = now + internal::start_wait();
+  try {
+    hooks_.respawn(id, r.incarnation);
+  } catch (const std::exception& e) {
+    r.exitcode = exitcode;
+    r.failure = std::string("could not be started again: ") + e.what();
+    logger_->error("[{}] ({}) {}", slot.group_name, slot.name, *r.failure);
+    abort("actor '" + slot.name + "' in group '" + slot.group_name + "' could not be restarted");
+  }
+}
+
+void Broker::check_restarts() {
+  if (abort_reason_) return;
+  const auto now = std::chrono::steady_clock::now();
+  for (std::uint32_t id = 0; id < reports_.size(); ++id) {
+    ActorReport& r = reports_[id];
+    if (!r.hello_by || r.hello || r.exitcode || now < *r.hello_by) continue;
+    r.hello_by.reset();
+    r.failure = "was started again but did not say hello within " +
+                fmt::format("{:.1f}", internal::start_wait().count() / 1000.0) + " s";
+    logger_->error("[{}] ({}) {}", plan_.actors[id].group_name, plan_.actors[id].name,
+                   *r.failure);
+    abort("actor '" + plan_.actors[id].name + "' could not be restarted");
+    return;
+  }
 }
 
 bool Broker::failed(std::uint32_t id) const {
@@ -1032,7 +1141,9 @@ std::vector<EdgeCount> Broker::edges() const {
         const auto sit = sender.sent.find({e, t});
         const auto rit = reports_[t].received.find({e, s});
         const std::uint64_t sent = sit == sender.sent.end() ? 0 : sit->second;
-        const std::uint64_t received = rit == reports_[t].received.end() ? 0 : rit->second;
+        const auto xit = sender.settled.find({e, t});
+        const std::uint64_t received = (rit == reports_[t].received.end() ? 0 : rit->second) +
+                                       (xit == sender.settled.end() ? 0 : xit->second);
         count.sent += sent;
         count.received += received;
         on_edge += sent;
@@ -1065,8 +1176,24 @@ RunResult Broker::result() const {
     out.rejected += reports_[id].rejected;
     if (!failed(id)) continue;
     const ActorReport& r = reports_[id];
-    out.failures.push_back({id, plan_.actors[id].group_name, plan_.actors[id].name, r.pid, r.host,
-                            failure_reason(id)});
+    std::string reason = failure_reason(id);
+    const auto& history = supervisor_.failures();
+    if (!stopped_by_supervisor_.empty() && !history.empty() && history.back().id == id &&
+        history.back().incarnation == r.incarnation) {
+      reason += "; not restarted: " + stopped_by_supervisor_;
+    }
+    out.failures.push_back(
+        {id, plan_.actors[id].group_name, plan_.actors[id].name, r.pid, r.host, reason});
+  }
+  if (!out.failures.empty()) {
+    // A run that fails lists every failure, also those that were restarted.
+    std::vector<RunResult::Failure> earlier;
+    for (const Supervisor::Failure& f : supervisor_.failures()) {
+      if (f.incarnation == reports_[f.id].incarnation && failed(f.id)) continue;
+      earlier.push_back({f.id, plan_.actors[f.id].group_name, plan_.actors[f.id].name, f.pid,
+                         f.host, f.reason + " (restarted)"});
+    }
+    out.failures.insert(out.failures.begin(), earlier.begin(), earlier.end());
   }
   for (const EdgeCount& e : edges()) {
     if (e.mismatches.empty()) continue;

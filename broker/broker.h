@@ -54,6 +54,7 @@
 #include "relay/internal/delivery.h"
 #include "relay/internal/frames.h"
 #include "relay/internal/wire.h"
+#include "broker/supervisor.h"
 
 namespace relay::broker {
 
@@ -75,6 +76,13 @@ struct ActorReport {
   // Messages sent to each output of its group (Plan::outputs()), from its bye.
   std::vector<std::uint64_t> outputs;
   std::uint64_t rejected = 0;
+  // Per pair to a supervised receiver, from its bye: (edge, receiver id) ->
+  // messages its earlier incarnations finished, or dead letters.
+  std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint64_t> settled;
+  // Supervision: 0 for the first process, n after n restarts; when a
+  // restarted one must have said hello.
+  std::uint32_t incarnation = 0;
+  std::optional<std::chrono::steady_clock::time_point> hello_by;
   // The latest counters the actor reported: per edge leaving its group
   // (sent, waiting) and entering it (received), and in all.
   std::map<std::uint32_t, std::pair<std::uint64_t, std::uint64_t>> edge_out;
@@ -156,6 +164,11 @@ class Broker {
     // Told of every exit the broker learns of from a worker (or of a lost
     // host), with the actor's remote pid (0 if it never said hello).
     std::function<void(std::uint32_t id, int pid, int exitcode)> remote_ended;
+    // Supervision: starts actor `id` again as `incarnation` (throws
+    // relay::Error if it cannot); what a dead local actor was inside recv()
+    // with.
+    std::function<void(std::uint32_t id, std::uint32_t incarnation)> respawn;
+    std::function<std::optional<InRecv>(std::uint32_t id)> in_recv;
   };
 
   Broker(zmq::context_t& ctx, const internal::Plan& plan, std::shared_ptr<spdlog::logger> logger,
@@ -208,6 +221,7 @@ class Broker {
 
   const std::vector<ActorReport>& reports() const noexcept { return reports_; }
   const std::vector<WorkerReport>& workers() const noexcept { return workers_; }
+  const Supervisor& supervisor() const noexcept { return supervisor_; }
   // The monitor endpoint as bound (the port filled in), or empty.
   const std::string& monitor_endpoint() const noexcept { return monitor_bound_; }
   std::optional<std::string> abort_reason() const { return abort_reason_; }
@@ -262,6 +276,10 @@ class Broker {
   bool all_exited() const;
   void decide_exits();
   void report_bad_exit(std::uint32_t id);
+  // A supervised actor failed (and has exited): start it again, or stop
+  // the run if its limits are used up.
+  void supervise(std::uint32_t id);
+  void check_restarts();
 
   zmq::context_t& ctx_;
   const internal::Plan& plan_;
@@ -286,6 +304,7 @@ class Broker {
   std::size_t hellos_ = 0;
   bool started_ = false;
   std::optional<std::string> abort_reason_;
+  std::string stopped_by_supervisor_;  // why supervision gave up, if it did
   int interrupted_ = 0;  // the driver's signal, once interrupt() was called
   // Actors killed by SIGTERM before any abort, and when their verdict is due.
   std::vector<std::pair<std::uint32_t, std::chrono::steady_clock::time_point>> undecided_;
@@ -294,6 +313,9 @@ class Broker {
   std::mutex abort_mu_;
   std::string requested_abort_;
   std::uint64_t rejected_ = 0;
+  Supervisor supervisor_;
+  // Dead letters to announce with each restarted actor's Restarted frame.
+  std::map<std::uint32_t, std::vector<internal::DeadLetter>> dead_pending_;
   // Across hosts.
   std::optional<internal::ZapHandler> zap_;
   std::string log_tcp_endpoint_;

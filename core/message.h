@@ -25,6 +25,10 @@ class Message {
   // An empty message (size() == 0).
   Message() = default;
 
+  // Whether this message was delivered before, to a predecessor of this
+  // actor that failed before its recv() returned (Relay::restart()).
+  bool redelivered() const noexcept { return p_ && p_->redelivered; }
+
   // Returns how many values the message holds.
   std::size_t size() const noexcept { return p_ ? p_->array.via.array.size : 0; }
 

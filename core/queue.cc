@@ -137,6 +137,8 @@ void set_queue_phase(QueuePhase phase) {
   }
 }
 
+std::uint64_t queue_id(const Queue& q) noexcept { return q.s_->id; }
+
 std::vector<QueueSlot> live_queues() {
   std::vector<QueueSlot> out;
   {

@@ -25,8 +25,11 @@
 
 namespace relay {
 
+class Queue;
 namespace internal {
 struct QueueState;
+// The id puts name this queue by (the same in every process of a run).
+std::uint64_t queue_id(const Queue& q) noexcept;
 }
 
 class Queue {
@@ -79,6 +82,7 @@ class Queue {
   std::optional<Message> get_for(std::chrono::nanoseconds timeout);
 
   std::shared_ptr<internal::QueueState> s_;
+  friend std::uint64_t internal::queue_id(const Queue& q) noexcept;
 };
 
 }  // namespace relay

@@ -32,7 +32,9 @@
 #include "relay/internal/process.h"
 #include "relay/runtime/queue_state.h"
 #include "relay/internal/security.h"
+#include "relay/runtime/inflight.h"
 #include "relay/runtime/signals.h"
+#include "relay/runtime/spawner.h"
 #include "relay/runtime/stats_feed.h"
 #include "relay/internal/transport.h"
 
@@ -50,6 +52,7 @@ struct RelayState {
   // Across hosts.
   std::string listen;
   std::vector<std::pair<std::string, Placement>> placements;
+  std::vector<std::pair<std::string, Restart>> restarts;
   std::optional<std::size_t> expect_workers;
   std::chrono::milliseconds worker_wait{30000};
   std::string key_file;
@@ -489,6 +492,37 @@ void run_relay(RelayState& state, Handler* handler) {
     }
     set_inlet_endpoint(*a, inlet_endpoint(plan.data_prefix, id), plan.maxsize);
   }
+  plan.supervision.assign(plan.groups.size(), std::nullopt);
+  for (const auto& [name, policy] : state.restarts) {
+    const auto g = static_cast<std::uint32_t>(
+        std::find_if(plan.groups.begin(), plan.groups.end(),
+                     [&name = name](const GroupSlot& x) { return x.name == name; }) -
+        plan.groups.begin());
+    Supervision s;
+    s.max_restarts = static_cast<std::uint32_t>(std::min<std::size_t>(policy.max_restarts, 1u << 30));
+    s.within = policy.within;
+    s.attempts = static_cast<std::uint32_t>(std::min<std::size_t>(policy.attempts, 1u << 30));
+    if (policy.dead_letters != nullptr) {
+      const std::uint64_t q = queue_id(*policy.dead_letters);
+      if (std::none_of(plan.queues.begin(), plan.queues.end(),
+                       [q](const QueueSlot& x) { return x.id == q; })) {
+        throw std::invalid_argument("restart: group '" + name +
+                                    "': its dead_letters queue is not a queue of this process");
+      }
+      s.dead_letters = q;
+    }
+    if (plan.remote(plan.groups[g].first)) {
+      throw std::invalid_argument("restart: group '" + name +
+                                  "' is placed on workers; supervised groups run on the "
+                                  "driver's host for now (restarts on workers are not built yet)");
+    }
+    if (!state.broker.empty()) {
+      throw std::invalid_argument("restart: group '" + name +
+                                  "': supervision with a standalone broker (broker()) is not "
+                                  "built yet; use the embedded broker");
+    }
+    plan.supervision[g] = s;
+  }
   const ProcessRole& me = role();
   const std::string key_file = !me.key_file.empty() ? me.key_file : state.key_file;
   if (!key_file.empty()) plan.key = load_curve_key(key_file);
@@ -558,10 +592,32 @@ void run_relay(RelayState& state, Handler* handler) {
 
   SignalGuard signals;
   std::vector<std::shared_ptr<ProcessHandle>> handles;
+  // Supervision: the table of what each actor is inside recv() with, and the
+  // spawner that forks restarted actors, both before any other fork.
+  std::unique_ptr<Spawner> spawner;
+  struct InFlightTable {
+    bool made = false;
+    ~InFlightTable() {
+      if (made) destroy_inflight_table();
+    }
+  } inflight;
+  if (plan.any_supervised()) {
+    create_inflight_table(actors.size());
+    inflight.made = true;
+    spawner = Spawner::start([&plan, &actors](std::uint32_t id, std::uint32_t incarnation) {
+      plan.spawner_pid = static_cast<int>(::getppid());  // Spawner checked it is the spawner
+      run_actor_process(plan, *actors[id], incarnation);
+    });
+    plan.spawner_pid = spawner->pid();
+  }
   // Through the pidfds, and only for actors this process forked and has not
   // reaped: a reaped actor's pid may be another process's by now, and a
-  // remote actor's pid is its worker's business.
-  auto kill_all_and_reap = [&] { kill_and_reap(handles); };
+  // remote actor's pid is its worker's business. The spawner's children are
+  // killed and reaped by it.
+  auto kill_all_and_reap = [&] {
+    kill_and_reap(handles);
+    if (spawner) spawner->stop();
+  };
 
   for (Actor* a : actors) {
     if (plan.remote(static_cast<std::uint32_t>(a->id_))) {
@@ -591,6 +647,12 @@ void run_relay(RelayState& state, Handler* handler) {
     hooks.deliver = deliver_to_queue;
     hooks.queue_space_fd = queue_space_fd();
     hooks.signal_actor = [&](std::uint32_t id, int sig) { handles[id]->signal(sig); };
+    hooks.respawn = [&](std::uint32_t id, std::uint32_t incarnation) {
+      logger->flush();
+      const Spawner::Spawned child = spawner->spawn(id, incarnation, std::chrono::seconds(10));
+      handles[id]->respawned(child.pid, child.pidfd);
+    };
+    hooks.in_recv = [](std::uint32_t id) { return read_inflight(id); };
     hooks.remote_ended = [&](std::uint32_t id, int pid, int exitcode) {
       ProcessHandle& h = *handles[id];
       {
@@ -619,6 +681,21 @@ void run_relay(RelayState& state, Handler* handler) {
       return false;
     });
   }
+  if (spawner) {
+    broker->watch(spawner->fd(), [&] {
+      try {
+        for (const Spawner::Exit& e : spawner->take_exits()) {
+          if (e.id < handles.size() && handles[e.id]->spawned_exit(e.pid, e.exitcode)) {
+            broker->actor_exited(e.id, e.exitcode);
+          }
+        }
+        return true;
+      } catch (const std::exception& e) {
+        broker->abort(std::string("the process that restarts actors ended: ") + e.what());
+        return false;
+      }
+    });
+  }
   broker->watch(signals.fd(), [&] {
     if (const int sig = signals.take(); sig != 0 && interrupted == 0) {
       interrupted = sig;
@@ -638,6 +715,7 @@ void run_relay(RelayState& state, Handler* handler) {
       broker_error = std::current_exception();
       kill_all_and_reap();
     }
+    if (spawner) spawner->stop();
     stats_feed.publish();  // the final counts, before a Handler's get() learns the run is over
     // Nothing more will arrive: a get() waiting on an empty queue must end.
     set_queue_phase(QueuePhase::over);
@@ -925,6 +1003,34 @@ Relay& Relay::place(const std::string& group, Placement where) {
   }
   throw std::invalid_argument("place: there is no group named '" + group + "' (the groups are " +
                               names + ")");
+}
+
+Relay& Relay::restart(const std::string& group, Restart policy) {
+  if (!state_->connected) {
+    throw std::invalid_argument("restart: connect() the groups first, then supervise them");
+  }
+  if (policy.attempts == 0 || policy.max_restarts == 0) {
+    throw std::invalid_argument("restart: group '" + group +
+                                "': attempts and max_restarts must be at least 1");
+  }
+  std::string names;
+  for (const Group& g : state_->groups) {
+    if (g.name == group) {
+      for (Actor* a : g.actors) {
+        if (internal::is_inlet(*a)) {
+          throw std::invalid_argument("restart: group '" + group +
+                                      "' is an Inlet, fed by the main process: it cannot be "
+                                      "restarted");
+        }
+      }
+      std::erase_if(state_->restarts, [&](const auto& r) { return r.first == group; });
+      state_->restarts.emplace_back(group, policy);
+      return *this;
+    }
+    names += (names.empty() ? "'" : ", '") + g.name + "'";
+  }
+  throw std::invalid_argument("restart: there is no group named '" + group +
+                              "' (the groups are " + names + ")");
 }
 
 Relay& Relay::expect_workers(std::size_t n, std::chrono::milliseconds timeout) {

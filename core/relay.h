@@ -214,6 +214,19 @@ void init(int& argc, char** argv);
 // Whether init() made this process a worker (--relay-worker or RELAY_WORKER).
 bool is_worker();
 
+// How a supervised group recovers from failures (Relay::restart()).
+struct Restart {
+  // Restarts of the group's actors allowed within `within`; one more stops
+  // the run (relay::ActorError listing every failure).
+  std::size_t max_restarts = 3;
+  std::chrono::milliseconds within{60000};
+  // Deliveries of one message whose recv() failed before it is dead.
+  std::size_t attempts = 3;
+  // Where dead messages go, as [group, reason, the message's values...]; a
+  // Queue alive when start() is called. None: a dead message fails the run.
+  Queue* dead_letters = nullptr;
+};
+
 class Relay {
  public:
   // `maxsize` bounds how many messages each sender may have waiting on each
@@ -274,6 +287,16 @@ class Relay {
   // what they must agree on). Throws std::invalid_argument unless
   // 1 <= first <= last <= 65535.
   Relay& ports(unsigned first, unsigned last);
+  // Supervises group `group`: an actor of it that fails (an exception from a
+  // hook, an exit, a signal) is started again as a new process with the same
+  // name, group and position, which runs startup() again (a source runs
+  // loop() again from the start), and every message sent to it that its
+  // recv() had not finished is delivered again (Message::redelivered()).
+  // Delivery is at least once: what an actor sent before it failed may be
+  // sent again by its successor. See README "Supervision". Call it after
+  // connect(); throws std::invalid_argument for an unknown group, a policy
+  // with attempts or max_restarts 0, or an Inlet's group.
+  Relay& restart(const std::string& group, Restart policy = {});
   // Runs group `group` where `where` says (default: Placement::local()).
   // Call it after connect(): throws std::invalid_argument if there is no
   // group of that name.

@@ -371,12 +371,12 @@ const std::string kBytes("\x00\x01\xc1 bytes", 9);
 // its default.
 std::vector<ri::ControlFrame> EveryControlFrame() {
   return {
-      ri::Hello{3, 4242, "a1", "tcp://10.0.0.1:7000"},
+      ri::Hello{3, 4242, "a1", "tcp://10.0.0.1:7000", 2},
       ri::Put{7, true, ri::Bin{kBytes}},
       ri::Fail{"boom", 12},
-      ri::Bye{5, {{{0, 4}, 10}, {{1, 5}, 11}}, {{{0, 0}, 21}}, 2, {21}},
+      ri::Bye{5, {{{0, 4}, 10}, {{1, 5}, 11}}, {{{0, 0}, 21}}, 2, {21}, {{{0, 4}, 3}}},
       ri::Stats{100, 90, 8, {{0, {60, 5}}, {2, {40, 3}}}, {{1, 90}}},
-      ri::Start{{"tcp://a:1", "", "ipc://@x"}},
+      ri::Start{{"tcp://a:1", "", "ipc://@x"}, {0, 2, 1}},
       ri::PutAck{9},
       ri::Ack{},
       ri::Abort{"actor 'x' failed"},
@@ -400,6 +400,7 @@ std::vector<ri::ControlFrame> EveryControlFrame() {
       ri::DLog{4, 5, "a critical line"},
       ri::REnded{4, 99, -15},
       ri::Result{ri::Bin{kBytes}},
+      ri::Restarted{2, 1, "ipc://@y", {{{0, 0}, {{1, 17}, "killed by SIGSEGV"}}}},
   };
 }
 
@@ -500,10 +501,10 @@ TEST(Frames, ControlFrameIsKindThenFields) {
   EXPECT_EQ(ri::encode(ri::Ack{}), Packed(std::make_tuple(103)));
   EXPECT_EQ(ri::encode(ri::Fail{"boom", 12}), Packed(std::make_tuple(3, "boom", 12)));
   EXPECT_EQ(
-      ri::encode(ri::Bye{5, {{{0, 4}, 10}}, {}, 2, {10}}),
+      ri::encode(ri::Bye{5, {{{0, 4}, 10}}, {}, 2, {10}, {}}),
       Packed(std::make_tuple(
           4, 5, std::vector<std::tuple<std::vector<int>, int>>{{{0, 4}, 10}}, std::vector<int>{},
-          2, std::vector<int>{10})));
+          2, std::vector<int>{10}, std::vector<int>{})));
 }
 
 // The log record and the monitor records round-trip too.
@@ -540,9 +541,9 @@ TEST(Frames, RefusesMissingAndExtraFields) {
     const std::string missing = Edited(bytes, [](auto& e, msgpack::zone&) { e.pop_back(); });
     EXPECT_NE(Refusal(missing), "");
   }
-  const std::string hello = ri::encode(ri::Hello{3, 4242, "a1", "tcp://x:1"});
+  const std::string hello = ri::encode(ri::Hello{3, 4242, "a1", "tcp://x:1", 0});
   const std::string short_hello = Edited(hello, [](auto& e, msgpack::zone&) { e.pop_back(); });
-  EXPECT_EQ(Refusal(short_hello), "hello: an array of 4, expected 5");
+  EXPECT_EQ(Refusal(short_hello), "hello: an array of 5, expected 6");
   msgpack::zone zone;
   const std::string record = Packed(std::make_tuple(4, 3));
   EXPECT_THROW(ri::decode<ri::LogRecord>(zone, record.data(), record.size()), EncodeError);
@@ -576,7 +577,7 @@ TEST(Frames, RefusalNamesTheField) {
   const std::string text_pid = Edited(
       hello, [](auto& e, msgpack::zone& z) { e[2] = msgpack::object(std::string("4242"), z); });
   EXPECT_EQ(Refusal(text_pid), "hello: field 'pid': expected integer (int), got str");
-  const std::string bye = ri::encode(ri::Bye{5, {{{0, 4}, 10}}, {}, 2, {10}});
+  const std::string bye = ri::encode(ri::Bye{5, {{{0, 4}, 10}}, {}, 2, {10}, {}});
   const std::string triple = Edited(bye, [](auto& e, msgpack::zone& z) {
     e[2] = msgpack::object(std::vector<std::vector<int>>{{4, 10, 1}}, z);
   });

@@ -213,6 +213,7 @@ struct Payload {
   std::size_t chunk = MSGPACK_ZONE_CHUNK_SIZE;  // zone.clear() keeps this much
   msgpack::object array;        // of type ARRAY
   std::shared_ptr<void> bytes;  // keeps referenced str/bin/ext bytes alive
+  bool redelivered = false;     // Message::redelivered()
 };
 
 // A first zone chunk that fits the decoded form of a usual frame of `size`

@@ -110,7 +110,8 @@ struct Hello {
   int pid = 0;
   std::string host;
   std::string data_endpoint;
-  RELAY_FRAME_FIELDS(Hello, id, pid, host, data_endpoint);
+  std::uint32_t incarnation = 0;  // 0, then 1, 2, ... for each restart
+  RELAY_FRAME_FIELDS(Hello, id, pid, host, data_endpoint, incarnation);
 };
 
 struct Put {
@@ -143,7 +144,11 @@ struct Bye {
   std::uint64_t rejected = 0;
   // Messages sent to each output of the actor's group (Plan::outputs()).
   std::vector<std::uint64_t> outputs;
-  RELAY_FRAME_FIELDS(Bye, log_count, sent, received, rejected, outputs);
+  // Per pair to a supervised receiver that was restarted: [[edge, to], n],
+  // the messages finished by its earlier incarnations or dead letters (not
+  // sent again, so not in the receiver's count).
+  EdgeCounts settled;
+  RELAY_FRAME_FIELDS(Bye, log_count, sent, received, rejected, outputs, settled);
 };
 
 // Per edge leaving the actor's group: (edge, (sent, waiting)); per edge
@@ -162,11 +167,32 @@ struct Stats {
   RELAY_FRAME_FIELDS(Stats, sent, received, waiting, out, in);
 };
 
+// A message a sender holds for a restarted receiver that is not to be
+// delivered again: ((sender, its incarnation), ((edge, seq), reason)).
+using DeadLetter =
+    std::pair<std::pair<std::uint32_t, std::uint32_t>,
+              std::pair<std::pair<std::uint32_t, std::uint64_t>, std::string>>;
+
+// To every running actor: actor `actor` was started again as `incarnation`
+// and its data inbox is at `endpoint`. Its senders resume each pair to it
+// ('R', then what it had not finished); those named in `dead` drop that
+// message and put it to the group's dead letters.
+struct Restarted {
+  static constexpr Ctl kKind = Ctl::restarted;
+  static constexpr const char* kName = "restarted";
+  std::uint32_t actor = 0;
+  std::uint32_t incarnation = 0;
+  std::string endpoint;
+  std::vector<DeadLetter> dead;
+  RELAY_FRAME_FIELDS(Restarted, actor, incarnation, endpoint, dead);
+};
+
 struct Start {
   static constexpr Ctl kKind = Ctl::start;
   static constexpr const char* kName = "start";
   std::vector<std::string> endpoints;  // by actor id
-  RELAY_FRAME_FIELDS(Start, endpoints);
+  std::vector<std::uint32_t> incarnations;  // by actor id: each one's current one
+  RELAY_FRAME_FIELDS(Start, endpoints, incarnations);
 };
 
 struct PutAck {
@@ -314,7 +340,8 @@ struct Result {
 // Any control frame.
 using ControlFrame =
     std::variant<Hello, Put, Fail, Bye, Stats, Start, PutAck, Ack, Abort, WHello, WExit, Ping, Pong,
-                 Assign, End, WEnd, DHello, DAbort, QAck, QPut, DLog, REnded, Result>;
+                 Assign, End, WEnd, DHello, DAbort, QAck, QPut, DLog, REnded, Result,
+                 Restarted>;
 
 // ---- log channel ----
 

@@ -124,6 +124,17 @@ std::vector<std::pair<std::string, std::string>> Plan::parts() const {
              (label.empty() ? " on workers" : " on workers labelled '" + label + "'");
   }
   out.emplace_back("placement", where.empty() ? "all on the driver's host" : where);
+  std::string supervised;
+  for (std::uint32_t g = 0; g < groups.size(); ++g) {
+    const Supervision* s = supervised_group(g);
+    if (s == nullptr) continue;
+    supervised += (supervised.empty() ? "restart " : ", ") + groups[g].name + " (" +
+                  std::to_string(s->max_restarts) + " in " + std::to_string(s->within.count()) +
+                  " ms, " + std::to_string(s->attempts) + " attempts" +
+                  (s->dead_letters ? ", dead letters #" + std::to_string(*s->dead_letters) : "") +
+                  ")";
+  }
+  out.emplace_back("supervision", supervised.empty() ? "no restarts" : supervised);
   out.emplace_back(
       "ports", ports ? "ports " + std::to_string(ports->first) + "-" + std::to_string(ports->last)
                      : "any ports");
@@ -137,7 +148,10 @@ std::string Plan::describe() const {
   std::string out;
   for (const auto& [name, text] : parts()) {
     // Windows follow from the rest; actor names are too long to show.
-    if (name == "windows" || name == "actor names" || (name == "ports" && !ports)) continue;
+    if (name == "windows" || name == "actor names" || (name == "ports" && !ports) ||
+        (name == "supervision" && !any_supervised())) {
+      continue;
+    }
     out += (out.empty() ? "" : "; ") + text;
   }
   return out;

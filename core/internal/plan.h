@@ -78,6 +78,15 @@ struct QueueSlot {
   std::optional<std::size_t> maxsize;
 };
 
+// A supervised group (Relay::restart(), relay::Restart): its failed actors
+// are started again, and what they had not finished is delivered again.
+struct Supervision {
+  std::uint32_t max_restarts = 3;
+  std::chrono::milliseconds within{60000};
+  std::uint32_t attempts = 3;
+  std::optional<std::uint64_t> dead_letters;  // a queue of Plan::queues
+};
+
 // A range of tcp ports, both ends included (Relay::ports()).
 struct PortRange {
   std::uint16_t first = 0;
@@ -88,6 +97,8 @@ struct Plan {
   std::vector<GroupSlot> groups;
   std::vector<ActorSlot> actors;
   std::vector<EdgeSlot> edges;
+  // By group: set for a supervised one (empty, or one entry per group).
+  std::vector<std::optional<Supervision>> supervision;
   std::optional<std::size_t> maxsize;
   // The queues alive at start(), by id (filled from the queue registry).
   std::vector<QueueSlot> queues;
@@ -129,6 +140,16 @@ struct Plan {
   std::optional<PortRange> broker_ports;
 
   bool remote(std::uint32_t id) const { return id < placement.size() && placement[id]; }
+  // Whether group `g` is supervised; whether any is.
+  const Supervision* supervised_group(std::uint32_t g) const {
+    return g < supervision.size() && supervision[g] ? &*supervision[g] : nullptr;
+  }
+  bool any_supervised() const {
+    for (const auto& s : supervision) {
+      if (s) return true;
+    }
+    return false;
+  }
 
   // The edges leaving group `g` / entering it, as indexes into edges.
   std::vector<std::uint32_t> edges_from(std::uint32_t g) const;

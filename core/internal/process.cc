@@ -33,6 +33,7 @@ std::string describe_exit(int exitcode) {
 
 ProcessHandle::~ProcessHandle() {
   if (pidfd >= 0) ::close(pidfd);
+  for (int fd : retired) ::close(fd);
 }
 
 void ProcessHandle::adopt(pid_t child) {
@@ -52,6 +53,28 @@ void ProcessHandle::adopt(pid_t child) {
   local = true;
 }
 
+void ProcessHandle::respawned(pid_t child, int child_pidfd) {
+  {
+    std::lock_guard lock(mu);
+    if (pidfd >= 0) retired.push_back(pidfd);
+    pid = child;
+    pidfd = child_pidfd;
+    spawned = true;
+    exitcode.reset();
+  }
+  ended.notify_all();
+}
+
+bool ProcessHandle::spawned_exit(pid_t child, int code) {
+  {
+    std::lock_guard lock(mu);
+    if (!spawned || child != pid || exitcode) return false;
+    exitcode = code;
+  }
+  ended.notify_all();
+  return true;
+}
+
 void ProcessHandle::close() {
   std::lock_guard lock(mu);
   closed = true;
@@ -64,7 +87,7 @@ void ProcessHandle::signal(int sig) {
 
 void ProcessHandle::reap() {
   std::unique_lock lock(mu);
-  if (exitcode || !local || pidfd < 0) return;
+  if (exitcode || !local || pidfd < 0 || spawned) return;
   siginfo_t info{};
   while (::waitid(static_cast<idtype_t>(kPidfd), static_cast<id_t>(pidfd), &info, WEXITED) != 0) {
     if (errno != EINTR) return;
@@ -82,7 +105,7 @@ void kill_and_reap(const std::vector<std::shared_ptr<ProcessHandle>>& handles) n
 bool ProcessHandle::try_reap() {
   std::unique_lock lock(mu);
   if (exitcode) return true;
-  if (pidfd < 0) return false;
+  if (pidfd < 0 || spawned) return false;
   siginfo_t info{};
   if (::waitid(static_cast<idtype_t>(kPidfd), static_cast<id_t>(pidfd), &info,
                WEXITED | WNOHANG) != 0 ||

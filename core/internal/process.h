@@ -26,6 +26,11 @@ struct ProcessHandle {
   int pidfd = -1;  // this process's child only; closed with the handle
   // Whether this process forked it (set before any thread runs, then fixed).
   bool local = false;
+  // Forked by the spawner (a restart), not by this process: signalled through
+  // its pidfd as any local one, but the spawner reaps it and reports its
+  // exit, so try_reap() and reap() leave it alone.
+  bool spawned = false;
+  std::vector<int> retired;  // earlier incarnations' pidfds, closed with the handle
   bool closed = false;          // Actor::close(): sentinel() is -1 from then on
   std::optional<int> exitcode;  // negative: killed by that signal
   std::string authkey;          // the run's key
@@ -47,6 +52,12 @@ struct ProcessHandle {
   // until the handle is destroyed, so that no thread ever polls or signals a
   // number that has been reused.
   void close();
+  // A restarted actor's new process (from the spawner): takes over `child`
+  // and its pidfd; the exit code is unknown again.
+  void respawned(pid_t child, int child_pidfd);
+  // Records the exit the spawner reported for `child`; false if it is not
+  // this handle's current process.
+  bool spawned_exit(pid_t child, int code);
 };
 
 // SIGKILLs every local process of `handles` that has not been reaped, then

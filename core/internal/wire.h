@@ -39,6 +39,7 @@ enum class Ctl : std::uint8_t {
   put_ack = 102,
   ack = 103,
   abort = 105,
+  restarted = 106,
   whello = 20,
   wexit = 21,
   ping = 22,
@@ -64,39 +65,84 @@ inline constexpr char kData = 'D';
 inline constexpr char kEos = 'E';
 inline constexpr char kCredit = 'C';
 inline constexpr char kEosAck = 'A';
+// Pairs whose receiver is supervised (Relay::restart()) carry sequence
+// numbers, so that a restarted receiver is given again what it had not
+// finished, and takes nothing twice:
+//   'S' + seq (8 bytes, big-endian) + flags (1 byte) + msgpack array
+//                         a message, numbered from 1 on the pair; flag 1: a
+//                         delivery again (Message::redelivered())
+//   'R' + msgpack [incarnation, base]
+//                         to a restarted receiver (that incarnation): what
+//                         follows starts after seq `base`; earlier frames of
+//                         the pair are not taken
+//   'C' + msgpack uint + msgpack uint
+//                         credits on such a pair: the seq up to which every
+//                         message is finished (its recv() returned, and what
+//                         it sent was taken), then the receiver's incarnation
+// A supervised receiver acknowledges end of stream ('A') only once its own
+// stream has ended, so that its senders keep what they sent until then.
+inline constexpr char kSeqData = 'S';
+inline constexpr char kResume = 'R';
+inline constexpr std::size_t kSeqHeader = 10;  // 'S', seq, flags
+inline constexpr std::uint8_t kFlagRedelivered = 1;
 
 // Exit status of an actor process that found its driver gone (nobody reaps
 // it), or whose abort by SIGTERM did not take.
 inline constexpr int kAbortedStatus = 3;
 
-// Routing ids are the actor id as 4 big-endian bytes.
-inline std::string routing_id(std::uint32_t id) {
-  const char b[4] = {static_cast<char>(id >> 24), static_cast<char>(id >> 16),
-                     static_cast<char>(id >> 8), static_cast<char>(id)};
+// Routing ids are the actor id as 4 big-endian bytes, then, for an actor
+// started again by its supervisor (incarnation 1 on), the incarnation as 4
+// more: a restarted actor's connections must not be taken for its
+// predecessor's, which ZeroMQ may not have seen close yet.
+inline std::string be32(std::uint32_t v) {
+  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                     static_cast<char>(v >> 8), static_cast<char>(v)};
   return std::string(b, 4);
 }
-inline std::optional<std::uint32_t> parse_routing_id(const void* data, std::size_t size) {
-  if (size != 4) return std::nullopt;
+inline std::uint32_t read_be32(const void* data) {
   unsigned char b[4];
   std::memcpy(b, data, 4);
   return (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) | (std::uint32_t{b[2]} << 8) |
          b[3];
 }
-
-// A sender's routing id on the data channel: its actor id and the edge.
-inline std::string data_routing_id(std::uint32_t id, std::uint32_t edge) {
-  return routing_id(id) + std::string{static_cast<char>(edge >> 8), static_cast<char>(edge)};
+inline std::string routing_id(std::uint32_t id, std::uint32_t incarnation = 0) {
+  return incarnation == 0 ? be32(id) : be32(id) + be32(incarnation);
 }
+inline std::optional<std::uint32_t> parse_routing_id(const void* data, std::size_t size) {
+  if (size != 4) return std::nullopt;
+  return read_be32(data);
+}
+struct ActorPeer {
+  std::uint32_t id = 0;
+  std::uint32_t incarnation = 0;
+};
+inline std::optional<ActorPeer> parse_actor_routing_id(const void* data, std::size_t size) {
+  if (size != 4 && size != 8) return std::nullopt;
+  const auto* p = static_cast<const char*>(data);
+  return ActorPeer{read_be32(p), size == 8 ? read_be32(p + 4) : 0};
+}
+
+// A sender's routing id on the data channel: its actor id, the edge (2
+// bytes), and from incarnation 1 on its incarnation (4 bytes).
+inline std::string data_routing_id(std::uint32_t id, std::uint32_t edge,
+                                   std::uint32_t incarnation = 0) {
+  std::string rid = be32(id) + std::string{static_cast<char>(edge >> 8), static_cast<char>(edge)};
+  return incarnation == 0 ? rid : rid + be32(incarnation);
+}
+
 struct DataPeer {
   std::uint32_t id = 0;
   std::uint32_t edge = 0;
+  std::uint32_t incarnation = 0;
 };
+
 inline std::optional<DataPeer> parse_data_routing_id(const void* data, std::size_t size) {
-  if (size != 6) return std::nullopt;
-  const auto id = parse_routing_id(data, 4);
+  if (size != 6 && size != 10) return std::nullopt;
+  const auto* p = static_cast<const char*>(data);
   unsigned char e[2];
-  std::memcpy(e, static_cast<const char*>(data) + 4, 2);
-  return DataPeer{*id, static_cast<std::uint32_t>(e[0]) << 8 | e[1]};
+  std::memcpy(e, p + 4, 2);
+  return DataPeer{read_be32(p), static_cast<std::uint32_t>(e[0]) << 8 | e[1],
+                  size == 10 ? read_be32(p + 6) : 0};
 }
 
 }  // namespace relay::internal

@@ -74,12 +74,42 @@ bool parent_alive(const Plan& plan) {
   return parent == plan.driver_pid || (plan.spawner_pid != 0 && parent == plan.spawner_pid);
 }
 
+void put_be64(std::string& out, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+
+std::uint64_t read_be64(const char* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+// The header of the msgpack array at `p` (`size` bytes): its length, and how
+// many bytes the header takes; nothing if it is not an array.
+std::optional<std::pair<std::uint32_t, std::size_t>> array_header(const char* p,
+                                                                   std::size_t size) {
+  if (size == 0) return std::nullopt;
+  const auto b = static_cast<unsigned char>(p[0]);
+  if ((b & 0xf0) == 0x90) return std::make_pair(std::uint32_t{b & 0x0fu}, std::size_t{1});
+  if (b == 0xdc && size >= 3) {
+    return std::make_pair(static_cast<std::uint32_t>(static_cast<unsigned char>(p[1]) << 8 |
+                                                     static_cast<unsigned char>(p[2])),
+                          std::size_t{3});
+  }
+  if (b == 0xdd && size >= 5) {
+    std::uint32_t n = 0;
+    for (int i = 1; i <= 4; ++i) n = (n << 8) | static_cast<unsigned char>(p[i]);
+    return std::make_pair(n, std::size_t{5});
+  }
+  return std::nullopt;
+}
+
 // What an exception that escaped a hook says, with its type.
 std::string describe(const std::exception& e) { return demangle(typeid(e)) + ": " + e.what(); }
 
 }  // namespace
 
-void run_actor_process(const Plan& plan, Actor& actor) {
+void run_actor_process(const Plan& plan, Actor& actor, std::uint32_t incarnation) {
   // Die with the driver. PDEATHSIG fires when the forking *thread* ends, and
   // the driver's thread stays inside Relay::start() until every actor ended.
   // An actor restarted by the spawner dies with the spawner, which dies with
@@ -101,7 +131,7 @@ void run_actor_process(const Plan& plan, Actor& actor) {
   ::mallopt(M_TRIM_THRESHOLD, 64 << 20);
   int status = 0;
   try {
-    ActorRuntime runtime(plan, actor);
+    ActorRuntime runtime(plan, actor, incarnation);
     runtime.run();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "relay: actor '%s' could not start: %s\n", actor.name().c_str(),
@@ -112,13 +142,15 @@ void run_actor_process(const Plan& plan, Actor& actor) {
   ::_exit(status);
 }
 
-ActorRuntime::ActorRuntime(const Plan& plan, Actor& actor)
+ActorRuntime::ActorRuntime(const Plan& plan, Actor& actor, std::uint32_t incarnation)
     : plan_(plan), actor_(actor), slot_(plan.actors.at(static_cast<std::size_t>(actor.id_))),
+      incarnation_(incarnation), supervised_(plan.supervised_group(slot_.group) != nullptr),
       ctx_(1) {
   g_current = this;
   set_remote_put(&remote_put);
+  if (supervised_) inflight_ = inflight_slot(slot_.id);
   control_ = make_socket(ctx_, zmq::socket_type::dealer);
-  control_.set(zmq::sockopt::routing_id, zmq::buffer(routing_id(slot_.id)));
+  control_.set(zmq::sockopt::routing_id, zmq::buffer(routing_id(slot_.id, incarnation_)));
   if (plan_.key) curve_client(control_, *plan_.key);
   control_.connect(plan_.control_endpoint);
   // Only here, in the actor's own process (see codec.h).
@@ -146,8 +178,21 @@ void ActorRuntime::run() {
                   " sender(s) still open); a receiver that overrides loop() must call "
                   "relay::Actor::loop()");
     }
-    settle_eos_acks();
-    end_stream();
+    if (supervised_) {
+      // Its senders keep what they sent it until its own stream has ended:
+      // if it fails before, its successor is given all of it again.
+      end_stream();
+      for (Upstream& u : up_) {
+        if (u.eos_held) {
+          u.eos_held = false;
+          send_eos_ack(u);
+        }
+      }
+      settle_eos_acks();
+    } else {
+      settle_eos_acks();
+      end_stream();
+    }
     say_bye();
   } catch (const std::exception& e) {
     fail(describe(e));
@@ -175,6 +220,7 @@ void ActorRuntime::connect() {
         u.id = from.first + i;
         u.edge = e;
         u.credit_return = std::max<std::uint32_t>(1, w / 2);
+        u.resumed = !supervised_;  // supervised: once the sender's 'R' came
         up_.push_back(u);
       }
     }
@@ -223,7 +269,8 @@ void ActorRuntime::connect() {
   log_.connect(log_endpoint);
 
   if (skip_hello == nullptr || slot_.name != skip_hello) {
-    send_ctl(control_, Hello{slot_.id, static_cast<int>(::getpid()), host_name(), endpoint});
+    send_ctl(control_,
+             Hello{slot_.id, static_cast<int>(::getpid()), host_name(), endpoint, incarnation_});
   }
   // Wait for the broker's start (every actor is up) and for its log
   // subscription: a record published before the subscription would be lost.
@@ -295,7 +342,10 @@ void ActorRuntime::connect() {
         d.window = window;
         d.credit = window;
         d.socket = make_socket(ctx_, zmq::socket_type::dealer);
-        d.socket.set(zmq::sockopt::routing_id, zmq::buffer(data_routing_id(slot_.id, e)));
+        d.seq = plan_.supervised_group(edge.to) != nullptr;
+        d.receiver_inc = incarnations_.at(d.id);
+        d.socket.set(zmq::sockopt::routing_id,
+                     zmq::buffer(data_routing_id(slot_.id, e, incarnation_)));
         d.socket.set(zmq::sockopt::sndhwm,
                      static_cast<int>(std::min<std::uint32_t>(window, 1 << 20) + 64));
         d.socket.set(zmq::sockopt::rcvtimeo, kBriefWaitMs);
@@ -312,6 +362,10 @@ void ActorRuntime::connect() {
     }
     for (Downstream& d : down_) down_items_.push_back({d.socket.handle(), 0, ZMQ_POLLIN, 0});
     down_items_.push_back({control_.handle(), 0, ZMQ_POLLIN, 0});
+    // A supervised receiver takes a pair's frames only after its 'R'.
+    for (Downstream& d : down_) {
+      if (d.seq) resume(d);
+    }
   }
 }
 
@@ -409,11 +463,34 @@ bool ActorRuntime::has_room(const Downstream& d) const noexcept {
   // The byte bound is checked before this frame is added: with less than half
   // of it uncredited, the receiver holds nothing back, whatever this frame's
   // size.
-  return d.credit > 0 && !(window_bytes_ != 0 && d.bytes_out >= window_bytes_ && !d.sizes.empty());
+  return d.credit > 0 && !(window_bytes_ != 0 && d.bytes_out >= window_bytes_ &&
+                           !(d.seq ? d.held.empty() : d.sizes.empty()));
+}
+
+void ActorRuntime::send_held(Downstream& d, const std::string& frame) {
+  // A copy: the held frame stays until the receiver has finished it.
+  zmq::message_t m(frame.data(), frame.size());
+  (void)d.socket.send(m, zmq::send_flags::none);
 }
 
 void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
   while (!has_room(d)) wait_downstream();
+  if (d.seq) {
+    // To a supervised receiver: numbered, and held until it is finished.
+    Downstream::Held h{d.sent + 1, std::string()};
+    h.frame.reserve(kSeqHeader + frame.size() - 1);
+    h.frame.push_back(kSeqData);
+    put_be64(h.frame, h.seq);
+    h.frame.push_back(0);
+    h.frame.append(frame.data() + 1, frame.size() - 1);
+    if (++total_sent_ != drop_nth_) send_held(d, h.frame);
+    if (window_bytes_ != 0) d.bytes_out += h.frame.size();
+    d.held.push_back(std::move(h));
+    --d.credit;
+    ++d.sent;
+    if ((++stats_tick_ & 15) == 0) housekeeping();
+    return;
+  }
   Buffer* out = &frame;
   if (!last) {
     // Another receiver takes this frame too: this one gets a copy.
@@ -495,7 +572,28 @@ void ActorRuntime::send_output(Output& output, Buffer& frame) {
 
 void ActorRuntime::read_credit(Downstream& d, const zmq::message_t& frame) {
   const char* p = frame.data<char>();
-  if (frame.size() >= 1 && p[0] == kCredit) {
+  if (frame.size() >= 1 && p[0] == kCredit && d.seq) {
+    try {
+      msgpack::zone zone(64);
+      std::size_t off = 1;
+      const auto total = msgpack::unpack(zone, p, frame.size(), off).as<std::uint64_t>();
+      const auto inc = msgpack::unpack(zone, p, frame.size(), off).as<std::uint32_t>();
+      if (off != frame.size()) throw EncodeError("trailing bytes");
+      if (total > d.sent) throw EncodeError("credit for more than was sent");
+      // A predecessor's credit may still be on its way: only the incarnation
+      // the frames were last given to counts.
+      if (inc == d.receiver_inc) {
+        while (!d.held.empty() && d.held.front().seq <= total) {
+          if (window_bytes_ != 0) d.bytes_out -= d.held.front().frame.size();
+          d.held.pop_front();
+          ++d.credit;
+        }
+        d.credited = std::max(d.credited, total);
+      }
+    } catch (const std::exception& e) {
+      reject(std::string("bad credit frame: ") + e.what());
+    }
+  } else if (frame.size() >= 1 && p[0] == kCredit) {
     try {
       // A credit is one small uint: a 64-byte first chunk will do, rather
       // than msgpack's default of 8 KiB.
@@ -531,6 +629,48 @@ void ActorRuntime::read_downstream(std::size_t index) {
   Downstream& d = down_[index];
   zmq::message_t frame;
   while (d.socket.recv(frame, zmq::recv_flags::dontwait)) read_credit(d, frame);
+  if (!pending_.empty()) advance_finished();
+}
+
+void ActorRuntime::read_all_downstream() {
+  for (std::size_t i = 0; i < down_.size(); ++i) read_downstream(i);
+}
+
+void ActorRuntime::finish(std::size_t up, std::uint64_t seq) {
+  Upstream& u = up_[up];
+  // Finished at once when everything sent so far has been taken (a sink
+  // always): the common case costs one pass over the downstream pairs.
+  bool taken = pending_.empty();
+  for (std::size_t i = 0; taken && i < down_.size(); ++i) {
+    const Downstream& d = down_[i];
+    taken = (d.seq ? d.settled() : d.credited) >= d.sent;
+  }
+  if (taken) {
+    u.done = seq;
+    if (u.done - u.credited >= u.credit_return) return_credit(u);
+    return;
+  }
+  Pending p{up, u.sender_inc, seq, {}};
+  p.marks.reserve(down_.size());
+  for (const Downstream& d : down_) p.marks.push_back(d.sent);
+  pending_.push_back(std::move(p));
+}
+
+void ActorRuntime::advance_finished() {
+  while (!pending_.empty()) {
+    const Pending& p = pending_.front();
+    for (std::size_t i = 0; i < down_.size(); ++i) {
+      const Downstream& d = down_[i];
+      if ((d.seq ? d.settled() : d.credited) < p.marks[i]) return;
+    }
+    Upstream& u = up_[p.up];
+    // A message of a sender's predecessor: its successor sends it again.
+    if (u.sender_inc == p.sender_inc) {
+      u.done = p.seq;
+      if (u.done - u.credited >= u.credit_return) return_credit(u);
+    }
+    pending_.pop_front();
+  }
 }
 
 void ActorRuntime::wait_downstream() {
@@ -562,8 +702,11 @@ void ActorRuntime::housekeeping(bool force) {
   while (control_.recv(frame, zmq::recv_flags::dontwait)) handle_control(frame);
   // A sender whose credit was lost may have none left, and then sends
   // nothing that would make this receiver send another.
+  if (!pending_.empty()) read_all_downstream();
   for (Upstream& u : up_) {
-    if (u.owed) return_credit(u);
+    // Supervised: what is finished goes back when idle too, or a sender
+    // holding less than a batch would wait for ever.
+    if (u.owed || (supervised_ && u.done > u.credited)) return_credit(u);
     if (u.ack_owed) send_eos_ack(u);
   }
   report_stats();
@@ -571,7 +714,10 @@ void ActorRuntime::housekeeping(bool force) {
 }
 
 void ActorRuntime::end_stream() {
-  for (Downstream& d : down_) (void)send_tagged(d.socket, kEos, d.sent);
+  for (Downstream& d : down_) {
+    (void)send_tagged(d.socket, kEos, d.sent);
+    d.eos_sent = true;
+  }
   auto all_acked = [&] {
     for (const Downstream& d : down_) {
       if (!d.acked) return false;
@@ -599,6 +745,14 @@ void ActorRuntime::receive_loop() {
     }
     // Idle for a while: look after the rest, then wait for data or control.
     housekeeping(true);
+    if (!pending_.empty()) {
+      // Finished messages wait for credits from downstream: look at them
+      // often (they come within a moment) rather than at the poll's pace.
+      zmq::pollitem_t items[] = {{inbox_.handle(), 0, ZMQ_POLLIN, 0},
+                                 {control_.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, std::chrono::milliseconds(kBriefWaitMs));
+      continue;
+    }
     zmq::pollitem_t items[] = {{inbox_.handle(), 0, ZMQ_POLLIN, 0},
                                {control_.handle(), 0, ZMQ_POLLIN, 0}};
     zmq::poll(items, 2, kPollPeriod);
@@ -633,7 +787,8 @@ void ActorRuntime::report_stats(bool force) {
 
 bool ActorRuntime::reply(const Upstream& sender, Buffer& frame) {
   try {
-    inbox_.send(zmq::buffer(data_routing_id(sender.id, sender.edge)), zmq::send_flags::sndmore);
+    inbox_.send(zmq::buffer(data_routing_id(sender.id, sender.edge, sender.sender_inc)),
+                zmq::send_flags::sndmore);
     (void)send_frame(inbox_, frame);
     return true;
   } catch (const zmq::error_t& e) {
@@ -676,6 +831,13 @@ void ActorRuntime::settle_eos_acks() {
 void ActorRuntime::return_credit(Upstream& u) {
   Buffer credit;
   credit.put(kCredit);
+  if (supervised_) {
+    msgpack::pack(credit, u.done);
+    msgpack::pack(credit, incarnation_);
+    u.owed = !reply(u, credit);
+    if (!u.owed) u.credited = u.done;
+    return;
+  }
   msgpack::pack(credit, u.taken);
   const bool dropped = drop_credit_every_ != 0 && ++credit_replies_ % drop_credit_every_ == 0;
   // Not sent (a sender reconnecting, or gone): owed, and retried from
@@ -701,6 +863,7 @@ std::shared_ptr<Payload> ActorRuntime::payload_for(std::size_t size) {
     spare_->zone.clear();
     spare_->bytes.reset();
     spare_->array = msgpack::object();
+    spare_->redelivered = false;
     return spare_;
   }
   spare_ = std::make_shared<Payload>(chunk);
@@ -719,11 +882,53 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     reject("frame from a peer that is not a sender of an edge into this group");
     return;
   }
-  Upstream& u = up_[in->first + (peer->id - in->sender_first)];
+  const std::size_t up = in->first + (peer->id - in->sender_first);
+  Upstream& u = up_[up];
   const char* p = frame.data<char>();
   const std::size_t size = frame.size();
   if (size == 0) {
     reject("empty frame from actor " + plan_.actors[u.id].name);
+    return;
+  }
+  if (peer->incarnation != u.sender_inc) {
+    // A predecessor's frame, still on its way: not taken, so never credited,
+    // and its successor sends it again if it is still to be sent.
+    if (peer->incarnation < u.sender_inc) return;
+    new_sender_incarnation(u, peer->incarnation);
+  }
+  if (supervised_) {
+    if (p[0] == kResume) {
+      try {
+        msgpack::zone zone(64);
+        auto [inc, base, skip] =
+            decode_value(zone, p + 1, size - 1)
+                .as<std::tuple<std::uint32_t, std::uint64_t, std::vector<std::uint64_t>>>();
+        if (inc != incarnation_) return;  // for a predecessor of this process
+        u.resumed = true;
+        u.next_seq = base + 1;
+        u.done = u.credited = base;
+        u.skip = std::move(skip);
+      } catch (const std::exception& e) {
+        reject(std::string("bad resume frame: ") + e.what());
+      }
+      return;
+    }
+    // Before the pair's 'R', frames were meant for a predecessor: the sender
+    // holds them and sends them again after it.
+    if (!u.resumed) return;
+    if (p[0] == kSeqData) {
+      handle_seq_data(u, up, frame);
+      return;
+    }
+    if (p[0] == kEos) {
+      if (u.ended) return;  // sent again after a resume
+      u.ended = true;
+      u.eos_held = true;
+      --open_upstreams_;
+      return;
+    }
+    reject("unexpected frame kind from actor " + plan_.actors[u.id].name +
+           " (this actor is supervised)");
     return;
   }
   if (p[0] == kData) {
@@ -779,6 +984,94 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
   }
 }
 
+void ActorRuntime::new_sender_incarnation(Upstream& u, std::uint32_t incarnation) {
+  // The sender was started again: its pair starts over (counts, credits,
+  // end of stream); what its predecessor had sent is not counted against it.
+  u.received_before += u.received;
+  u.received = 0;
+  u.taken = u.credited = 0;
+  u.unreturned_bytes = 0;
+  u.owed = u.ack_owed = false;
+  u.sender_inc = incarnation;
+  if (u.ended) {
+    u.ended = false;
+    ++open_upstreams_;
+  }
+  u.eos_held = false;
+  u.resumed = !supervised_;
+  u.next_seq = 1;
+  u.done = 0;
+  u.skip.clear();
+}
+
+void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& frame) {
+  const char* p = frame.data<char>();
+  const std::size_t size = frame.size();
+  if (u.ended) {
+    reject("data after end of stream from actor " + plan_.actors[u.id].name);
+    return;
+  }
+  if (size < kSeqHeader + 1) {
+    reject("short frame from actor " + plan_.actors[u.id].name);
+    return;
+  }
+  const std::uint64_t seq = read_be64(p + 1);
+  const bool again = (static_cast<unsigned char>(p[9]) & kFlagRedelivered) != 0;
+  // Dead letters the sender dropped do not come.
+  while (!u.skip.empty() && u.skip.front() < seq && u.skip.front() == u.next_seq) {
+    u.skip.erase(u.skip.begin());
+    ++u.next_seq;
+  }
+  if (seq < u.next_seq) return;  // taken already (sent again after a resume)
+  if (seq > u.next_seq) {
+    reject("message " + std::to_string(seq) + " from actor " + plan_.actors[u.id].name +
+           " where " + std::to_string(u.next_seq) + " was due");
+    return;
+  }
+  ++u.next_seq;
+  ++u.taken;
+  if (inflight_ != nullptr) {
+    // Read by the supervisor if this process dies inside recv(); written
+    // before decoding, while the frame's bytes are still here.
+    inflight_->edge = u.edge;
+    inflight_->sender = u.id;
+    inflight_->sender_incarnation = u.sender_inc;
+    inflight_->seq = seq;
+    inflight_->size = static_cast<std::uint32_t>(size - kSeqHeader);
+    const std::size_t head = std::min(size - kSeqHeader, sizeof inflight_->head);
+    std::memcpy(inflight_->head, p + kSeqHeader, head);
+    inflight_->head_size = static_cast<std::uint32_t>(head);
+  }
+  std::optional<Message> message;
+  try {
+    const std::size_t body = size - kSeqHeader;
+    std::shared_ptr<Payload> payload = payload_for(body);
+    constexpr std::size_t kKeepFrameAtLeast = 1024;
+    if (size >= kKeepFrameAtLeast) {
+      auto owner = std::make_shared<zmq::message_t>(std::move(frame));
+      decode_message_into(*payload, owner->data<char>() + kSeqHeader, body, owner);
+    } else {
+      decode_message_into(*payload, p + kSeqHeader, body, nullptr);
+    }
+    payload->redelivered = again;
+    message.emplace(std::move(payload));
+  } catch (const EncodeError& e) {
+    reject(std::string("from actor ") + plan_.actors[u.id].name + ": " + e.what());
+  }
+  if (!message) {
+    finish(up, seq);  // nothing to run: it is finished
+    return;
+  }
+  ++u.received;
+  if (inflight_ != nullptr) inflight_->busy.store(1, std::memory_order_release);
+  actor_.recv(*message);
+  if (inflight_ != nullptr) inflight_->busy.store(0, std::memory_order_release);
+  message.reset();
+  if (spare_unshared()) spare_->bytes.reset();
+  finish(up, seq);
+  if ((++stats_tick_ & 15) == 0) housekeeping();
+}
+
 void ActorRuntime::drain_multipart(zmq::socket_t& socket) {
   zmq::message_t part;
   do {
@@ -794,11 +1087,19 @@ Ctl ActorRuntime::handle_control(const zmq::message_t& frame) {
     const Ctl kind = kind_of(f);
     switch (kind) {
       case Ctl::start: {
-        std::vector<std::string>& endpoints = std::get<Start>(f).endpoints;
-        if (endpoints.size() != plan_.actors.size()) throw EncodeError("bad endpoint table");
-        endpoints_ = std::move(endpoints);
+        Start& start = std::get<Start>(f);
+        if (start.endpoints.size() != plan_.actors.size() ||
+            start.incarnations.size() != plan_.actors.size()) {
+          throw EncodeError("bad endpoint table");
+        }
+        endpoints_ = std::move(start.endpoints);
+        incarnations_ = std::move(start.incarnations);
         return kind;
       }
+      case Ctl::restarted:
+        // Only once started: until then the start frame has the news.
+        if (!endpoints_.empty()) on_restarted(std::get<Restarted>(f));
+        return kind;
       case Ctl::put_ack:
         acked_puts_.push_back(std::get<PutAck>(f).queue_id);
         return kind;
@@ -813,6 +1114,88 @@ Ctl ActorRuntime::handle_control(const zmq::message_t& frame) {
     reject(std::string("bad control frame: ") + e.what());
   }
   return Ctl{0};
+}
+
+void ActorRuntime::resume(Downstream& d) {
+  // What follows starts after the last seq settled; everything held goes
+  // again, marked as a delivery again, then the end of stream if it went.
+  d.base = d.settled();
+  Buffer r;
+  r.put(kResume);
+  // Dead letters among what is held are skipped: seqs after `base` that do
+  // not come.
+  std::vector<std::uint64_t> skip;
+  for (std::uint64_t q : d.dead) {
+    if (q > d.base) skip.push_back(q);
+  }
+  std::sort(skip.begin(), skip.end());
+  msgpack::pack(r, std::make_tuple(d.receiver_inc, d.base, skip));
+  (void)send_frame(d.socket, r);
+  for (Downstream::Held& h : d.held) {
+    h.frame[9] = static_cast<char>(kFlagRedelivered);  // held: it went before
+    send_held(d, h.frame);
+  }
+  if (d.eos_sent) {
+    (void)send_tagged(d.socket, kEos, d.sent);
+    d.acked = false;
+  }
+}
+
+void ActorRuntime::on_restarted(const Restarted& r) {
+  if (r.actor >= plan_.actors.size() || r.actor == slot_.id) return;
+  if (r.incarnation <= incarnations_[r.actor]) return;  // old news
+  incarnations_[r.actor] = r.incarnation;
+  const std::string old = endpoints_[r.actor];
+  endpoints_[r.actor] = r.endpoint;
+  for (Downstream& d : down_) {
+    if (d.id != r.actor || !d.seq) continue;
+    if (old != r.endpoint) {
+      // Across hosts the successor's inbox has another port.
+      try {
+        d.socket.disconnect(old);
+      } catch (const zmq::error_t&) {
+      }
+      d.socket.connect(r.endpoint);
+    }
+    d.receiver_inc = r.incarnation;
+    for (const DeadLetter& dl : r.dead) {
+      const auto& [who, what] = dl;
+      const auto& [edge_seq, reason] = what;
+      if (who.first != slot_.id || who.second != incarnation_ || edge_seq.first != d.edge) continue;
+      for (auto it = d.held.begin(); it != d.held.end(); ++it) {
+        if (it->seq != edge_seq.second) continue;
+        dead_letter(d, *it, reason);
+        d.dead.push_back(it->seq);
+        if (window_bytes_ != 0) d.bytes_out -= it->frame.size();
+        d.held.erase(it);
+        ++d.credit;
+        break;
+      }
+    }
+    resume(d);
+  }
+}
+
+void ActorRuntime::dead_letter(const Downstream& d, const Downstream::Held& h,
+                               const std::string& reason) {
+  const ActorSlot& to = plan_.actors[d.id];
+  const Supervision* s = plan_.supervised_group(to.group);
+  if (s == nullptr || !s->dead_letters) return;  // the broker stops the run instead
+  const char* body = h.frame.data() + kSeqHeader;
+  const std::size_t size = h.frame.size() - kSeqHeader;
+  const auto header = array_header(body, size);
+  if (!header) return;
+  // [group, reason, the message's values...]: a new array header, then the
+  // values as they were.
+  Buffer out;
+  msgpack::packer<Buffer> pk(out);
+  pk.pack_array(header->first + 2);
+  pk.pack(to.group_name);
+  pk.pack(reason);
+  out.write(body + header->second, size - header->second);
+  log(Level::warn, "message " + std::to_string(h.seq) + " to " + to.name + " on edge " +
+                       plan_.edge_name(d.edge) + " is a dead letter: " + reason);
+  put(*s->dead_letters, true, out);
 }
 
 void ActorRuntime::wait_control(Ctl kind, std::uint64_t queue_id) {
@@ -836,6 +1219,10 @@ void ActorRuntime::wait_control(Ctl kind, std::uint64_t queue_id) {
 }
 
 void ActorRuntime::put(std::uint64_t queue_id, bool bounded, const Buffer& message) {
+  // A supervised actor waits for every put to be taken, as for a bounded
+  // queue: a put still in its socket when it dies would be lost, while the
+  // message it came from counts as finished.
+  bounded = bounded || supervised_;
   send_ctl(control_, Put{queue_id, bounded, Bin{std::string_view(message.data(), message.size())}});
   if (bounded) wait_control(Ctl::put_ack, queue_id);
 }
@@ -860,8 +1247,20 @@ void ActorRuntime::say_bye() {
   for (const Downstream& d : down_) sent.push_back({{d.edge, d.id}, d.sent});
   for (const Upstream& u : up_) received.push_back({{u.edge, u.id}, u.received});
   for (const Output& o : outputs_) outputs.push_back(o.sent);
+  EdgeCounts settled;
+  std::uint64_t before = 0;
+  for (const Downstream& d : down_) {
+    const auto dead = static_cast<std::uint64_t>(
+        std::count_if(d.dead.begin(), d.dead.end(), [&](std::uint64_t q) { return q > d.base; }));
+    if (d.base + dead > 0) settled.push_back({{d.edge, d.id}, d.base + dead});
+  }
+  for (const Upstream& u : up_) before += u.received_before;
+  if (before > 0) {
+    log(Level::info, "took " + std::to_string(before) +
+                         " message(s) from senders that were started again since");
+  }
   send_ctl(control_, Bye{logs_, std::move(sent), std::move(received), rejected_,
-                         std::move(outputs)});
+                         std::move(outputs), std::move(settled)});
   wait_control(Ctl::ack);
 }
 

@@ -19,17 +19,20 @@
 #include <zmq.hpp>
 
 #include "relay/actor.h"
+#include "relay/internal/frames.h"
 #include "relay/internal/plan.h"
+#include "relay/runtime/inflight.h"
 #include "relay/internal/security.h"
 #include "relay/internal/wire.h"
 
 namespace relay::internal {
 
-[[noreturn]] void run_actor_process(const Plan& plan, Actor& actor);
+// `incarnation`: 0 for the first process of an actor, n for its nth restart.
+[[noreturn]] void run_actor_process(const Plan& plan, Actor& actor, std::uint32_t incarnation = 0);
 
 class ActorRuntime {
  public:
-  ActorRuntime(const Plan& plan, Actor& actor);
+  ActorRuntime(const Plan& plan, Actor& actor, std::uint32_t incarnation);
   ActorRuntime(const ActorRuntime&) = delete;
   ActorRuntime& operator=(const ActorRuntime&) = delete;
 
@@ -67,6 +70,21 @@ class ActorRuntime {
     // first (credits come back in sending order), and their sum.
     std::deque<std::uint64_t> sizes;
     std::uint64_t bytes_out = 0;
+    // ---- A supervised receiver ('S' frames, wire.h) ----
+    bool seq = false;
+    std::uint32_t receiver_inc = 0;  // the receiver's incarnation, as last told
+    // Every frame sent and not yet finished by the receiver, in seq order:
+    // what a restarted receiver is given again.
+    struct Held {
+      std::uint64_t seq;
+      std::string frame;  // 'S' header and message
+    };
+    std::deque<Held> held;
+    std::uint64_t base = 0;          // settled before the last resume
+    std::vector<std::uint64_t> dead; // seqs that became dead letters
+    bool eos_sent = false;
+    // Up to which seq every message is finished (or dead).
+    std::uint64_t settled() const noexcept { return held.empty() ? sent : held.front().seq - 1; }
   };
   // An outgoing edge: its receivers are down_[first, first + size).
   struct OutEdge {
@@ -103,9 +121,37 @@ class ActorRuntime {
     bool owed = false;                   // a credit could not be sent: retry
     bool ended = false;
     bool ack_owed = false;  // its end-of-stream acknowledgement could not be sent: retry
+    std::uint32_t sender_inc = 0;       // the sender's incarnation, from its routing id
+    std::uint64_t received_before = 0;  // from its earlier incarnations
+    // ---- This actor supervised ('S' frames) ----
+    bool resumed = false;        // its 'R' for this incarnation came: frames are taken
+    std::uint64_t next_seq = 1;  // the seq expected next
+    std::uint64_t done = 0;      // every message up to this seq is finished
+    bool eos_held = false;       // its end of stream, acknowledged once ours has ended
+    std::vector<std::uint64_t> skip;  // seqs that will not come (dead letters), ascending
+  };
+  // A message whose recv() returned, not finished until what it sent is
+  // taken: each downstream pair's count sent by then (a supervised actor).
+  struct Pending {
+    std::size_t up;
+    std::uint32_t sender_inc;
+    std::uint64_t seq;
+    std::vector<std::uint64_t> marks;
   };
 
   void connect();
+  // A supervised receiver: message `seq` of upstream `up` is finished once
+  // everything sent so far was taken; credits go back in order.
+  void finish(std::size_t up, std::uint64_t seq);
+  void advance_finished();
+  void read_all_downstream();
+  void new_sender_incarnation(Upstream& u, std::uint32_t incarnation);
+  void handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& frame);
+  // A receiver was started again: resume each pair to it.
+  void on_restarted(const Restarted& r);
+  void resume(Downstream& d);
+  void dead_letter(const Downstream& d, const Downstream::Held& h, const std::string& reason);
+  void send_held(Downstream& d, const std::string& frame);
   void send_output(Output& output, Buffer& frame);
   // Whether `d` may take one more frame now (credit, and the byte window).
   bool has_room(const Downstream& d) const noexcept;
@@ -155,6 +201,11 @@ class ActorRuntime {
   const Plan& plan_;
   Actor& actor_;
   const ActorSlot& slot_;
+  const std::uint32_t incarnation_;
+  const bool supervised_;
+  InFlightSlot* inflight_ = nullptr;
+  std::deque<Pending> pending_;
+  std::vector<std::uint32_t> incarnations_;  // by actor id, from start
   zmq::context_t ctx_;
   std::optional<ZapHandler> zap_;  // receivers of a secured run
   zmq::socket_t control_;
