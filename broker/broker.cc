@@ -378,6 +378,10 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
             start.endpoints.push_back(x.endpoint);
             start.incarnations.push_back(x.incarnation);
           }
+          if (r.incarnation > 0) {
+            const auto it = puts_taken_.find(*id);
+            if (it != puts_taken_.end()) start.taken = it->second.flat();
+          }
           return encode(start);
         };
         if (r.incarnation > 0) {
@@ -408,6 +412,18 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         const bool bounded = put.bounded;
         const char* data = put.message.bytes.data();
         const std::size_t size = put.message.bytes.size();
+        if (put.origin.bytes.size() == internal::Origin::kSize) {
+          // From a supervised actor inside recv(): once only, whatever its
+          // successors do again.
+          const internal::Origin o = internal::Origin::read(put.origin.bytes.data());
+          if (o.edge >= plan_.edges.size()) throw EncodeError("put with an unknown origin");
+          if (!puts_taken_[*id].insert(o, internal::held_limit(plan_, o.edge))) {
+            if (bounded) send_to(*id, encode(internal::PutAck{queue}));
+            return;
+          }
+        } else if (!put.origin.bytes.empty()) {
+          throw EncodeError("put with a malformed origin");
+        }
         if (standalone_) {
           // The driver owns the queues; it acknowledges a bounded put (qack)
           // once the message is in.

@@ -51,6 +51,7 @@
 
 #include "relay/internal/plan.h"
 #include "relay/internal/security.h"
+#include "relay/internal/dedup.h"
 #include "relay/internal/delivery.h"
 #include "relay/internal/frames.h"
 #include "relay/internal/wire.h"
@@ -316,6 +317,8 @@ class Broker {
   Supervisor supervisor_;
   // Dead letters to announce with each restarted actor's Restarted frame.
   std::map<std::uint32_t, std::vector<internal::DeadLetter>> dead_pending_;
+  // Per supervised actor: the origins of the puts taken (internal/dedup.h).
+  std::map<std::uint32_t, internal::DedupTable> puts_taken_;
   // Across hosts.
   std::optional<internal::ZapHandler> zap_;
   std::string log_tcp_endpoint_;

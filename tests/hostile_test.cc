@@ -495,7 +495,7 @@ TEST_F(HostileTest, ControlSocketRejectsMalformedMessagesInTheNameOfAnEndedActor
     Send(s, Pack(std::vector<int>{}));
     Send(s, Pack(std::make_tuple(99)));
     Send(s, Pack(std::make_tuple(4)));  // bye without its fields
-    Send(s, Pack(std::make_tuple(2, std::string("q"), std::string("b"), 5)));
+    Send(s, Pack(std::make_tuple(2, std::string("q"), std::string("b"), 5, std::string(""))));
     Send(s, Pack(std::make_tuple(1, 0, 1, std::string("host"), std::string("ipc://@x"), 0)));
     Send(s, Pack(std::make_tuple(4, 0, std::vector<int>{}, std::vector<int>{}, 0,
                                  std::vector<int>{0}, std::vector<int>{})));

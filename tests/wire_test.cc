@@ -372,11 +372,11 @@ const std::string kBytes("\x00\x01\xc1 bytes", 9);
 std::vector<ri::ControlFrame> EveryControlFrame() {
   return {
       ri::Hello{3, 4242, "a1", "tcp://10.0.0.1:7000", 2},
-      ri::Put{7, true, ri::Bin{kBytes}},
+      ri::Put{7, true, ri::Bin{kBytes}, ri::Bin{kBytes}},
       ri::Fail{"boom", 12},
       ri::Bye{5, {{{0, 4}, 10}, {{1, 5}, 11}}, {{{0, 0}, 21}}, 2, {21}, {{{0, 4}, 3}}},
       ri::Stats{100, 90, 8, {{0, {60, 5}}, {2, {40, 3}}}, {{1, 90}}},
-      ri::Start{{"tcp://a:1", "", "ipc://@x"}, {0, 2, 1}},
+      ri::Start{{"tcp://a:1", "", "ipc://@x"}, {0, 2, 1}, {0, 1, 0, 5, 1, 2}},
       ri::PutAck{9},
       ri::Ack{},
       ri::Abort{"actor 'x' failed"},

@@ -120,7 +120,8 @@ struct Put {
   std::uint64_t queue_id = 0;
   bool bounded = false;
   Bin message;  // a packed message (codec.h)
-  RELAY_FRAME_FIELDS(Put, queue_id, bounded, message);
+  Bin origin;   // empty, or (from a supervised actor inside recv()) an Origin (dedup.h)
+  RELAY_FRAME_FIELDS(Put, queue_id, bounded, message, origin);
 };
 
 struct Fail {
@@ -192,7 +193,10 @@ struct Start {
   static constexpr const char* kName = "start";
   std::vector<std::string> endpoints;  // by actor id
   std::vector<std::uint32_t> incarnations;  // by actor id: each one's current one
-  RELAY_FRAME_FIELDS(Start, endpoints, incarnations);
+  // To a restarted actor: the origins of the puts the broker took from its
+  // predecessors (DedupTable::flat()), not to be put again.
+  std::vector<std::uint64_t> taken;
+  RELAY_FRAME_FIELDS(Start, endpoints, incarnations, taken);
 };
 
 struct PutAck {

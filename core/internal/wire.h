@@ -81,6 +81,16 @@ inline constexpr char kEosAck = 'A';
 //                         it sent was taken), then the receiver's incarnation
 // A supervised receiver acknowledges end of stream ('A') only once its own
 // stream has ended, so that its senders keep what they sent until then.
+// From a supervised actor that receives, each message carries its origin
+// (internal/dedup.h, 28 bytes): after the 'S' header when flag 2 is set, or as
+//   'O' + origin + msgpack array   a message, to an unsupervised receiver
+// A restarted one asks each receiver what it took from its predecessors:
+//   'Q'                            sender -> receiver
+//   'L' + msgpack [uint...]        receiver -> sender: DedupTable::flat()
+inline constexpr char kOriginData = 'O';
+inline constexpr char kQuery = 'Q';
+inline constexpr char kTakenList = 'L';
+inline constexpr std::uint8_t kFlagOrigin = 2;
 inline constexpr char kSeqData = 'S';
 inline constexpr char kResume = 'R';
 inline constexpr std::size_t kSeqHeader = 10;  // 'S', seq, flags

@@ -145,7 +145,7 @@ void run_actor_process(const Plan& plan, Actor& actor, std::uint32_t incarnation
 ActorRuntime::ActorRuntime(const Plan& plan, Actor& actor, std::uint32_t incarnation)
     : plan_(plan), actor_(actor), slot_(plan.actors.at(static_cast<std::size_t>(actor.id_))),
       incarnation_(incarnation), supervised_(plan.supervised_group(slot_.group) != nullptr),
-      ctx_(1) {
+      origins_(supervised_ && actor.receiver()), ctx_(1) {
   g_current = this;
   set_remote_put(&remote_put);
   if (supervised_) inflight_ = inflight_slot(slot_.id);
@@ -221,6 +221,7 @@ void ActorRuntime::connect() {
         u.edge = e;
         u.credit_return = std::max<std::uint32_t>(1, w / 2);
         u.resumed = !supervised_;  // supervised: once the sender's 'R' came
+        u.sender_supervised = plan_.supervised_group(plan_.edges[e].from) != nullptr;
         up_.push_back(u);
       }
     }
@@ -366,7 +367,37 @@ void ActorRuntime::connect() {
     for (Downstream& d : down_) {
       if (d.seq) resume(d);
     }
+    if (origins_ && incarnation_ > 0) ask_receivers();
   }
+}
+
+void ActorRuntime::ask_receivers() {
+  for (Downstream& d : down_) {
+    Buffer q;
+    q.put(kQuery);
+    (void)send_frame(d.socket, q);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + start_wait();
+  for (;;) {
+    bool all = true;
+    for (const Downstream& d : down_) all = all && d.listed;
+    if (all) return;
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw Error("actor '" + slot_.name + "' (restarted) had no answer from its receivers within " +
+                  seconds(start_wait()) + " s about what its predecessors sent");
+    }
+    wait_downstream();
+  }
+}
+
+bool ActorRuntime::next_origin(Origin& o) {
+  o = current_;
+  ++current_.j;
+  if (!suppress_.empty() && suppress_.contains(o)) {
+    ++suppressed_;
+    return false;
+  }
+  return true;
 }
 
 void ActorRuntime::wait_for_downstream() {
@@ -463,8 +494,14 @@ bool ActorRuntime::has_room(const Downstream& d) const noexcept {
   // The byte bound is checked before this frame is added: with less than half
   // of it uncredited, the receiver holds nothing back, whatever this frame's
   // size.
+  if (d.seq) {
+    // Flow control as on any pair (what is not yet taken), and what is held
+    // for a restart (not yet finished) within twice that.
+    return d.sent - d.taken_seq < d.window && d.held.size() < 2 * std::size_t{d.window} &&
+           !(window_bytes_ != 0 && d.bytes_out >= 2 * window_bytes_ && !d.held.empty());
+  }
   return d.credit > 0 && !(window_bytes_ != 0 && d.bytes_out >= window_bytes_ &&
-                           !(d.seq ? d.held.empty() : d.sizes.empty()));
+                           !d.sizes.empty());
 }
 
 void ActorRuntime::send_held(Downstream& d, const std::string& frame) {
@@ -478,21 +515,28 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
   if (d.seq) {
     // To a supervised receiver: numbered, and held until it is finished.
     Downstream::Held h{d.sent + 1, std::string()};
-    h.frame.reserve(kSeqHeader + frame.size() - 1);
+    h.frame.reserve(kSeqHeader + Origin::kSize + frame.size() - 1);
     h.frame.push_back(kSeqData);
     put_be64(h.frame, h.seq);
-    h.frame.push_back(0);
+    h.frame.push_back(static_cast<char>(with_origin_ ? kFlagOrigin : 0));
+    if (with_origin_) h.frame.append(origin_bytes_, Origin::kSize);
     h.frame.append(frame.data() + 1, frame.size() - 1);
     if (++total_sent_ != drop_nth_) send_held(d, h.frame);
     if (window_bytes_ != 0) d.bytes_out += h.frame.size();
     d.held.push_back(std::move(h));
-    --d.credit;
     ++d.sent;
     if ((++stats_tick_ & 15) == 0) housekeeping();
     return;
   }
   Buffer* out = &frame;
-  if (!last) {
+  if (with_origin_) {
+    // 'O' + origin + the message.
+    copy_.clear();
+    copy_.put(kOriginData);
+    copy_.write(origin_bytes_, Origin::kSize);
+    copy_.write(frame.data() + 1, frame.size() - 1);
+    out = &copy_;
+  } else if (!last) {
     // Another receiver takes this frame too: this one gets a copy.
     copy_.clear();
     copy_.write(frame.data(), frame.size());
@@ -525,6 +569,14 @@ std::size_t ActorRuntime::key_position(const OutEdge& e, const Buffer& frame) co
 }
 
 void ActorRuntime::send_output(Output& output, Buffer& frame) {
+  with_origin_ = false;
+  if (origins_ && in_recv_) {
+    Origin o;
+    // Sent by a predecessor and taken: its receivers have it.
+    if (!next_origin(o)) return;
+    o.write(origin_bytes_);
+    with_origin_ = true;
+  }
   const std::size_t edges = output.edges.size();
   // Key positions first: a message without its key fails before any copy of it
   // went out on another edge.
@@ -576,19 +628,20 @@ void ActorRuntime::read_credit(Downstream& d, const zmq::message_t& frame) {
     try {
       msgpack::zone zone(64);
       std::size_t off = 1;
-      const auto total = msgpack::unpack(zone, p, frame.size(), off).as<std::uint64_t>();
+      const auto taken = msgpack::unpack(zone, p, frame.size(), off).as<std::uint64_t>();
       const auto inc = msgpack::unpack(zone, p, frame.size(), off).as<std::uint32_t>();
+      const auto finished = msgpack::unpack(zone, p, frame.size(), off).as<std::uint64_t>();
       if (off != frame.size()) throw EncodeError("trailing bytes");
-      if (total > d.sent) throw EncodeError("credit for more than was sent");
+      if (taken > d.sent || finished > taken) throw EncodeError("credit for more than was sent");
       // A predecessor's credit may still be on its way: only the incarnation
       // the frames were last given to counts.
       if (inc == d.receiver_inc) {
-        while (!d.held.empty() && d.held.front().seq <= total) {
+        d.taken_seq = std::max(d.taken_seq, taken);
+        while (!d.held.empty() && d.held.front().seq <= finished) {
           if (window_bytes_ != 0) d.bytes_out -= d.held.front().frame.size();
           d.held.pop_front();
-          ++d.credit;
         }
-        d.credited = std::max(d.credited, total);
+        d.credited = std::max(d.credited, finished);
       }
     } catch (const std::exception& e) {
       reject(std::string("bad credit frame: ") + e.what());
@@ -616,6 +669,15 @@ void ActorRuntime::read_credit(Downstream& d, const zmq::message_t& frame) {
       }
     } catch (const std::exception& e) {
       reject(std::string("bad credit frame: ") + e.what());
+    }
+  } else if (frame.size() >= 1 && p[0] == kTakenList) {
+    try {
+      msgpack::zone zone;
+      suppress_.add_flat(
+          decode_value(zone, p + 1, frame.size() - 1).as<std::vector<std::uint64_t>>());
+      d.listed = true;
+    } catch (const std::exception& e) {
+      reject(std::string("bad list of taken messages: ") + e.what());
     }
   } else if (frame.size() == 1 && p[0] == kEosAck) {
     d.acked = true;
@@ -647,7 +709,7 @@ void ActorRuntime::finish(std::size_t up, std::uint64_t seq) {
   }
   if (taken) {
     u.done = seq;
-    if (u.done - u.credited >= u.credit_return) return_credit(u);
+    if (u.done - u.credited_done >= u.credit_return) return_credit(u);
     return;
   }
   Pending p{up, u.sender_inc, seq, {}};
@@ -667,7 +729,7 @@ void ActorRuntime::advance_finished() {
     // A message of a sender's predecessor: its successor sends it again.
     if (u.sender_inc == p.sender_inc) {
       u.done = p.seq;
-      if (u.done - u.credited >= u.credit_return) return_credit(u);
+      if (u.done - u.credited_done >= u.credit_return) return_credit(u);
     }
     pending_.pop_front();
   }
@@ -706,7 +768,12 @@ void ActorRuntime::housekeeping(bool force) {
   for (Upstream& u : up_) {
     // Supervised: what is finished goes back when idle too, or a sender
     // holding less than a batch would wait for ever.
-    if (u.owed || (supervised_ && u.done > u.credited)) return_credit(u);
+    // A supervised sender counts a message finished only once what it sent
+    // for it was taken: a credit held back for a batch would hold it up.
+    if (u.owed || (supervised_ && (u.done > u.credited_done || u.taken > u.credited)) ||
+        (u.sender_supervised && u.taken > u.credited)) {
+      return_credit(u);
+    }
     if (u.ack_owed) send_eos_ack(u);
   }
   report_stats();
@@ -730,7 +797,23 @@ void ActorRuntime::end_stream() {
 void ActorRuntime::receive_loop() {
   zmq::message_t from;
   zmq::message_t frame;
+  std::vector<zmq::pollitem_t> items;
   while (open_upstreams_ > 0) {
+    if (!pending_.empty()) {
+      // Finished messages wait for credits from downstream, which let their
+      // senders go on: wait for data and credits together.
+      if (items.empty()) {
+        items.push_back({inbox_.handle(), 0, ZMQ_POLLIN, 0});
+        for (Downstream& d : down_) items.push_back({d.socket.handle(), 0, ZMQ_POLLIN, 0});
+      }
+      for (zmq::pollitem_t& item : items) item.revents = 0;
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(kBriefWaitMs));
+      read_all_downstream();
+      if ((items[0].revents & ZMQ_POLLIN) == 0) {
+        housekeeping();
+        continue;
+      }
+    }
     // Waits up to kBriefWaitMs (rcvtimeo) for the next message.
     if (inbox_.recv(from)) {
       // A ROUTER delivers [routing id][frame...]; the parts of one message
@@ -741,16 +824,20 @@ void ActorRuntime::receive_loop() {
       }
       if (frame.more()) drain_multipart(inbox_);
       handle_inbound(from, frame);
+      // Finished messages wait for credits from downstream: take them in
+      // often, so that senders can let go of what they hold.
+      if (!pending_.empty() && (++finish_tick_ & 3) == 0) read_all_downstream();
       continue;
     }
     // Idle for a while: look after the rest, then wait for data or control.
     housekeeping(true);
     if (!pending_.empty()) {
-      // Finished messages wait for credits from downstream: look at them
-      // often (they come within a moment) rather than at the poll's pace.
-      zmq::pollitem_t items[] = {{inbox_.handle(), 0, ZMQ_POLLIN, 0},
-                                 {control_.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 2, std::chrono::milliseconds(kBriefWaitMs));
+      // Wake up for credits too.
+      std::vector<zmq::pollitem_t> items{{inbox_.handle(), 0, ZMQ_POLLIN, 0},
+                                         {control_.handle(), 0, ZMQ_POLLIN, 0}};
+      for (Downstream& d : down_) items.push_back({d.socket.handle(), 0, ZMQ_POLLIN, 0});
+      zmq::poll(items.data(), items.size(), kPollPeriod);
+      read_all_downstream();
       continue;
     }
     zmq::pollitem_t items[] = {{inbox_.handle(), 0, ZMQ_POLLIN, 0},
@@ -770,7 +857,8 @@ void ActorRuntime::report_stats(bool force) {
     for (std::size_t i = e.first; i < e.first + e.size; ++i) {
       const Downstream& d = down_[i];
       sent += d.sent;
-      waiting += d.window - std::min<std::uint64_t>(d.credit, d.window);
+      waiting += d.seq ? d.sent - std::min(d.sent, d.taken_seq)
+                       : d.window - std::min<std::uint64_t>(d.credit, d.window);
     }
     stats.sent += sent;
     stats.waiting += waiting;
@@ -778,7 +866,10 @@ void ActorRuntime::report_stats(bool force) {
   }
   for (const InEdge& e : in_edges_) {
     std::uint64_t received = 0;
-    for (std::size_t i = e.first; i < e.first + e.size; ++i) received += up_[i].received;
+    // From a sender's earlier incarnations too: what the group took in all.
+    for (std::size_t i = e.first; i < e.first + e.size; ++i) {
+      received += up_[i].received + up_[i].received_before;
+    }
     stats.received += received;
     stats.in.push_back({e.edge, received});
   }
@@ -832,10 +923,17 @@ void ActorRuntime::return_credit(Upstream& u) {
   Buffer credit;
   credit.put(kCredit);
   if (supervised_) {
-    msgpack::pack(credit, u.done);
+    // [taken, incarnation, finished], by seq: `taken` is flow control,
+    // `finished` lets the sender drop what it holds for a restart.
+    const std::uint64_t taken = u.next_seq - 1;
+    msgpack::pack(credit, taken);
     msgpack::pack(credit, incarnation_);
+    msgpack::pack(credit, u.done);
     u.owed = !reply(u, credit);
-    if (!u.owed) u.credited = u.done;
+    if (!u.owed) {
+      u.credited = u.taken;
+      u.credited_done = u.done;
+    }
     return;
   }
   msgpack::pack(credit, u.taken);
@@ -896,6 +994,14 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     if (peer->incarnation < u.sender_inc) return;
     new_sender_incarnation(u, peer->incarnation);
   }
+  if (p[0] == kQuery) {
+    // A restarted sender asks what this receiver took from its predecessors.
+    Buffer list;
+    list.put(kTakenList);
+    msgpack::pack(list, u.dedup.flat());
+    if (!reply(u, list)) reject("could not answer a restarted sender's query");
+    return;
+  }
   if (supervised_) {
     if (p[0] == kResume) {
       try {
@@ -906,7 +1012,8 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
         if (inc != incarnation_) return;  // for a predecessor of this process
         u.resumed = true;
         u.next_seq = base + 1;
-        u.done = u.credited = base;
+        u.done = u.credited_done = base;
+        u.taken = u.credited = 0;
         u.skip = std::move(skip);
       } catch (const std::exception& e) {
         reject(std::string("bad resume frame: ") + e.what());
@@ -931,7 +1038,25 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
            " (this actor is supervised)");
     return;
   }
-  if (p[0] == kData) {
+  std::size_t header = 1;
+  if (p[0] == kOriginData) {
+    if (size < 1 + Origin::kSize + 1) {
+      reject("short frame from actor " + plan_.actors[u.id].name);
+      return;
+    }
+    header = 1 + Origin::kSize;
+    const Origin o = Origin::read(p + 1);
+    if (!u.ended && !u.dedup.insert(o, held_limit(plan_, o.edge))) {
+      // Taken already, from the sender's predecessor.
+      ++duplicates_;
+      ++u.received;
+      ++u.taken;
+      u.unreturned_bytes += size;
+      if (u.taken - u.credited >= u.credit_return) return_credit(u);
+      return;
+    }
+  }
+  if (p[0] == kData || p[0] == kOriginData) {
     if (u.ended) {
       reject("data after end of stream from actor " + plan_.actors[u.id].name);
       return;
@@ -941,13 +1066,13 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
       // Small frames are copied into the decoder's zone; large ones are kept
       // and referred to, without a copy.
       constexpr std::size_t kKeepFrameAtLeast = 1024;
-      std::shared_ptr<Payload> payload = payload_for(size - 1);
+      std::shared_ptr<Payload> payload = payload_for(size - header);
       if (size >= kKeepFrameAtLeast) {
         auto owner = std::make_shared<zmq::message_t>(std::move(frame));
         const char* q = owner->data<char>();
-        decode_message_into(*payload, q + 1, size - 1, std::move(owner));
+        decode_message_into(*payload, q + header, size - header, std::move(owner));
       } else {
-        decode_message_into(*payload, p + 1, size - 1, nullptr);
+        decode_message_into(*payload, p + header, size - header, nullptr);
       }
       message.emplace(std::move(payload));
     } catch (const EncodeError& e) {
@@ -1000,7 +1125,7 @@ void ActorRuntime::new_sender_incarnation(Upstream& u, std::uint32_t incarnation
   u.eos_held = false;
   u.resumed = !supervised_;
   u.next_seq = 1;
-  u.done = 0;
+  u.done = u.credited_done = 0;
   u.skip.clear();
 }
 
@@ -1016,7 +1141,13 @@ void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& 
     return;
   }
   const std::uint64_t seq = read_be64(p + 1);
-  const bool again = (static_cast<unsigned char>(p[9]) & kFlagRedelivered) != 0;
+  const auto flags = static_cast<unsigned char>(p[9]);
+  const bool again = (flags & kFlagRedelivered) != 0;
+  const std::size_t header = (flags & kFlagOrigin) != 0 ? kSeqHeader + Origin::kSize : kSeqHeader;
+  if (size < header + 1) {
+    reject("short frame from actor " + plan_.actors[u.id].name);
+    return;
+  }
   // Dead letters the sender dropped do not come.
   while (!u.skip.empty() && u.skip.front() < seq && u.skip.front() == u.next_seq) {
     u.skip.erase(u.skip.begin());
@@ -1029,7 +1160,17 @@ void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& 
     return;
   }
   ++u.next_seq;
-  ++u.taken;
+  if (++u.taken - u.credited >= u.credit_return) return_credit(u);
+  if ((flags & kFlagOrigin) != 0) {
+    const Origin o = Origin::read(p + kSeqHeader);
+    if (!u.dedup.insert(o, held_limit(plan_, o.edge))) {
+      // Taken already, from the sender's predecessor: finished.
+      ++duplicates_;
+      ++u.received;
+      finish(up, seq);
+      return;
+    }
+  }
   if (inflight_ != nullptr) {
     // Read by the supervisor if this process dies inside recv(); written
     // before decoding, while the frame's bytes are still here.
@@ -1037,21 +1178,21 @@ void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& 
     inflight_->sender = u.id;
     inflight_->sender_incarnation = u.sender_inc;
     inflight_->seq = seq;
-    inflight_->size = static_cast<std::uint32_t>(size - kSeqHeader);
-    const std::size_t head = std::min(size - kSeqHeader, sizeof inflight_->head);
-    std::memcpy(inflight_->head, p + kSeqHeader, head);
+    inflight_->size = static_cast<std::uint32_t>(size - header);
+    const std::size_t head = std::min(size - header, sizeof inflight_->head);
+    std::memcpy(inflight_->head, p + header, head);
     inflight_->head_size = static_cast<std::uint32_t>(head);
   }
   std::optional<Message> message;
   try {
-    const std::size_t body = size - kSeqHeader;
+    const std::size_t body = size - header;
     std::shared_ptr<Payload> payload = payload_for(body);
     constexpr std::size_t kKeepFrameAtLeast = 1024;
     if (size >= kKeepFrameAtLeast) {
       auto owner = std::make_shared<zmq::message_t>(std::move(frame));
-      decode_message_into(*payload, owner->data<char>() + kSeqHeader, body, owner);
+      decode_message_into(*payload, owner->data<char>() + header, body, owner);
     } else {
-      decode_message_into(*payload, p + kSeqHeader, body, nullptr);
+      decode_message_into(*payload, p + header, body, nullptr);
     }
     payload->redelivered = again;
     message.emplace(std::move(payload));
@@ -1064,7 +1205,10 @@ void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& 
   }
   ++u.received;
   if (inflight_ != nullptr) inflight_->busy.store(1, std::memory_order_release);
+  current_ = Origin{u.edge, u.id, u.sender_inc, seq, 0};
+  in_recv_ = true;
   actor_.recv(*message);
+  in_recv_ = false;
   if (inflight_ != nullptr) inflight_->busy.store(0, std::memory_order_release);
   message.reset();
   if (spare_unshared()) spare_->bytes.reset();
@@ -1094,6 +1238,7 @@ Ctl ActorRuntime::handle_control(const zmq::message_t& frame) {
         }
         endpoints_ = std::move(start.endpoints);
         incarnations_ = std::move(start.incarnations);
+        suppress_.add_flat(start.taken);
         return kind;
       }
       case Ctl::restarted:
@@ -1120,6 +1265,7 @@ void ActorRuntime::resume(Downstream& d) {
   // What follows starts after the last seq settled; everything held goes
   // again, marked as a delivery again, then the end of stream if it went.
   d.base = d.settled();
+  d.taken_seq = d.base;  // what follows is in flight again
   Buffer r;
   r.put(kResume);
   // Dead letters among what is held are skipped: seqs after `base` that do
@@ -1132,7 +1278,7 @@ void ActorRuntime::resume(Downstream& d) {
   msgpack::pack(r, std::make_tuple(d.receiver_inc, d.base, skip));
   (void)send_frame(d.socket, r);
   for (Downstream::Held& h : d.held) {
-    h.frame[9] = static_cast<char>(kFlagRedelivered);  // held: it went before
+    h.frame[9] = static_cast<char>(h.frame[9] | kFlagRedelivered);  // held: it went before
     send_held(d, h.frame);
   }
   if (d.eos_sent) {
@@ -1168,7 +1314,6 @@ void ActorRuntime::on_restarted(const Restarted& r) {
         d.dead.push_back(it->seq);
         if (window_bytes_ != 0) d.bytes_out -= it->frame.size();
         d.held.erase(it);
-        ++d.credit;
         break;
       }
     }
@@ -1223,7 +1368,16 @@ void ActorRuntime::put(std::uint64_t queue_id, bool bounded, const Buffer& messa
   // queue: a put still in its socket when it dies would be lost, while the
   // message it came from counts as finished.
   bounded = bounded || supervised_;
-  send_ctl(control_, Put{queue_id, bounded, Bin{std::string_view(message.data(), message.size())}});
+  char origin[Origin::kSize];
+  std::string_view origin_bin;
+  if (origins_ && in_recv_) {
+    Origin o;
+    if (!next_origin(o)) return;  // the broker took it from a predecessor
+    o.write(origin);
+    origin_bin = std::string_view(origin, sizeof origin);
+  }
+  send_ctl(control_, Put{queue_id, bounded, Bin{std::string_view(message.data(), message.size())},
+                         Bin{origin_bin}});
   if (bounded) wait_control(Ctl::put_ack, queue_id);
 }
 
@@ -1258,6 +1412,14 @@ void ActorRuntime::say_bye() {
   if (before > 0) {
     log(Level::info, "took " + std::to_string(before) +
                          " message(s) from senders that were started again since");
+  }
+  if (duplicates_ > 0) {
+    log(Level::info, "dropped " + std::to_string(duplicates_) +
+                         " message(s) a restarted sender sent again (taken already)");
+  }
+  if (suppressed_ > 0) {
+    log(Level::info, "did not send again " + std::to_string(suppressed_) +
+                         " message(s) its predecessors had delivered");
   }
   send_ctl(control_, Bye{logs_, std::move(sent), std::move(received), rejected_,
                          std::move(outputs), std::move(settled)});

@@ -19,6 +19,7 @@
 #include <zmq.hpp>
 
 #include "relay/actor.h"
+#include "relay/internal/dedup.h"
 #include "relay/internal/frames.h"
 #include "relay/internal/plan.h"
 #include "relay/runtime/inflight.h"
@@ -83,6 +84,8 @@ class ActorRuntime {
     std::uint64_t base = 0;          // settled before the last resume
     std::vector<std::uint64_t> dead; // seqs that became dead letters
     bool eos_sent = false;
+    bool listed = false;  // a restarted sender: the receiver's 'L' came
+    std::uint64_t taken_seq = 0;  // the receiver has taken every seq up to this
     // Up to which seq every message is finished (or dead).
     std::uint64_t settled() const noexcept { return held.empty() ? sent : held.front().seq - 1; }
   };
@@ -122,13 +125,16 @@ class ActorRuntime {
     bool ended = false;
     bool ack_owed = false;  // its end-of-stream acknowledgement could not be sent: retry
     std::uint32_t sender_inc = 0;       // the sender's incarnation, from its routing id
+    bool sender_supervised = false;     // its group is: credits go back when idle too
     std::uint64_t received_before = 0;  // from its earlier incarnations
     // ---- This actor supervised ('S' frames) ----
     bool resumed = false;        // its 'R' for this incarnation came: frames are taken
     std::uint64_t next_seq = 1;  // the seq expected next
     std::uint64_t done = 0;      // every message up to this seq is finished
+    std::uint64_t credited_done = 0;  // the last `done` sent back
     bool eos_held = false;       // its end of stream, acknowledged once ours has ended
     std::vector<std::uint64_t> skip;  // seqs that will not come (dead letters), ascending
+    DedupTable dedup;                 // what it took from this sender, by origin
   };
   // A message whose recv() returned, not finished until what it sent is
   // taken: each downstream pair's count sent by then (a supervised actor).
@@ -140,6 +146,11 @@ class ActorRuntime {
   };
 
   void connect();
+  // A restarted actor: learns from each receiver what it took already.
+  void ask_receivers();
+  // The origin of the next send or put inside recv(); false if it was taken
+  // already (from a predecessor) and is not to be sent again.
+  bool next_origin(Origin& o);
   // A supervised receiver: message `seq` of upstream `up` is finished once
   // everything sent so far was taken; credits go back in order.
   void finish(std::size_t up, std::uint64_t seq);
@@ -203,8 +214,20 @@ class ActorRuntime {
   const ActorSlot& slot_;
   const std::uint32_t incarnation_;
   const bool supervised_;
+  // A supervised actor that receives: its sends and puts carry their origin
+  // (dedup.h), and a restarted one does not send again what its
+  // predecessors' receivers took.
+  const bool origins_;
+  bool in_recv_ = false;
+  Origin current_;                 // of the message recv() runs on; j: the next send's
+  char origin_bytes_[Origin::kSize] = {};
+  bool with_origin_ = false;       // the frame emit() sends carries origin_bytes_
+  DedupTable suppress_;            // what receivers (and the broker) took from predecessors
+  std::uint64_t suppressed_ = 0;
+  std::uint64_t duplicates_ = 0;   // frames dropped as taken already
   InFlightSlot* inflight_ = nullptr;
   std::deque<Pending> pending_;
+  std::uint32_t finish_tick_ = 0;
   std::vector<std::uint32_t> incarnations_;  // by actor id, from start
   zmq::context_t ctx_;
   std::optional<ZapHandler> zap_;  // receivers of a secured run

@@ -1,0 +1,133 @@
+// Supervision under fire: two million messages through 1-3-2 while a middle
+// actor is SIGKILLed every 200 ms (issue 11 point 7). Nothing may be lost;
+// delivery is at least once, so the test reports how many arrived twice.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "relay/relay.h"
+#include "tests/actors.h"
+#include "tests/testing.h"
+
+namespace {
+
+using relay::testing::ProcessTest;
+
+long long Count() {
+  const char* n = std::getenv("SOAK_N");
+  return n != nullptr ? std::atoll(n) : 2000000;
+}
+const long long kN = Count();
+
+// Marks each number it receives; puts [distinct count, marks] at the end.
+class Marker : public relay::Actor {
+ public:
+  explicit Marker(relay::Queue& q) : q_(q) {}
+  void recv(const relay::Message& m) override {
+    const long long v = m.get<long long>(0);
+    if (v < 0 || v >= kN) {
+      ++foreign_;
+      return;
+    }
+    if (seen_.empty()) seen_.assign(kN, 0);
+    if (seen_[static_cast<std::size_t>(v)] < 255) ++seen_[static_cast<std::size_t>(v)];
+    ++received_;
+  }
+  void shutdown() override { q_.put(received_, foreign_, seen_); }
+
+ private:
+  relay::Queue& q_;
+  std::vector<std::uint8_t> seen_;
+  long long received_ = 0;
+  long long foreign_ = 0;
+};
+
+class Slowish : public relay::Actor {
+ public:
+  void recv(const relay::Message& m) override { send(m.get<long long>(0)); }
+};
+
+class Soak : public ProcessTest {};
+
+TEST_F(Soak, NothingLostWhileMiddleActorsAreKilled) {
+  SetWatchdog(std::chrono::seconds(280));
+  relay::Queue q;
+  relay::testing::SharedBlock shm;  // cell 0: the source has sent everything
+  class Source : public relay::Actor {
+   public:
+    explicit Source(relay::testing::SharedBlock& shm) : shm_(shm) {}
+    void loop() override {
+      for (long long i = 0; i < kN; ++i) send(i);
+      shm_.at(0).store(1);
+    }
+
+   private:
+    relay::testing::SharedBlock& shm_;
+  } src(shm);
+  Slowish m1, m2, m3;
+  std::vector<relay::Actor*> middle{&m1, &m2, &m3};
+  Marker s1(q), s2(q);
+  std::vector<relay::Actor*> sinks{&s1, &s2};
+  relay::Relay relay(10);
+  relay.connect(src, relay::group("middle", middle), relay::group("sinks", sinks));
+  relay.restart("middle", relay::Restart{.max_restarts = 1000, .within = std::chrono::seconds(60)});
+  struct Killer : relay::Handler {
+    std::vector<relay::Actor*> victims;
+    relay::testing::SharedBlock* shm = nullptr;
+    int kills = 0;
+    void run() override {
+      std::mt19937 rng(7);
+      // Every 200 ms until the source has sent everything (at most 1000).
+      while (shm->at(0).load() == 0 && kills < 1000) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        relay::Actor* v = victims[rng() % victims.size()];
+        if (v->is_alive()) {
+          v->kill();
+          ++kills;
+        }
+        if (kills % 20 == 0 && std::getenv("SOAK_VERBOSE") != nullptr) {
+          for (const relay::GroupStats& g : relay::group_stats()) {
+            std::fprintf(stderr, "soak: %s sent %llu received %llu waiting %llu\n", g.name.c_str(),
+                         static_cast<unsigned long long>(g.sent),
+                         static_cast<unsigned long long>(g.received),
+                         static_cast<unsigned long long>(g.waiting));
+          }
+        }
+      }
+    }
+  } killer;
+  killer.victims = middle;
+  killer.shm = &shm;
+  relay.start(killer);
+  EXPECT_GE(killer.kills, 5);
+  long long received = 0, foreign = 0;
+  std::vector<int> seen(kN, 0);
+  int parts = 0;
+  while (auto m = q.get_nowait()) {
+    const auto [r, f, marks] = m->as<long long, long long, std::vector<std::uint8_t>>();
+    received += r;
+    foreign += f;
+    for (std::size_t i = 0; i < marks.size(); ++i) seen[i] += marks[i];
+    ++parts;
+  }
+  ASSERT_EQ(parts, 2);
+  EXPECT_EQ(foreign, 0);
+  long long missing = 0, twice = 0;
+  for (long long i = 0; i < kN; ++i) {
+    if (seen[static_cast<std::size_t>(i)] == 0) ++missing;
+    if (seen[static_cast<std::size_t>(i)] > 1) ++twice;
+  }
+  EXPECT_EQ(missing, 0) << "numbers lost";
+  std::printf("soak: %d kills, %lld received, %lld delivered more than once\n", killer.kills,
+              received, twice);
+}
+
+}  // namespace
