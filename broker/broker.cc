@@ -91,7 +91,10 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
 
 zmq::socket_t Broker::make_monitor_socket(zmq::context_t& ctx, const std::string& endpoint,
                                           const std::optional<internal::CurveKey>& key) {
-  zmq::socket_t s = internal::make_socket(ctx, zmq::socket_type::pub);
+  zmq::socket_t s = internal::make_socket(ctx, zmq::socket_type::xpub);
+  // Every subscription, also a second one to the same topic: each new
+  // monitor gets the plan (watch_monitor()).
+  s.set(zmq::sockopt::xpub_verbose, 1);
   if (key) internal::curve_server(s, *key);
   try {
     // Briefly: a monitor port is the user's, not the last run's, so a busy
@@ -267,6 +270,7 @@ void Broker::run() {
     check_stuck_senders();
     check_start();
     decide_exits();
+    watch_monitor();
     if (kill_at_ && std::chrono::steady_clock::now() >= *kill_at_) {
       kill_at_.reset();
       for (std::uint32_t id = 0; id < reports_.size(); ++id) {
@@ -281,6 +285,7 @@ void Broker::run() {
     handle_log(frame);
   }
   say_end();
+  watch_monitor();  // every actor's last state, before the end
   if (monitor_) {
     publish(
         internal::MonitorEnd{!abort_reason_.has_value(), abort_reason_.value_or(std::string())});
@@ -899,6 +904,79 @@ void Broker::publish_edge(std::uint32_t e) {
     }
   }
   publish(out);
+}
+
+internal::MonitorActor Broker::actor_record(std::uint32_t id) const {
+  const ActorReport& r = reports_[id];
+  const internal::ActorSlot& slot = plan_.actors[id];
+  const char* state = "starting";
+  if (r.exitcode) {
+    state = failed(id) ? "failed" : r.stopped ? "stopped" : "ended";
+  } else if (r.failure) {
+    state = "failed";
+  } else if (r.hello && started_) {
+    state = "running";
+  }
+  // Actors are not restarted (yet): this is their first and only run.
+  return internal::MonitorActor{id, slot.group_name, slot.name, r.host, r.pid, state, 0,
+                                0,  unix_ms()};
+}
+
+void Broker::publish_plan() {
+  internal::MonitorPlan out{plan_.layout(), {}, {}, {}, plan_.window_bytes(), unix_ms()};
+  for (const internal::GroupSlot& g : plan_.groups) out.groups.push_back({g.name, g.size});
+  for (std::uint32_t e = 0; e < plan_.edges.size(); ++e) {
+    const internal::EdgeSlot& edge = plan_.edges[e];
+    out.edges.push_back({plan_.edge_name(e), plan_.groups[edge.from].name, edge.output,
+                         plan_.groups[edge.to].name, static_cast<std::uint8_t>(edge.grouping),
+                         edge.key, plan_.window(e)});
+  }
+  for (std::uint32_t id = 0; id < reports_.size(); ++id) out.actors.push_back(actor_record(id));
+  publish(out);
+}
+
+void Broker::watch_monitor() {
+  if (!monitor_) return;
+  // An XPUB hands up each subscription as [1, topic...]; the plan goes to
+  // whoever subscribes to it (or to everything). Several in one round make
+  // one plan record: what a subscriber can cost the run is bounded.
+  try {
+    zmq::message_t sub;
+    for (int i = 0; i < 1000 && monitor_.recv(sub, zmq::recv_flags::dontwait); ++i) {
+      if (sub.size() < 1 || sub.data<unsigned char>()[0] != 1) continue;
+      const std::string_view topic(sub.data<char>() + 1, sub.size() - 1);
+      if (std::string_view(internal::MonitorPlan::kTopic).substr(0, topic.size()) == topic) {
+        plan_wanted_ = true;
+      }
+    }
+  } catch (const zmq::error_t&) {
+    // An onlooker's trouble never stops the run.
+  }
+  if (monitor_published_.size() != reports_.size()) monitor_published_.resize(reports_.size());
+  if (started_ && !plan_at_start_) {
+    plan_at_start_ = true;
+    plan_wanted_ = true;
+  }
+  std::vector<internal::MonitorActor> changed;
+  for (std::uint32_t id = 0; id < reports_.size(); ++id) {
+    // An actor killed by SIGTERM waits for its verdict (decide_exits()):
+    // failed or stopped is not known yet.
+    if (std::any_of(undecided_.begin(), undecided_.end(),
+                    [id](const auto& u) { return u.first == id; })) {
+      continue;
+    }
+    internal::MonitorActor a = actor_record(id);
+    std::string seen = a.host + '\n' + std::to_string(a.pid) + '\n' + a.state;
+    if (seen == monitor_published_[id]) continue;
+    monitor_published_[id] = std::move(seen);
+    changed.push_back(std::move(a));
+  }
+  if (plan_wanted_) {
+    plan_wanted_ = false;
+    publish_plan();  // holds every actor as it is now
+    return;
+  }
+  for (const internal::MonitorActor& a : changed) publish(a);
 }
 
 template <class T>
