@@ -31,6 +31,8 @@ namespace {
 constexpr std::uint64_t kNotAnnounced = std::numeric_limits<std::uint64_t>::max();
 // How long a bye or failure report waits for its announced log records.
 constexpr auto kLogWait = std::chrono::seconds(2);
+// At most one plan record this often, however many monitors subscribe.
+constexpr auto kPlanEvery = std::chrono::milliseconds(100);
 
 std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -906,20 +908,27 @@ void Broker::publish_edge(std::uint32_t e) {
   publish(out);
 }
 
+const char* Broker::actor_state(std::uint32_t id) const {
+  const ActorReport& r = reports_[id];
+  if (r.exitcode) return failed(id) ? "failed" : r.stopped ? "stopped" : "ended";
+  if (r.failure) return "failed";
+  return r.hello && started_ ? "running" : "starting";
+}
+
 internal::MonitorActor Broker::actor_record(std::uint32_t id) const {
   const ActorReport& r = reports_[id];
   const internal::ActorSlot& slot = plan_.actors[id];
-  const char* state = "starting";
-  if (r.exitcode) {
-    state = failed(id) ? "failed" : r.stopped ? "stopped" : "ended";
-  } else if (r.failure) {
-    state = "failed";
-  } else if (r.hello && started_) {
-    state = "running";
-  }
-  // Actors are not restarted (yet): this is their first and only run.
-  return internal::MonitorActor{id, slot.group_name, slot.name, r.host, r.pid, state, 0,
-                                0,  unix_ms()};
+  internal::MonitorActor out;
+  out.id = id;
+  out.group = slot.group_name;
+  out.name = slot.name;
+  out.host = r.host;
+  out.pid = r.pid;
+  out.state = actor_state(id);
+  // Actors are not restarted (yet): this is their first and only run, so
+  // incarnation and restarts stay 0.
+  out.unix_ms = unix_ms();
+  return out;
 }
 
 void Broker::publish_plan() {
@@ -938,8 +947,8 @@ void Broker::publish_plan() {
 void Broker::watch_monitor() {
   if (!monitor_) return;
   // An XPUB hands up each subscription as [1, topic...]; the plan goes to
-  // whoever subscribes to it (or to everything). Several in one round make
-  // one plan record: what a subscriber can cost the run is bounded.
+  // whoever subscribes to it (or to everything). Those of kPlanEvery make
+  // one plan record: what subscribers can cost the run is bounded.
   try {
     zmq::message_t sub;
     for (int i = 0; i < 1000 && monitor_.recv(sub, zmq::recv_flags::dontwait); ++i) {
@@ -957,7 +966,9 @@ void Broker::watch_monitor() {
     plan_at_start_ = true;
     plan_wanted_ = true;
   }
-  std::vector<internal::MonitorActor> changed;
+  // Each round, without allocating unless something changed: the broker
+  // thread also serves puts and log records.
+  std::vector<std::uint32_t> changed;
   for (std::uint32_t id = 0; id < reports_.size(); ++id) {
     // An actor killed by SIGTERM waits for its verdict (decide_exits()):
     // failed or stopped is not known yet.
@@ -965,18 +976,24 @@ void Broker::watch_monitor() {
                     [id](const auto& u) { return u.first == id; })) {
       continue;
     }
-    internal::MonitorActor a = actor_record(id);
-    std::string seen = a.host + '\n' + std::to_string(a.pid) + '\n' + a.state;
-    if (seen == monitor_published_[id]) continue;
-    monitor_published_[id] = std::move(seen);
-    changed.push_back(std::move(a));
+    MonitorSeen& seen = monitor_published_[id];
+    const char* state = actor_state(id);
+    const ActorReport& r = reports_[id];
+    if (seen.state && std::strcmp(seen.state, state) == 0 && seen.pid == r.pid &&
+        seen.host == r.host) {
+      continue;
+    }
+    seen = {state, r.pid, r.host};
+    changed.push_back(id);
   }
-  if (plan_wanted_) {
+  const auto now = std::chrono::steady_clock::now();
+  if (plan_wanted_ && (now - plan_sent_at_ >= kPlanEvery || all_exited())) {
     plan_wanted_ = false;
+    plan_sent_at_ = now;
     publish_plan();  // holds every actor as it is now
     return;
   }
-  for (const internal::MonitorActor& a : changed) publish(a);
+  for (std::uint32_t id : changed) publish(actor_record(id));
 }
 
 template <class T>

@@ -259,6 +259,8 @@ class Broker {
   // whose host, pid or state changed since it was last published.
   void watch_monitor();
   void publish_plan();
+  // "starting", "running", "failed", "stopped" or "ended" (frames.h).
+  const char* actor_state(std::uint32_t id) const;
   internal::MonitorActor actor_record(std::uint32_t id) const;
   void handle_log(const zmq::message_t& frame);
   void retry_puts();
@@ -320,10 +322,16 @@ class Broker {
   // local actors were forked, or after the remote ones were assigned.
   std::optional<std::chrono::steady_clock::time_point> start_by_;
   // The monitor's view (watch_monitor()): what was last published of each
-  // actor ("host\npid\nstate"), and whether the plan went out at the start.
-  std::vector<std::string> monitor_published_;
+  // actor, and whether the plan went out at the start.
+  struct MonitorSeen {
+    const char* state = nullptr;  // actor_state()'s
+    int pid = 0;
+    std::string host;
+  };
+  std::vector<MonitorSeen> monitor_published_;
   bool plan_wanted_ = false;
   bool plan_at_start_ = false;
+  std::chrono::steady_clock::time_point plan_sent_at_;
 };
 
 }  // namespace relay::broker

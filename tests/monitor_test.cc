@@ -218,11 +218,18 @@ class LateWatch : public relay::Handler {
     monitor = SpawnMonitor({"--timeout", "20", relay_.monitor_endpoint()}, out_);
     heard = monitor > 0 &&
             WaitForText(out_, "actor [sink] (Drain-0) running", std::chrono::seconds(10));
+    // A second one subscribes to topics the first already has: the XPUB
+    // must pass its subscription on all the same.
+    second = SpawnMonitor({"--timeout", "20", relay_.monitor_endpoint()}, out_ + ".2");
+    heard_second = second > 0 && WaitForText(out_ + ".2", "actor [sink] (Drain-0) running",
+                                             std::chrono::seconds(10));
     shm_.at(1).store(1);
   }
   bool started = false;
   bool heard = false;
+  bool heard_second = false;
   pid_t monitor = -1;
+  pid_t second = -1;
   std::vector<int> pids;
 
  private:
@@ -250,8 +257,12 @@ TEST_F(MonitorTest, LateMonitorLearnsThePlan) {
   relay.start(&watch);
   ASSERT_TRUE(watch.started) << "no message reached the sink within 10 s";
   ASSERT_GT(watch.monitor, 0);
+  ASSERT_GT(watch.second, 0);
   EXPECT_EQ(Reap(watch.monitor), 0);
+  EXPECT_EQ(Reap(watch.second), 0);
   ASSERT_TRUE(watch.heard) << Slurp(out);
+  EXPECT_TRUE(watch.heard_second) << Slurp(out + ".2");
+  EXPECT_THAT(Slurp(out + ".2"), HasSubstr(" plan edge 'mid' -> 'sink' grouping=round_robin"));
 
   const std::string text = Slurp(out);
   EXPECT_THAT(text, HasSubstr(" plan src[1] -> mid[2] -> sink[1]\n"));
@@ -271,7 +282,7 @@ TEST_F(MonitorTest, LateMonitorLearnsThePlan) {
     EXPECT_THAT(text, HasSubstr(" actor " + names[i] + " running" + tail));
     EXPECT_THAT(text, HasSubstr(" actor " + names[i] + " ended" + tail));
   }
-  // The plan came once: a plan sent again to a later subscriber is no news.
+  // The plan came again for the second monitor, but is printed once.
   EXPECT_EQ(text.find(" plan src[1]"), text.rfind(" plan src[1]"));
   EXPECT_THAT(text, HasSubstr("end: the run ended well\n"));
 }
