@@ -31,6 +31,8 @@ namespace {
 constexpr std::uint64_t kNotAnnounced = std::numeric_limits<std::uint64_t>::max();
 // How long a bye or failure report waits for its announced log records.
 constexpr auto kLogWait = std::chrono::seconds(2);
+// At most one plan record this often, however many monitors subscribe.
+constexpr auto kPlanEvery = std::chrono::milliseconds(100);
 
 std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -93,7 +95,10 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
 
 zmq::socket_t Broker::make_monitor_socket(zmq::context_t& ctx, const std::string& endpoint,
                                           const std::optional<internal::CurveKey>& key) {
-  zmq::socket_t s = internal::make_socket(ctx, zmq::socket_type::pub);
+  zmq::socket_t s = internal::make_socket(ctx, zmq::socket_type::xpub);
+  // Every subscription, also a second one to the same topic: each new
+  // monitor gets the plan (watch_monitor()).
+  s.set(zmq::sockopt::xpub_verbose, 1);
   if (key) internal::curve_server(s, *key);
   try {
     // Briefly: a monitor port is the user's, not the last run's, so a busy
@@ -270,6 +275,7 @@ void Broker::run() {
     check_start();
     check_restarts();
     decide_exits();
+    watch_monitor();
     if (kill_at_ && std::chrono::steady_clock::now() >= *kill_at_) {
       kill_at_.reset();
       for (std::uint32_t id = 0; id < reports_.size(); ++id) {
@@ -284,6 +290,7 @@ void Broker::run() {
     handle_log(frame);
   }
   say_end();
+  watch_monitor();  // every actor's last state, before the end
   if (monitor_) {
     publish(
         internal::MonitorEnd{!abort_reason_.has_value(), abort_reason_.value_or(std::string())});
@@ -948,6 +955,94 @@ void Broker::publish_edge(std::uint32_t e) {
     }
   }
   publish(out);
+}
+
+const char* Broker::actor_state(std::uint32_t id) const {
+  const ActorReport& r = reports_[id];
+  if (r.exitcode) return failed(id) ? "failed" : r.stopped ? "stopped" : "ended";
+  if (r.failure) return "failed";
+  return r.hello && started_ ? "running" : "starting";
+}
+
+internal::MonitorActor Broker::actor_record(std::uint32_t id) const {
+  const ActorReport& r = reports_[id];
+  const internal::ActorSlot& slot = plan_.actors[id];
+  internal::MonitorActor out;
+  out.id = id;
+  out.group = slot.group_name;
+  out.name = slot.name;
+  out.host = r.host;
+  out.pid = r.pid;
+  out.state = actor_state(id);
+  // Actors are not restarted (yet): this is their first and only run, so
+  // incarnation and restarts stay 0.
+  out.unix_ms = unix_ms();
+  return out;
+}
+
+void Broker::publish_plan() {
+  internal::MonitorPlan out{plan_.layout(), {}, {}, {}, plan_.window_bytes(), unix_ms()};
+  for (const internal::GroupSlot& g : plan_.groups) out.groups.push_back({g.name, g.size});
+  for (std::uint32_t e = 0; e < plan_.edges.size(); ++e) {
+    const internal::EdgeSlot& edge = plan_.edges[e];
+    out.edges.push_back({plan_.edge_name(e), plan_.groups[edge.from].name, edge.output,
+                         plan_.groups[edge.to].name, static_cast<std::uint8_t>(edge.grouping),
+                         edge.key, plan_.window(e)});
+  }
+  for (std::uint32_t id = 0; id < reports_.size(); ++id) out.actors.push_back(actor_record(id));
+  publish(out);
+}
+
+void Broker::watch_monitor() {
+  if (!monitor_) return;
+  // An XPUB hands up each subscription as [1, topic...]; the plan goes to
+  // whoever subscribes to it (or to everything). Those of kPlanEvery make
+  // one plan record: what subscribers can cost the run is bounded.
+  try {
+    zmq::message_t sub;
+    for (int i = 0; i < 1000 && monitor_.recv(sub, zmq::recv_flags::dontwait); ++i) {
+      if (sub.size() < 1 || sub.data<unsigned char>()[0] != 1) continue;
+      const std::string_view topic(sub.data<char>() + 1, sub.size() - 1);
+      if (std::string_view(internal::MonitorPlan::kTopic).substr(0, topic.size()) == topic) {
+        plan_wanted_ = true;
+      }
+    }
+  } catch (const zmq::error_t&) {
+    // An onlooker's trouble never stops the run.
+  }
+  if (monitor_published_.size() != reports_.size()) monitor_published_.resize(reports_.size());
+  if (started_ && !plan_at_start_) {
+    plan_at_start_ = true;
+    plan_wanted_ = true;
+  }
+  // Each round, without allocating unless something changed: the broker
+  // thread also serves puts and log records.
+  std::vector<std::uint32_t> changed;
+  for (std::uint32_t id = 0; id < reports_.size(); ++id) {
+    // An actor killed by SIGTERM waits for its verdict (decide_exits()):
+    // failed or stopped is not known yet.
+    if (std::any_of(undecided_.begin(), undecided_.end(),
+                    [id](const auto& u) { return u.first == id; })) {
+      continue;
+    }
+    MonitorSeen& seen = monitor_published_[id];
+    const char* state = actor_state(id);
+    const ActorReport& r = reports_[id];
+    if (seen.state && std::strcmp(seen.state, state) == 0 && seen.pid == r.pid &&
+        seen.host == r.host) {
+      continue;
+    }
+    seen = {state, r.pid, r.host};
+    changed.push_back(id);
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (plan_wanted_ && (now - plan_sent_at_ >= kPlanEvery || all_exited())) {
+    plan_wanted_ = false;
+    plan_sent_at_ = now;
+    publish_plan();  // holds every actor as it is now
+    return;
+  }
+  for (std::uint32_t id : changed) publish(actor_record(id));
 }
 
 template <class T>

@@ -176,7 +176,7 @@ class Broker {
          Hooks hooks);
   // Standalone: `control` is a ROUTER already bound on plan.listen_endpoint
   // (set up as a CURVE server, with the caller's ZAP handler, when the plan
-  // has a key), `monitor` a bound PUB or none; nothing is bound on ipc. The
+  // has a key), `monitor` a bound XPUB or none; nothing is bound on ipc. The
   // driver joins as a member. Both sockets are taken; if the constructor
   // throws (the log endpoint cannot be bound), they are given back, so that
   // relay-broker keeps serving on them.
@@ -204,7 +204,9 @@ class Broker {
   void run();
   // The control ROUTER as the broker sets it up (not bound).
   static zmq::socket_t make_control_socket(zmq::context_t& ctx);
-  // The monitor PUB, bound at `endpoint`; throws relay::Error if it cannot be.
+  // The monitor XPUB, bound at `endpoint`; throws relay::Error if it cannot
+  // be. It passes every subscription on (ZMQ_XPUB_VERBOSE), so that run()
+  // can send the plan to each new subscriber.
   static zmq::socket_t make_monitor_socket(zmq::context_t& ctx, const std::string& endpoint,
                                            const std::optional<internal::CurveKey>& key);
   // Handles a control message received before the broker existed (a
@@ -266,6 +268,15 @@ class Broker {
   void publish(const T& record);
   // Publishes the totals of edge `e` from its actors' latest counters.
   void publish_edge(std::uint32_t e);
+  // The monitor's view of the plan and the actors (monitor records "plan",
+  // "actor"): reads the XPUB's subscriptions, publishes the plan to a new
+  // subscriber and at the start barrier, and an actor record for each actor
+  // whose host, pid or state changed since it was last published.
+  void watch_monitor();
+  void publish_plan();
+  // "starting", "running", "failed", "stopped" or "ended" (frames.h).
+  const char* actor_state(std::uint32_t id) const;
+  internal::MonitorActor actor_record(std::uint32_t id) const;
   void handle_log(const zmq::message_t& frame);
   void retry_puts();
   // Records `reason` as actor `id`'s failure (as if it had reported it) and
@@ -335,6 +346,17 @@ class Broker {
   // When every actor must have said hello: internal::start_wait() after the
   // local actors were forked, or after the remote ones were assigned.
   std::optional<std::chrono::steady_clock::time_point> start_by_;
+  // The monitor's view (watch_monitor()): what was last published of each
+  // actor, and whether the plan went out at the start.
+  struct MonitorSeen {
+    const char* state = nullptr;  // actor_state()'s
+    int pid = 0;
+    std::string host;
+  };
+  std::vector<MonitorSeen> monitor_published_;
+  bool plan_wanted_ = false;
+  bool plan_at_start_ = false;
+  std::chrono::steady_clock::time_point plan_sent_at_;
 };
 
 }  // namespace relay::broker

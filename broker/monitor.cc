@@ -23,6 +23,37 @@ std::string clock_text(std::int64_t unix_ms) {
   return fmt::format("{:02}:{:02}:{:02}.{:03}", tm.tm_hour, tm.tm_min, tm.tm_sec, unix_ms % 1000);
 }
 
+void check_actor(const internal::MonitorActor& a) {
+  if (!internal::known_actor_state(a.state)) throw EncodeError("unknown state '" + a.state + "'");
+}
+
+void print_actor(std::ostream& out, const Options& options, const ActorView& a,
+                 std::int64_t unix_ms) {
+  if (!options.groups.empty() && !options.groups.count(a.group)) return;
+  out << clock_text(unix_ms) << " actor [" << a.group << "] (" << a.name << ") " << a.state
+      << " host=" << (a.host.empty() ? "?" : a.host) << " pid=" << a.pid
+      << " restarts=" << a.restarts << '\n';
+}
+
+// The graph, once per plan (the broker sends it again to each new monitor).
+void print_plan(std::ostream& out, const Options& options, const internal::MonitorPlan& plan) {
+  static constexpr const char* kGroupings[] = {"round_robin", "by_key", "broadcast"};
+  const std::string at = clock_text(plan.unix_ms);
+  out << at << " plan " << plan.layout << '\n';
+  for (const internal::MonitorPlanGroup& g : plan.groups) {
+    if (!options.groups.empty() && !options.groups.count(g.name)) continue;
+    out << at << " plan group [" << g.name << "] size=" << g.size << '\n';
+  }
+  for (const internal::MonitorPlanEdge& e : plan.edges) {
+    if (!options.groups.empty() && !options.groups.count(e.from) && !options.groups.count(e.to)) {
+      continue;
+    }
+    out << at << " plan edge " << e.name << " grouping=" << kGroupings[e.grouping];
+    if (e.grouping == 1) out << " key=" << e.key;
+    out << " window=" << e.window << '\n';
+  }
+}
+
 // Reads the stream into `state`, printing as it goes, until the end or the
 // timeout.
 Outcome follow(const Options& options, MonitorState& state, std::ostream& out) {
@@ -31,6 +62,10 @@ Outcome follow(const Options& options, MonitorState& state, std::ostream& out) {
   if (options.key) internal::curve_client(sub, *options.key);
   sub.set(zmq::sockopt::subscribe, "log");
   sub.set(zmq::sockopt::subscribe, "end");
+  // The broker answers a subscription to "plan" with the plan: the graph
+  // and every actor as it is now, however late this monitor comes.
+  sub.set(zmq::sockopt::subscribe, internal::MonitorPlan::kTopic);
+  sub.set(zmq::sockopt::subscribe, internal::MonitorActor::kTopic);
   const bool serving = options.http_port >= 0;
   if (options.stats || serving) {
     sub.set(zmq::sockopt::subscribe, "stats");
@@ -50,7 +85,22 @@ Outcome follow(const Options& options, MonitorState& state, std::ostream& out) {
       try {
         msgpack::zone zone;
         const char* data = body.data<char>();
-        if (kind == internal::MonitorLog::kTopic) {
+        if (kind == internal::MonitorPlan::kTopic) {
+          const auto plan = internal::decode<internal::MonitorPlan>(zone, data, body.size());
+          for (const internal::MonitorPlanEdge& e : plan.edges) {
+            if (e.grouping > 2) throw EncodeError("grouping " + std::to_string(e.grouping));
+          }
+          for (const internal::MonitorActor& a : plan.actors) check_actor(a);
+          const MonitorState::PlanChanges changes = state.on_plan(plan);
+          if (!options.stats) continue;
+          if (changes.graph) print_plan(out, options, plan);
+          for (const ActorView& a : changes.actors) print_actor(out, options, a, plan.unix_ms);
+        } else if (kind == internal::MonitorActor::kTopic) {
+          const auto actor = internal::decode<internal::MonitorActor>(zone, data, body.size());
+          check_actor(actor);
+          const std::optional<ActorView> a = state.on_actor(actor);
+          if (a && options.stats) print_actor(out, options, *a, actor.unix_ms);
+        } else if (kind == internal::MonitorLog::kTopic) {
           const auto record = internal::decode<internal::MonitorLog>(zone, data, body.size());
           if (record.level > 5) throw EncodeError("level " + std::to_string(record.level));
           state.on_log(record);

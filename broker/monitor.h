@@ -1,11 +1,13 @@
 // broker/monitor.h: relay-monitor, an onlooker on a running relay.
 //
-// It subscribes to the stream a relay publishes with Relay::monitor(): log
-// records, per-actor counters (sent, received, waiting), per-edge totals
-// ("edge 'parse'.'bad' -> 'errors' sent=.. received=.. waiting=..") and the end of the
-// run, and prints them as they come, filtered by level and group. It joins
-// late runs as a subscriber does: what was published before it connected is
-// not shown.
+// It subscribes to the stream a relay publishes with Relay::monitor(): the
+// plan (the graph, and every actor's host, pid and state: the broker sends it
+// to each new subscriber, so a monitor that comes late learns it too), each
+// actor's changes of state, log records, per-actor counters (sent, received,
+// waiting), per-edge totals ("edge 'parse'.'bad' -> 'errors' sent=..
+// received=.. waiting=..") and the end of the run, and prints them as they
+// come, filtered by level and group. Log records and counters published
+// before it connected are not shown.
 //
 // Every record goes into one MonitorState (monitor_state.h), which the text
 // lines are printed from and which, with --http, the page, /api/state and
@@ -27,7 +29,7 @@ struct Options {
   std::string endpoint;          // tcp://HOST:PORT given to Relay::monitor()
   int min_level = 0;             // relay::Level: 0 trace ... 5 critical
   std::set<std::string> groups;  // empty: every group
-  bool stats = true;             // print counters
+  bool stats = true;             // print the plan, actor lines and counters
   std::optional<internal::CurveKey> key;
   std::chrono::milliseconds timeout{0};  // give up after this silence (0: never)
   // --http HOST:PORT: serve the state there (port 0: any); http_port < 0: no.

@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
       ->type_name("NAME")
       ->allow_extra_args(false);
   bool no_stats = false;
-  app.add_flag("--no-stats", no_stats, "Logs only, no counters");
+  app.add_flag("--no-stats", no_stats, "Logs only: no plan, actor lines or counters");
   app.add_option("--key", key_file, "The cluster key, if the relay uses one")->type_name("FILE");
   app.add_option("--timeout", timeout,
                  "Give up after SEC seconds without a word (default: wait; a monitor\n"

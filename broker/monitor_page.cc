@@ -44,11 +44,13 @@ svg text { font: 12px system-ui, sans-serif; }
 <h2>Graph</h2>
 <svg id="graph" width="900" height="120"></svg>
 <h2>Edges</h2>
-<table id="edges"><thead><tr><th class="t">edge</th><th>sent</th><th>received</th>
-<th>waiting</th><th>msg/s</th><th class="t">backpressure</th></tr></thead><tbody></tbody></table>
+<table id="edges"><thead><tr><th class="t">edge</th><th class="t">grouping</th><th>window</th>
+<th>sent</th><th>received</th><th>waiting</th><th>msg/s</th><th class="t">backpressure</th></tr>
+</thead><tbody></tbody></table>
 <h2>Actors</h2>
-<table id="actors"><thead><tr><th class="t">group</th><th class="t">actor</th><th>sent</th>
-<th>received</th><th>waiting</th><th>msg/s</th><th class="t">state</th></tr></thead>
+<table id="actors"><thead><tr><th class="t">group</th><th class="t">actor</th>
+<th class="t">host</th><th>pid</th><th>sent</th><th>received</th><th>waiting</th><th>msg/s</th>
+<th>restarts</th><th class="t">state</th></tr></thead>
 <tbody></tbody></table>
 <h2>Log</h2>
 <div>level at least <select id="level"><option value="0">trace</option>
@@ -130,16 +132,21 @@ function drawTables(s) {
   eb.replaceChildren(...s.edges.map((e) => {
     const tr = el("tr", {"data-edge": e.name, "data-sent": e.sent, "data-received": e.received,
                          class: e.backpressure ? "bp" : ""});
-    tr.append(cell(e.name, "t"), cell(e.sent), cell(e.received), cell(e.waiting), cell(rate(e.rate)),
+    // The window is per (sender, receiver) pair; backpressure is waiting at
+    // three quarters of all the pairs' windows (e.threshold), held 2 s.
+    tr.append(cell(e.name, "t"), cell(e.grouping || "", "t"), cell(e.window || ""), cell(e.sent),
+              cell(e.received), cell(e.waiting), cell(rate(e.rate)),
               cell(e.backpressure ? "yes: senders wait on credit" : "", "t"));
     return tr;
   }));
   const ab = $("actors").tBodies[0];
   ab.replaceChildren(...s.actors.map((a) => {
     const tr = el("tr", {"data-actor": a.group + "/" + a.name, "data-sent": a.sent,
-                         "data-received": a.received, "data-state": a.state});
-    tr.append(cell(a.group, "t"), cell(a.name, "t"), cell(a.sent), cell(a.received),
-              cell(a.waiting), cell(rate(a.rate)), cell(a.state, "t"));
+                         "data-received": a.received, "data-state": a.state,
+                         "data-host": a.host, "data-pid": a.pid, "data-restarts": a.restarts});
+    tr.append(cell(a.group, "t"), cell(a.name, "t"), cell(a.host, "t"), cell(a.pid || ""),
+              cell(a.sent), cell(a.received), cell(a.waiting), cell(rate(a.rate)),
+              cell(a.restarts), cell(a.state, "t"));
     return tr;
   }));
 }

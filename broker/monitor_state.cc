@@ -111,7 +111,119 @@ void MonitorState::see_group(const std::string& group) {
   for (const GroupView& g : groups_) {
     if (g.name == group) return;
   }
-  groups_.push_back(GroupView{group, 0});
+  groups_.push_back(GroupView{group, 0, 0});
+}
+
+MonitorState::Actor& MonitorState::see_actor(const std::string& group, const std::string& name) {
+  see_group(group);
+  auto [it, fresh] = actors_.try_emplace({group, name});
+  Actor& a = it->second;
+  if (fresh) {
+    a.view.group = group;
+    a.view.name = name;
+    for (GroupView& g : groups_) {
+      if (g.name == group) ++g.actors;
+    }
+  }
+  return a;
+}
+
+MonitorState::Edge& MonitorState::see_edge(const std::string& name) {
+  for (Edge& x : edges_) {
+    if (x.view.name == name) return x;
+  }
+  Edge fresh;
+  fresh.view.name = name;
+  std::tie(fresh.view.from, fresh.view.to) = edge_ends(name);
+  if (!fresh.view.from.empty()) see_group(fresh.view.from);
+  if (!fresh.view.to.empty()) see_group(fresh.view.to);
+  edges_.push_back(std::move(fresh));
+  return edges_.back();
+}
+
+std::uint64_t MonitorState::threshold_of(const Edge& e) const {
+  // Three quarters of the edge's credits in use: receivers hand credits back
+  // in batches of half a window, so a busy edge that keeps up sits near half.
+  if (e.view.capacity == 0) return backpressure_waiting_;
+  return std::max<std::uint64_t>(e.view.capacity - e.view.capacity / 4, 1);
+}
+
+bool MonitorState::describe(Actor& a, const internal::MonitorActor& r) {
+  ActorView& v = a.view;
+  const bool changed = !a.described || v.host != r.host || v.pid != r.pid || v.state != r.state ||
+                       v.restarts != r.restarts || v.incarnation != r.incarnation;
+  a.described = true;
+  v.host = r.host;
+  v.pid = r.pid;
+  v.state = r.state;
+  v.restarts = r.restarts;
+  v.incarnation = r.incarnation;
+  return changed;
+}
+
+ActorView MonitorState::view_of(const Actor& a, Clock::time_point now) const {
+  ActorView v = a.view;
+  // After the end nothing runs, whatever the last actor record said.
+  const bool live = v.state == "starting" || v.state == "running" || v.state == "restarting";
+  if (!a.described || (end_ && live)) {
+    v.state = end_ ? (end_->ok ? "ended" : "stopped") : "running";
+  }
+  v.rate = end_ ? 0 : (v.received > 0 ? a.received_rate.at_time(now) : a.sent_rate.at_time(now));
+  return v;
+}
+
+MonitorState::PlanChanges MonitorState::on_plan(const internal::MonitorPlan& r,
+                                                Clock::time_point now) {
+  static constexpr const char* kGroupings[] = {"round_robin", "by_key", "broadcast"};
+  std::lock_guard lock(mu_);
+  started(now);
+  PlanChanges out;
+  out.graph = layout_ != r.layout;
+  layout_ = r.layout;
+  // The plan's order of groups, then any seen that it does not have.
+  std::vector<GroupView> groups;
+  std::map<std::string, std::uint32_t> sizes;
+  for (const internal::MonitorPlanGroup& g : r.groups) {
+    if (sizes.count(g.name)) continue;
+    sizes[g.name] = g.size;
+    GroupView v{g.name, 0, g.size};
+    for (const GroupView& old : groups_) {
+      if (old.name == g.name) v.actors = old.actors;
+    }
+    groups.push_back(std::move(v));
+  }
+  for (const GroupView& old : groups_) {
+    if (!sizes.count(old.name)) groups.push_back(old);
+  }
+  groups_ = std::move(groups);
+  for (const internal::MonitorPlanEdge& pe : r.edges) {
+    Edge& e = see_edge(pe.name);
+    e.view.from = pe.from;
+    e.view.to = pe.to;
+    see_group(pe.from);
+    see_group(pe.to);
+    e.view.output = pe.output;
+    e.view.grouping = pe.grouping < 3 ? kGroupings[pe.grouping] : "unknown";
+    e.view.key = pe.key;
+    e.view.window = pe.window;
+    // Every pair (sender, receiver) has its own window.
+    const std::uint64_t pairs = std::uint64_t{sizes[pe.from]} * sizes[pe.to];
+    e.view.capacity = pairs * pe.window;
+  }
+  for (const internal::MonitorActor& ra : r.actors) {
+    Actor& a = see_actor(ra.group, ra.name);
+    if (describe(a, ra)) out.actors.push_back(view_of(a, now));
+  }
+  return out;
+}
+
+std::optional<ActorView> MonitorState::on_actor(const internal::MonitorActor& r,
+                                                Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  started(now);
+  Actor& a = see_actor(r.group, r.name);
+  if (!describe(a, r)) return std::nullopt;
+  return view_of(a, now);
 }
 
 void MonitorState::on_log(const internal::MonitorLog& r, Clock::time_point now) {
@@ -126,56 +238,33 @@ void MonitorState::on_log(const internal::MonitorLog& r, Clock::time_point now) 
 ActorView MonitorState::on_stats(const internal::MonitorStats& r, Clock::time_point now) {
   std::lock_guard lock(mu_);
   started(now);
-  see_group(r.group);
-  auto [it, fresh] = actors_.try_emplace({r.group, r.name});
-  Actor& a = it->second;
-  if (fresh) {
-    a.view.group = r.group;
-    a.view.name = r.name;
-    for (GroupView& g : groups_) {
-      if (g.name == r.group) ++g.actors;
-    }
-  }
+  Actor& a = see_actor(r.group, r.name);
   a.view.sent = r.sent;
   a.view.received = r.received;
   a.view.waiting = r.waiting;
   a.view.unix_ms = r.unix_ms;
   a.sent_rate.update(r.sent, now);
   a.received_rate.update(r.received, now);
-  ActorView v = a.view;
-  v.state = end_ ? (end_->ok ? "ended" : "stopped") : "running";
-  v.rate = v.received > 0 ? a.received_rate.at_time(now) : a.sent_rate.at_time(now);
-  return v;
+  return view_of(a, now);
 }
 
 EdgeView MonitorState::on_edge(const internal::MonitorEdge& r, Clock::time_point now) {
   std::lock_guard lock(mu_);
   started(now);
-  Edge* e = nullptr;
-  for (Edge& x : edges_) {
-    if (x.view.name == r.edge) e = &x;
-  }
-  if (!e) {
-    Edge fresh;
-    fresh.view.name = r.edge;
-    std::tie(fresh.view.from, fresh.view.to) = edge_ends(r.edge);
-    if (!fresh.view.from.empty()) see_group(fresh.view.from);
-    if (!fresh.view.to.empty()) see_group(fresh.view.to);
-    edges_.push_back(std::move(fresh));
-    e = &edges_.back();
-  }
+  Edge* e = &see_edge(r.edge);
   e->view.sent = r.sent;
   e->view.received = r.received;
   e->view.waiting = r.waiting;
   e->view.unix_ms = r.unix_ms;
   e->rate.update(r.received, now);
-  if (r.waiting >= backpressure_waiting_) {
+  if (r.waiting >= threshold_of(*e)) {
     if (!e->high_since) e->high_since = now;
   } else {
     e->high_since.reset();
   }
   EdgeView v = e->view;
   v.rate = e->rate.at_time(now);
+  v.threshold = threshold_of(*e);
   v.backpressure = !end_ && e->high_since && now - *e->high_since >= kBackpressureHold;
   return v;
 }
@@ -196,6 +285,7 @@ void MonitorState::on_malformed() {
 Snapshot MonitorState::snapshot(Clock::time_point now) const {
   std::lock_guard lock(mu_);
   Snapshot s;
+  s.layout = layout_;
   // Groups in the graph's order: by the longest path from a group nothing
   // enters (bounded: a cycle must not spin), then as first seen.
   std::map<std::string, std::size_t> level;
@@ -219,18 +309,14 @@ Snapshot MonitorState::snapshot(Clock::time_point now) const {
   });
   for (const GroupView& g : s.groups) {
     for (const auto& [key, a] : actors_) {
-      if (key.first != g.name) continue;
-      ActorView v = a.view;
-      v.state = end_ ? (end_->ok ? "ended" : "stopped") : "running";
-      v.rate =
-          end_ ? 0 : (v.received > 0 ? a.received_rate.at_time(now) : a.sent_rate.at_time(now));
-      s.actors.push_back(std::move(v));
+      if (key.first == g.name) s.actors.push_back(view_of(a, now));
     }
   }
   for (const Edge* edge : edges) {
     const Edge& e = *edge;
     EdgeView v = e.view;
     v.rate = end_ ? 0 : e.rate.at_time(now);
+    v.threshold = threshold_of(e);
     v.backpressure = !end_ && e.high_since && now - *e.high_since >= kBackpressureHold;
     s.edges.push_back(std::move(v));
   }
@@ -250,12 +336,14 @@ Snapshot MonitorState::snapshot(Clock::time_point now) const {
 }
 
 std::string to_json(const Snapshot& s) {
-  std::string out = "{\"groups\":[";
+  std::string out = "{\"layout\":";
+  json_string(out, s.layout);
+  out += ",\"groups\":[";
   for (std::size_t i = 0; i < s.groups.size(); ++i) {
     if (i) out += ',';
     out += "{\"name\":";
     json_string(out, s.groups[i].name);
-    out += fmt::format(",\"actors\":{}}}", s.groups[i].actors);
+    out += fmt::format(",\"actors\":{},\"size\":{}}}", s.groups[i].actors, s.groups[i].size);
   }
   out += "],\"actors\":[";
   for (std::size_t i = 0; i < s.actors.size(); ++i) {
@@ -268,7 +356,10 @@ std::string to_json(const Snapshot& s) {
     out += fmt::format(",\"sent\":{},\"received\":{},\"waiting\":{},\"rate\":{},\"state\":", a.sent,
                        a.received, a.waiting, json_number(a.rate));
     json_string(out, a.state);
-    out += fmt::format(",\"unix_ms\":{}}}", a.unix_ms);
+    out += ",\"host\":";
+    json_string(out, a.host);
+    out += fmt::format(",\"pid\":{},\"restarts\":{},\"incarnation\":{},\"unix_ms\":{}}}", a.pid,
+                       a.restarts, a.incarnation, a.unix_ms);
   }
   out += "],\"edges\":[";
   for (std::size_t i = 0; i < s.edges.size(); ++i) {
@@ -282,9 +373,14 @@ std::string to_json(const Snapshot& s) {
     json_string(out, e.to);
     out += fmt::format(
         ",\"sent\":{},\"received\":{},\"waiting\":{},\"rate\":{},\"backpressure\":{},"
-        "\"unix_ms\":{}}}",
+        "\"unix_ms\":{},\"output\":",
         e.sent, e.received, e.waiting, json_number(e.rate), e.backpressure ? "true" : "false",
         e.unix_ms);
+    json_string(out, e.output);
+    out += ",\"grouping\":";
+    json_string(out, e.grouping);
+    out += fmt::format(",\"key\":{},\"window\":{},\"capacity\":{},\"threshold\":{}}}", e.key,
+                       e.window, e.capacity, e.threshold);
   }
   out += "],\"logs\":[";
   for (std::size_t i = 0; i < s.logs.size(); ++i) {
@@ -321,8 +417,8 @@ std::string to_prometheus(const Snapshot& s) {
   };
   auto per_actor = [&](const char* name, auto value) {
     for (const ActorView& a : s.actors) {
-      out += fmt::format("{}{{group=\"{}\",actor=\"{}\"}} {}\n", name, label(a.group),
-                         label(a.name), value(a));
+      out += fmt::format("{}{{group=\"{}\",actor=\"{}\",host=\"{}\"}} {}\n", name, label(a.group),
+                         label(a.name), label(a.host), value(a));
     }
   };
   family("relay_messages_sent_total", "counter", "Data messages an actor has sent.");
@@ -332,6 +428,8 @@ std::string to_prometheus(const Snapshot& s) {
   family("relay_messages_waiting", "gauge",
          "Messages an actor has sent whose credit has not come back yet.");
   per_actor("relay_messages_waiting", [](const ActorView& a) { return a.waiting; });
+  family("relay_actor_restarts_total", "counter", "How often an actor was restarted.");
+  per_actor("relay_actor_restarts_total", [](const ActorView& a) { return a.restarts; });
   family("relay_edge_messages_sent_total", "counter",
          "Data messages sent on an edge, over all its pairs.");
   for (const EdgeView& e : s.edges) {
@@ -347,6 +445,13 @@ std::string to_prometheus(const Snapshot& s) {
          "Messages sent on an edge whose credit has not come back yet.");
   for (const EdgeView& e : s.edges) {
     out += fmt::format("relay_edge_messages_waiting{{edge=\"{}\"}} {}\n", label(e.name), e.waiting);
+  }
+  family("relay_edge_backpressure", "gauge",
+         "1 while an edge's senders wait on credit: waiting held at three quarters of what its "
+         "windows allow.");
+  for (const EdgeView& e : s.edges) {
+    out += fmt::format("relay_edge_backpressure{{edge=\"{}\"}} {}\n", label(e.name),
+                       e.backpressure ? 1 : 0);
   }
   family("relay_log_records_total", "counter", "Log records the run has published, by level.");
   for (int l = 0; l < 6; ++l) {

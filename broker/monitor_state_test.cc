@@ -125,8 +125,8 @@ TEST(MonitorStateTest, PrometheusTextEscapesLabels) {
   state.on_stats({"g\"1", "a\\b\nc", 3, 4, 5, 1});
   state.on_edge({"'x' -> 'y'", 9, 8, 1, 1});
   std::string text = to_prometheus(state.snapshot());
-  EXPECT_THAT(text,
-              HasSubstr("relay_messages_sent_total{group=\"g\\\"1\",actor=\"a\\\\b\\nc\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("relay_messages_sent_total{group=\"g\\\"1\",actor=\"a\\\\b\\nc\","
+                              "host=\"\"} 3\n"));
   EXPECT_THAT(text, HasSubstr("relay_edge_messages_received_total{edge=\"'x' -> 'y'\"} 8\n"));
   EXPECT_THAT(text, HasSubstr("# TYPE relay_messages_waiting gauge\n"));
   EXPECT_THAT(text, HasSubstr("relay_run_up 1\n"));
@@ -136,6 +136,130 @@ TEST(MonitorStateTest, PrometheusTextEscapesLabels) {
   EXPECT_THAT(text, HasSubstr("relay_run_up 0\n"));
   EXPECT_THAT(text, HasSubstr("relay_run_ok 1\n"));
   EXPECT_THAT(text, Not(HasSubstr("\nrelay_run_up 1\n")));
+}
+
+// A plan like the broker's: src[1] -> work[2] -> sink[1], the work actors
+// on two hosts, the sink not yet past the start barrier.
+internal::MonitorPlan ThePlan() {
+  return internal::MonitorPlan{"src[1] -> work[2] -> sink[1]",
+                               {{"src", 1}, {"work", 2}, {"sink", 1}},
+                               {{"'src' -> 'work'", "src", "", "work", 0, 0, 100},
+                                {"'work'.'odd' -> 'sink'", "work", "odd", "sink", 1, 2, 10}},
+                               {{0, "src", "S-0", "h1", 101, "running", 0, 0, 1},
+                                {1, "work", "W-0", "h1", 102, "running", 0, 0, 1},
+                                {2, "work", "W-1", "h2", 201, "running", 0, 0, 1},
+                                {3, "sink", "K-0", "", 0, "starting", 0, 0, 1}},
+                               16u << 20,
+                               1};
+}
+
+// The plan gives the graph before any counter has come: groups with their
+// sizes in the plan's order, edges with grouping and window, every actor
+// with host, pid and state.
+TEST(MonitorStateTest, PlanGivesTheGraphAndTheActors) {
+  MonitorState state;
+  const MonitorState::PlanChanges changes = state.on_plan(ThePlan());
+  EXPECT_TRUE(changes.graph);
+  ASSERT_EQ(changes.actors.size(), 4u);
+  EXPECT_EQ(changes.actors[2].host, "h2");
+  const Snapshot s = state.snapshot();
+  EXPECT_EQ(s.layout, "src[1] -> work[2] -> sink[1]");
+  ASSERT_EQ(s.groups.size(), 3u);
+  EXPECT_EQ(s.groups[1].name, "work");
+  EXPECT_EQ(s.groups[1].size, 2u);
+  EXPECT_EQ(s.groups[1].actors, 2u);
+  ASSERT_EQ(s.edges.size(), 2u);
+  EXPECT_EQ(s.edges[1].from, "work");
+  EXPECT_EQ(s.edges[1].output, "odd");
+  EXPECT_EQ(s.edges[1].grouping, "by_key");
+  EXPECT_EQ(s.edges[1].key, 2u);
+  EXPECT_EQ(s.edges[0].window, 100u);
+  EXPECT_EQ(s.edges[0].capacity, 200u);  // 1 sender x 2 receivers x 100
+  EXPECT_EQ(s.edges[1].capacity, 20u);
+  ASSERT_EQ(s.actors.size(), 4u);
+  EXPECT_EQ(s.actors[0].name, "S-0");
+  EXPECT_EQ(s.actors[0].pid, 101);
+  EXPECT_EQ(s.actors[2].host, "h2");
+  EXPECT_EQ(s.actors[2].state, "running");
+  EXPECT_EQ(s.actors[3].state, "starting");
+  EXPECT_EQ(s.actors[3].restarts, 0u);
+
+  // The same plan again (sent to another subscriber): nothing new.
+  const MonitorState::PlanChanges again = state.on_plan(ThePlan());
+  EXPECT_FALSE(again.graph);
+  EXPECT_TRUE(again.actors.empty());
+  EXPECT_EQ(state.snapshot().groups[1].actors, 2u);  // counted once
+}
+
+// An actor record changes one actor; the same record twice is no news.
+TEST(MonitorStateTest, ActorRecordsChangeStates) {
+  MonitorState state;
+  state.on_plan(ThePlan());
+  const std::optional<ActorView> up =
+      state.on_actor({3, "sink", "K-0", "h3", 301, "running", 0, 0, 2});
+  ASSERT_TRUE(up.has_value());
+  EXPECT_EQ(up->host, "h3");
+  EXPECT_EQ(up->pid, 301);
+  EXPECT_EQ(up->state, "running");
+  EXPECT_FALSE(state.on_actor({3, "sink", "K-0", "h3", 301, "running", 0, 0, 3}).has_value());
+  ASSERT_TRUE(state.on_actor({1, "work", "W-0", "h1", 102, "failed", 0, 0, 4}).has_value());
+  state.on_actor({2, "work", "W-1", "h2", 201, "stopped", 0, 0, 4});
+  state.on_end({false, "actor 'W-0' in group 'work' failed"});
+  const Snapshot s = state.snapshot();
+  EXPECT_EQ(s.actors[1].state, "failed");  // as the broker said
+  EXPECT_EQ(s.actors[2].state, "stopped");
+  EXPECT_EQ(s.actors[0].state, "stopped");  // said running, but the run is over
+  // Counters keep the host and the state the records gave.
+  const ActorView w = state.on_stats({"work", "W-1", 5, 5, 0, 5});
+  EXPECT_EQ(w.host, "h2");
+  EXPECT_EQ(w.state, "stopped");
+}
+
+// With the plan, backpressure is waiting at three quarters of the edge's
+// capacity (senders x receivers x window), not the fixed fallback.
+TEST(MonitorStateTest, BackpressureFromThePlansWindows) {
+  MonitorState state(100);  // the fallback, before the plan
+  state.on_plan(ThePlan());
+  const Clock::time_point t0 = Clock::now();
+  // 'src' -> 'work': capacity 200, threshold 150: 149 held is no backpressure.
+  state.on_edge({"'src' -> 'work'", 500, 300, 149, 1}, t0);
+  EXPECT_FALSE(
+      state.on_edge({"'src' -> 'work'", 600, 400, 149, 2}, t0 + kBackpressureHold).backpressure);
+  state.on_edge({"'src' -> 'work'", 700, 500, 150, 3}, t0 + kBackpressureHold);
+  const EdgeView held =
+      state.on_edge({"'src' -> 'work'", 800, 600, 200, 4}, t0 + 2 * kBackpressureHold);
+  EXPECT_TRUE(held.backpressure);
+  EXPECT_EQ(held.threshold, 150u);
+  // 'work'.'odd' -> 'sink': capacity 20, threshold 15.
+  state.on_edge({"'work'.'odd' -> 'sink'", 50, 30, 15, 1}, t0);
+  EXPECT_TRUE(state.on_edge({"'work'.'odd' -> 'sink'", 60, 40, 16, 2}, t0 + kBackpressureHold)
+                  .backpressure);
+  const std::string text = to_prometheus(state.snapshot(t0 + kBackpressureHold));
+  EXPECT_THAT(text, HasSubstr("relay_edge_backpressure{edge=\"'work'.'odd' -> 'sink'\"} 1\n"));
+}
+
+// /api/state and /metrics carry host, pid, restarts and state.
+TEST(MonitorStateTest, JsonAndMetricsCarryHostsAndRestarts) {
+  MonitorState state;
+  state.on_plan(ThePlan());
+  state.on_stats({"work", "W-1", 7, 6, 1, 2});
+  const Snapshot s = state.snapshot();
+  const std::string json = to_json(s);
+  EXPECT_THAT(json, HasSubstr(R"("layout":"src[1] -> work[2] -> sink[1]")"));
+  EXPECT_THAT(json, HasSubstr(R"({"name":"work","actors":2,"size":2})"));
+  EXPECT_THAT(json, HasSubstr(R"("name":"W-1","sent":7,"received":6,"waiting":1,)"));
+  EXPECT_THAT(json, HasSubstr(R"("state":"running","host":"h2","pid":201,"restarts":0,)"
+                              R"("incarnation":0,"unix_ms":2})"));
+  EXPECT_THAT(json, HasSubstr(R"("output":"odd","grouping":"by_key","key":2,"window":10,)"
+                              R"("capacity":20,"threshold":15})"));
+  const std::string text = to_prometheus(s);
+  EXPECT_THAT(text, HasSubstr("# TYPE relay_actor_restarts_total counter\n"));
+  EXPECT_THAT(
+      text, HasSubstr("relay_actor_restarts_total{group=\"work\",actor=\"W-1\",host=\"h2\"} 0\n"));
+  EXPECT_THAT(text,
+              HasSubstr("relay_messages_sent_total{group=\"work\",actor=\"W-1\",host=\"h2\"} 7\n"));
+  EXPECT_THAT(text,
+              HasSubstr("relay_actor_restarts_total{group=\"sink\",actor=\"K-0\",host=\"\"} 0\n"));
 }
 
 }  // namespace

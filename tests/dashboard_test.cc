@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -37,6 +38,12 @@ using relay::testing::SharedBlock;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using Clock = std::chrono::steady_clock;
+
+std::string HostName() {
+  char name[256] = {};
+  ::gethostname(name, sizeof name - 1);
+  return name;
+}
 
 std::string TmpDir() {
   const char* tmp = std::getenv("TEST_TMPDIR");
@@ -261,6 +268,7 @@ class During : public relay::Handler {
                                "\"received\":") > 0;
           },
           std::chrono::seconds(15));
+      for (relay::Actor* a : actors) pids[a->name()] = a->pid().value_or(0);
       if (counting) during_(monitor->port());
     }
     shm_.at(0).store(1);
@@ -268,6 +276,8 @@ class During : public relay::Handler {
   }
   std::unique_ptr<Monitor> monitor;
   bool counting = false;
+  std::vector<relay::Actor*> actors;  // whose pids to note
+  std::map<std::string, int> pids;    // by actor name, while it ran
 
  private:
   relay::Relay& relay_;
@@ -305,6 +315,7 @@ TEST_F(DashboardTest, BrowserShowsGraphCountsAndTheEnd) {
                 relay::group("sink", sink));
   std::string during;
   During handler(relay, shm, [&](int port) { during = RenderedPage(port, "during"); });
+  handler.actors = {&source, &forward, &sink};
   relay.start(&handler);
   ASSERT_TRUE(handler.monitor && handler.monitor->port() > 0) << handler.monitor->stderr_text();
   ASSERT_TRUE(handler.counting) << "the sink's counts never reached /api/state";
@@ -322,6 +333,16 @@ TEST_F(DashboardTest, BrowserShowsGraphCountsAndTheEnd) {
   ASSERT_GT(NumberAfter(during, sink_row), 0) << during;
   EXPECT_THAT(during.substr(during.find(sink_row)), HasSubstr("\" data-state=\"running\""));
   EXPECT_GE(NumberAfter(during, "warning [src] (Source-0) sent "), 0);
+  // Each actor's host and pid, as the plan gave them.
+  for (relay::Actor* a : std::vector<relay::Actor*>{&source, &forward, &sink}) {
+    const std::string row = "data-actor=\"" + a->group() + "/" + a->name() + "\"";
+    ASSERT_NE(during.find(row), std::string::npos) << during;
+    const std::string rest = during.substr(during.find(row));
+    EXPECT_THAT(rest,
+                HasSubstr("data-host=\"" + HostName() + "\" data-pid=\"" +
+                          std::to_string(handler.pids[a->name()]) + "\" data-restarts=\"0\""));
+  }
+  EXPECT_THAT(during, HasSubstr("<th class=\"t\">host</th><th>pid</th>"));
 
   // After the end the monitor lingers, and the page says how it ended.
   const int port = handler.monitor->port();
@@ -334,6 +355,9 @@ TEST_F(DashboardTest, BrowserShowsGraphCountsAndTheEnd) {
   EXPECT_THAT(after, HasSubstr("<span id=\"status\" class=\"ended\">ended well</span>"));
   ASSERT_GT(NumberAfter(after, sink_row), 0) << after;
   EXPECT_THAT(after.substr(after.find(sink_row)), HasSubstr("\" data-state=\"ended\""));
+  EXPECT_THAT(after.substr(after.find(sink_row)),
+              HasSubstr("data-host=\"" + HostName() + "\" data-pid=\"" +
+                        std::to_string(handler.pids["Sink-0"]) + "\""));
   EXPECT_TRUE(handler.monitor->stop()) << "the monitor did not linger after the end";
 }
 
@@ -372,7 +396,8 @@ TEST_F(DashboardTest, MetricsPassPromtool) {
   }
   EXPECT_THAT(during, HasSubstr("relay_run_up 1\n"));
   const std::string sink_received =
-      "\nrelay_messages_received_total{group=\"sink\",actor=\"Sink-0\"} ";
+      "\nrelay_messages_received_total{group=\"sink\",actor=\"Sink-0\",host=\"" + HostName() +
+      "\"} ";
   EXPECT_GT(NumberAfter(during, sink_received), 0) << during;
   EXPECT_THAT(after, HasSubstr("# TYPE relay_messages_sent_total counter\n"));
   EXPECT_THAT(after, HasSubstr("\nrelay_run_up 0\n"));
@@ -382,6 +407,16 @@ TEST_F(DashboardTest, MetricsPassPromtool) {
       NumberAfter(after, "\nrelay_edge_messages_sent_total{edge=\"'src' -> 'mid'\"} ");
   EXPECT_GT(sent, 0) << after;
   EXPECT_EQ(NumberAfter(after, sink_received), sent);
+  // Actors are not restarted: every one at 0, with its host.
+  for (const char* actor : {"group=\"src\",actor=\"Source-0\"", "group=\"mid\",actor=\"Forward-0\"",
+                            "group=\"sink\",actor=\"Sink-0\""}) {
+    EXPECT_EQ(NumberAfter(after, std::string("\nrelay_actor_restarts_total{") + actor + ",host=\"" +
+                                     HostName() + "\"} "),
+              0)
+        << after;
+  }
+  EXPECT_THAT(after, HasSubstr("# TYPE relay_actor_restarts_total counter\n"));
+  EXPECT_THAT(after, HasSubstr("\nrelay_edge_backpressure{edge=\"'src' -> 'mid'\"} 0\n"));
   // 1 warning per 100 messages sent, from 0.
   EXPECT_EQ(NumberAfter(after, "\nrelay_log_records_total{level=\"warning\"} "), (sent + 99) / 100);
 }

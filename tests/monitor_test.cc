@@ -9,6 +9,7 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -142,6 +143,194 @@ TEST_F(MonitorTest, SeesLogsAndCountersFilteredAndExitsAtTheEnd) {
   // The edge into the sink, as its totals settle at the end.
   EXPECT_THAT(sink, HasSubstr("edge 'src' -> 'sink' sent=50 received=50 waiting="));
   EXPECT_THAT(sink, HasSubstr("end: the run ended well\n"));
+  // There from the start, it heard the plan at the start barrier, and each
+  // actor's end; only its group's actors with --group.
+  EXPECT_THAT(sink, HasSubstr(" plan src[1] -> sink[1]\n"));
+  EXPECT_THAT(sink, HasSubstr(" plan group [sink] size=1\n"));
+  EXPECT_THAT(sink, HasSubstr(" plan edge 'src' -> 'sink' grouping=round_robin window=4096\n"));
+  EXPECT_THAT(sink, HasSubstr(" actor [sink] (Listener-0) running host="));
+  EXPECT_THAT(sink, HasSubstr(" actor [sink] (Listener-0) ended host="));
+  EXPECT_THAT(sink, Not(HasSubstr("actor [src]")));
+  EXPECT_THAT(warn, Not(HasSubstr(" actor ")));  // --no-stats: logs only
+}
+
+std::string HostName() {
+  char name[256] = {};
+  ::gethostname(name, sizeof name - 1);
+  return name;
+}
+
+// A slow source: sends every 20 ms until cell 1 is set (at most 20 s).
+class Trickle : public relay::Actor {
+ public:
+  explicit Trickle(SharedBlock& shm) : shm_(shm) {}
+  void loop() override {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (int i = 0; shm_.at(1).load() == 0 && std::chrono::steady_clock::now() < until; ++i) {
+      send(i);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+ private:
+  SharedBlock& shm_;
+};
+
+class Pass : public relay::Actor {
+ public:
+  void recv(const relay::Message& m) override { send(m.get<int>(0)); }
+};
+
+// Sets cell 2 once its first message is in: the run is well past its start.
+class Drain : public relay::Actor {
+ public:
+  explicit Drain(SharedBlock& shm) : shm_(shm) {}
+  void recv(const relay::Message&) override { shm_.at(2).store(1); }
+
+ private:
+  SharedBlock& shm_;
+};
+
+// Waits until `path` holds `needle`, at most `limit`.
+bool WaitForText(const std::string& path, const std::string& needle,
+                 std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (Slurp(path).find(needle) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return Slurp(path).find(needle) != std::string::npos;
+}
+
+// Starts a monitor once data flows (cell 2), waits until it has printed the
+// sink's actor line, and then lets the source end (cell 1).
+class LateWatch : public relay::Handler {
+ public:
+  LateWatch(relay::Relay& relay, SharedBlock& shm, std::string out,
+            std::vector<relay::Actor*> actors)
+      : relay_(relay), shm_(shm), out_(std::move(out)), actors_(std::move(actors)) {}
+  void run() override {
+    for (int i = 0; i < 1000 && shm_.at(2).load() == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    started = shm_.at(2).load() != 0;
+    for (relay::Actor* a : actors_) pids.push_back(a->pid().value_or(0));
+    monitor = SpawnMonitor({"--timeout", "20", relay_.monitor_endpoint()}, out_);
+    heard = monitor > 0 &&
+            WaitForText(out_, "actor [sink] (Drain-0) running", std::chrono::seconds(10));
+    // A second one subscribes to topics the first already has: the XPUB
+    // must pass its subscription on all the same.
+    second = SpawnMonitor({"--timeout", "20", relay_.monitor_endpoint()}, out_ + ".2");
+    heard_second = second > 0 && WaitForText(out_ + ".2", "actor [sink] (Drain-0) running",
+                                             std::chrono::seconds(10));
+    shm_.at(1).store(1);
+  }
+  bool started = false;
+  bool heard = false;
+  bool heard_second = false;
+  pid_t monitor = -1;
+  pid_t second = -1;
+  std::vector<int> pids;
+
+ private:
+  relay::Relay& relay_;
+  SharedBlock& shm_;
+  std::string out_;
+  std::vector<relay::Actor*> actors_;
+};
+
+// A monitor that connects after the start barrier still learns the graph
+// and every actor with its host and pid: the broker sends the plan to each
+// new subscriber. Then it sees each actor end.
+TEST_F(MonitorTest, LateMonitorLearnsThePlan) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string out = std::string(tmp ? tmp : "/tmp") + "/late.txt";
+  SharedBlock shm;
+  Trickle src(shm);
+  Pass mid0, mid1;
+  Drain sink(shm);
+  relay::Relay relay;
+  relay.monitor("tcp://127.0.0.1:*");
+  relay.connect(relay::group("src", src), relay::group("mid", mid0, mid1),
+                relay::group("sink", sink));
+  LateWatch watch(relay, shm, out, {&src, &mid0, &mid1, &sink});
+  relay.start(&watch);
+  ASSERT_TRUE(watch.started) << "no message reached the sink within 10 s";
+  ASSERT_GT(watch.monitor, 0);
+  ASSERT_GT(watch.second, 0);
+  EXPECT_EQ(Reap(watch.monitor), 0);
+  EXPECT_EQ(Reap(watch.second), 0);
+  ASSERT_TRUE(watch.heard) << Slurp(out);
+  EXPECT_TRUE(watch.heard_second) << Slurp(out + ".2");
+  EXPECT_THAT(Slurp(out + ".2"), HasSubstr(" plan edge 'mid' -> 'sink' grouping=round_robin"));
+
+  const std::string text = Slurp(out);
+  EXPECT_THAT(text, HasSubstr(" plan src[1] -> mid[2] -> sink[1]\n"));
+  EXPECT_THAT(text, HasSubstr(" plan group [src] size=1\n"));
+  EXPECT_THAT(text, HasSubstr(" plan group [mid] size=2\n"));
+  EXPECT_THAT(text, HasSubstr(" plan group [sink] size=1\n"));
+  EXPECT_THAT(text, HasSubstr(" plan edge 'src' -> 'mid' grouping=round_robin window=4096\n"));
+  EXPECT_THAT(text, HasSubstr(" plan edge 'mid' -> 'sink' grouping=round_robin window=4096\n"));
+  const std::string host = HostName();
+  const std::vector<std::string> names{"[src] (Trickle-0)", "[mid] (Pass-0)", "[mid] (Pass-1)",
+                                       "[sink] (Drain-0)"};
+  ASSERT_EQ(watch.pids.size(), names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    ASSERT_GT(watch.pids[i], 0);
+    const std::string tail =
+        " host=" + host + " pid=" + std::to_string(watch.pids[i]) + " restarts=0\n";
+    EXPECT_THAT(text, HasSubstr(" actor " + names[i] + " running" + tail));
+    EXPECT_THAT(text, HasSubstr(" actor " + names[i] + " ended" + tail));
+  }
+  // The plan came again for the second monitor, but is printed once.
+  EXPECT_EQ(text.find(" plan src[1]"), text.rfind(" plan src[1]"));
+  EXPECT_THAT(text, HasSubstr("end: the run ended well\n"));
+}
+
+// Throws on its third message.
+class Breaks : public relay::Actor {
+ public:
+  void recv(const relay::Message& m) override {
+    if (m.get<int>(0) == 2) throw std::runtime_error("broke on 2");
+  }
+};
+
+class EarlyWatch : public relay::Handler {
+ public:
+  EarlyWatch(relay::Relay& relay, SharedBlock& shm, std::string out)
+      : relay_(relay), shm_(shm), out_(std::move(out)) {}
+  void run() override {
+    monitor = SpawnMonitor({"--timeout", "20", relay_.monitor_endpoint()}, out_);
+    WaitForText(out_, "actor [sink] (Breaks-0) running", std::chrono::seconds(10));
+    shm_.at(0).store(1);
+  }
+  pid_t monitor = -1;
+
+ private:
+  relay::Relay& relay_;
+  SharedBlock& shm_;
+  std::string out_;
+};
+
+// An actor that fails shows as failed, with its host and pid, and the run's
+// end says it stopped.
+TEST_F(MonitorTest, FailedActorShowsAsFailed) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string out = std::string(tmp ? tmp : "/tmp") + "/failed.txt";
+  SharedBlock shm;
+  Talker talker(shm);
+  Breaks sink;
+  relay::Relay relay;
+  relay.monitor("tcp://127.0.0.1:*");
+  relay.connect(relay::group("src", talker), relay::group("sink", sink));
+  EarlyWatch watch(relay, shm, out);
+  EXPECT_THROW(relay.start(&watch), relay::ActorError);
+  ASSERT_GT(watch.monitor, 0);
+  EXPECT_EQ(Reap(watch.monitor), 1);
+  const std::string text = Slurp(out);
+  EXPECT_THAT(text, HasSubstr(" actor [sink] (Breaks-0) failed host=" + HostName() + " pid="));
+  EXPECT_THAT(text, HasSubstr("end: the run stopped: "));
+  EXPECT_LT(text.find(" actor [sink] (Breaks-0) failed"), text.find("end: the run stopped"));
 }
 
 // Without a relay behind the endpoint, --timeout ends the wait with status 3.

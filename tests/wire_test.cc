@@ -529,6 +529,71 @@ TEST(Frames, LogAndMonitorRecordsRoundTrip) {
   EXPECT_STREQ(ri::MonitorEnd::kTopic, "end");
 }
 
+// The plan record nests records (groups, edges, actors), each an array of
+// its fields; it and the actor record round-trip, and the wire form is the
+// documented one.
+TEST(Frames, PlanAndActorRecordsRoundTrip) {
+  msgpack::zone zone;
+  const ri::MonitorActor actor{3, "work", "Forwarder-1", "hostA", 4242, "running",
+                               0, 0,      1700000000125};
+  const std::string actor_bytes = ri::encode(actor);
+  EXPECT_EQ(actor_bytes, Packed(std::make_tuple(3, "work", "Forwarder-1", "hostA", 4242, "running",
+                                                0, 0, 1700000000125)));
+  EXPECT_EQ(ri::decode<ri::MonitorActor>(zone, actor_bytes.data(), actor_bytes.size()), actor);
+  ri::MonitorPlan plan{"src[1] -> work[2] -> sink[1]",
+                       {{"src", 1}, {"work", 2}, {"sink", 1}},
+                       {{"'src' -> 'work'", "src", "", "work", 0, 0, 2048},
+                        {"'work'.'odd' -> 'sink'", "work", "odd", "sink", 1, 2, 10}},
+                       {actor, {0, "src", "Source-0", "", 0, "starting", 0, 0, 1}},
+                       16u << 20,
+                       1700000000126};
+  const std::string plan_bytes = ri::encode(plan);
+  EXPECT_EQ(ri::decode<ri::MonitorPlan>(zone, plan_bytes.data(), plan_bytes.size()), plan);
+  EXPECT_EQ(
+      ri::encode(ri::MonitorPlan{"a[1] -> b[1]", {{"a", 1}}, {}, {}, 0, 5}),
+      Packed(std::make_tuple("a[1] -> b[1]", std::vector<std::tuple<std::string, int>>{{"a", 1}},
+                             std::vector<int>{}, std::vector<int>{}, 0, 5)));
+  EXPECT_STREQ(ri::MonitorPlan::kTopic, "plan");
+  EXPECT_STREQ(ri::MonitorActor::kTopic, "actor");
+  EXPECT_TRUE(ri::known_actor_state("restarting"));
+  EXPECT_FALSE(ri::known_actor_state("sleeping"));
+}
+
+// A nested record is decoded as strictly as a frame, and the error says
+// where: which field, which element, which field of it.
+TEST(Frames, RefusesAMalformedNestedRecord) {
+  msgpack::zone zone;
+  auto refusal = [&](const std::string& bytes) -> std::string {
+    try {
+      (void)ri::decode<ri::MonitorPlan>(zone, bytes.data(), bytes.size());
+    } catch (const EncodeError& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  using Edge = std::tuple<std::string, std::string, std::string, std::string, int, int, int>;
+  // A window as a string.
+  EXPECT_THAT(refusal(Packed(std::make_tuple(
+                  "l", std::vector<int>{},
+                  std::vector<std::tuple<std::string, std::string, std::string, std::string, int,
+                                         int, std::string>>{{"e", "a", "", "b", 0, 0, "many"}},
+                  std::vector<int>{}, 0, 1))),
+              HasSubstr("monitor plan record: field 'edges': element 0: monitor plan edge: "
+                        "field 'window': expected integer (unsigned int), got str"));
+  // An edge with a field short.
+  EXPECT_THAT(
+      refusal(Packed(std::make_tuple(
+          "l", std::vector<int>{},
+          std::vector<std::tuple<std::string, std::string, std::string, std::string, int, int>>{
+              {"e", "a", "", "b", 0, 0}},
+          std::vector<int>{}, 0, 1))),
+      HasSubstr("monitor plan edge: an array of 6, expected 7"));
+  // A group that is not an array at all.
+  EXPECT_THAT(refusal(Packed(std::make_tuple("l", std::vector<int>{7}, std::vector<Edge>{},
+                                             std::vector<int>{}, 0, 1))),
+              HasSubstr("field 'groups': element 0: monitor plan group: expected an array"));
+}
+
 // A frame with its last field left off, or with one more, is refused.
 TEST(Frames, RefusesMissingAndExtraFields) {
   for (const ri::ControlFrame& frame : EveryControlFrame()) {

@@ -168,6 +168,9 @@ void decode_as_frames(const char* data, std::size_t size) {
   decode_as<relay::internal::MonitorLog>(data, size);
   decode_as<relay::internal::MonitorStats>(data, size);
   decode_as<relay::internal::MonitorEnd>(data, size);
+  decode_as<relay::internal::MonitorEdge>(data, size);
+  decode_as<relay::internal::MonitorActor>(data, size);
+  decode_as<relay::internal::MonitorPlan>(data, size);
 }
 
 }  // namespace

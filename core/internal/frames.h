@@ -65,6 +65,12 @@
 //   "log"   [group, name, level, text, unix_ms]
 //   "stats" [group, name, sent, received, waiting, unix_ms]
 //   "edge"  [edge name, sent, received, waiting, unix_ms]  totals of one edge
+//   "plan"  [layout, [[group, size]...], [[edge name, from, output, to,
+//            grouping, key, window]...], [actor...], window_bytes, unix_ms]
+//           to each new subscriber (and at the start barrier): the graph,
+//           and every actor as an "actor" record has it
+//   "actor" [id, group, name, host, pid, state, incarnation, restarts, unix_ms]
+//           whenever an actor's host, pid or state changes
 //   "end"   [ok, reason]
 #pragma once
 
@@ -395,6 +401,71 @@ struct MonitorEdge {
   RELAY_FRAME_FIELDS(MonitorEdge, edge, sent, received, waiting, unix_ms);
 };
 
+// What the broker knows of one actor: published whenever its host, pid or
+// state changes, and inside every plan record.
+struct MonitorActor {
+  static constexpr const char* kTopic = "actor";
+  static constexpr const char* kName = "monitor actor record";
+  std::uint32_t id = 0;
+  std::string group;
+  std::string name;
+  std::string host;   // "" until it said hello
+  int pid = 0;        // 0 until it said hello
+  std::string state;  // one of kActorStates
+  // Which run of the actor this is (0: the first) and how often it was
+  // restarted; both 0 as long as actors are not restarted.
+  std::uint32_t incarnation = 0;
+  std::uint32_t restarts = 0;
+  std::int64_t unix_ms = 0;
+  RELAY_FRAME_FIELDS(MonitorActor, id, group, name, host, pid, state, incarnation, restarts,
+                     unix_ms);
+};
+
+// An actor's states: "starting" (forked or assigned, not yet past the start
+// barrier), "running", "restarting", then one of "ended" (its stream ended
+// cleanly), "failed" (it reported a failure or died), "stopped" (the run
+// was stopped under it).
+inline constexpr const char* kActorStates[] = {"starting", "running", "restarting",
+                                               "ended",    "failed",  "stopped"};
+inline bool known_actor_state(std::string_view state) {
+  for (const char* s : kActorStates) {
+    if (state == s) return true;
+  }
+  return false;
+}
+
+struct MonitorPlanGroup {
+  static constexpr const char* kName = "monitor plan group";
+  std::string name;
+  std::uint32_t size = 0;
+  RELAY_FRAME_FIELDS(MonitorPlanGroup, name, size);
+};
+
+struct MonitorPlanEdge {
+  static constexpr const char* kName = "monitor plan edge";
+  std::string name;    // Plan::edge_name(), as in the "edge" records
+  std::string from;    // group names
+  std::string output;  // "" for the default output
+  std::string to;
+  std::uint8_t grouping = 0;  // EdgeGrouping: 0 round robin, 1 by key, 2 broadcast
+  std::uint32_t key = 0;      // by key: the value index
+  std::uint32_t window = 0;   // Plan::window(): credits per (sender, receiver) pair
+  RELAY_FRAME_FIELDS(MonitorPlanEdge, name, from, output, to, grouping, key, window);
+};
+
+// The whole graph, so that a monitor that subscribes late learns it.
+struct MonitorPlan {
+  static constexpr const char* kTopic = "plan";
+  static constexpr const char* kName = "monitor plan record";
+  std::string layout;  // Plan::layout(): "src[1] -> work[4] -> sink[1]"
+  std::vector<MonitorPlanGroup> groups;
+  std::vector<MonitorPlanEdge> edges;
+  std::vector<MonitorActor> actors;  // by id
+  std::uint64_t window_bytes = 0;    // Plan::window_bytes()
+  std::int64_t unix_ms = 0;
+  RELAY_FRAME_FIELDS(MonitorPlan, layout, groups, edges, actors, window_bytes, unix_ms);
+};
+
 struct MonitorEnd {
   static constexpr const char* kTopic = "end";
   static constexpr const char* kName = "monitor end record";
@@ -421,6 +492,12 @@ template <class F, class = void>
 struct has_kind : std::false_type {};
 template <class F>
 struct has_kind<F, std::void_t<decltype(F::kKind)>> : std::true_type {};
+// A frame struct nested in another (the plan record's groups, edges, actors):
+// an array of its fields, as a record.
+template <class T, class = void>
+struct has_fields : std::false_type {};
+template <class T>
+struct has_fields<T, std::void_t<decltype(std::declval<const T&>().fields())>> : std::true_type {};
 
 template <class T>
 void write_field(msgpack::packer<Buffer>& pk, const T& v) {
@@ -436,6 +513,10 @@ void write_field(msgpack::packer<Buffer>& pk, const T& v) {
     write_field(pk, v.second);
   } else if constexpr (std::is_integral_v<T> || std::is_same_v<T, std::string>) {
     pk.pack(v);  // bool as bool, integers as the smallest msgpack integer
+  } else if constexpr (has_fields<T>::value) {
+    const auto fields = v.fields();
+    pk.pack_array(static_cast<std::uint32_t>(std::tuple_size_v<decltype(fields)>));
+    std::apply([&](const auto&... field) { (write_field(pk, field), ...); }, fields);
   } else {
     static_assert(always_false<T>, "no wire form for this field type");
   }
@@ -450,7 +531,7 @@ std::string expected_type() {
     return "bool";
   } else if constexpr (std::is_same_v<T, std::string>) {
     return "str";
-  } else if constexpr (is_vector<T>::value || is_pair<T>::value) {
+  } else if constexpr (is_vector<T>::value || is_pair<T>::value || has_fields<T>::value) {
     return "array";
   } else {
     return std::string("integer (") + type_name<T>() + ")";
@@ -459,6 +540,9 @@ std::string expected_type() {
 
 [[noreturn]] void wrong_type(const std::string& expected, const msgpack::object& o);
 [[noreturn]] void out_of_range(const msgpack::object& o, const std::string& type);
+
+template <class F>
+void read_frame(const msgpack::object& o, F& f);
 
 // Reads one field strictly; throws EncodeError saying what is wrong.
 template <class T>
@@ -512,6 +596,8 @@ void read_field(const msgpack::object& o, T& v) {
     }
     read_field(o.via.array.ptr[0], v.first);
     read_field(o.via.array.ptr[1], v.second);
+  } else if constexpr (has_fields<T>::value) {
+    read_frame(o, v);
   } else {
     static_assert(always_false<T>, "no wire form for this field type");
   }
