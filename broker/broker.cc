@@ -961,6 +961,7 @@ const char* Broker::actor_state(std::uint32_t id) const {
   const ActorReport& r = reports_[id];
   if (r.exitcode) return failed(id) ? "failed" : r.stopped ? "stopped" : "ended";
   if (r.failure) return "failed";
+  if (r.incarnation > 0 && !r.hello) return "restarting";
   return r.hello && started_ ? "running" : "starting";
 }
 
@@ -974,8 +975,8 @@ internal::MonitorActor Broker::actor_record(std::uint32_t id) const {
   out.host = r.host;
   out.pid = r.pid;
   out.state = actor_state(id);
-  // Actors are not restarted (yet): this is their first and only run, so
-  // incarnation and restarts stay 0.
+  out.incarnation = r.incarnation;
+  out.restarts = supervisor_.restarts(id);
   out.unix_ms = unix_ms();
   return out;
 }
