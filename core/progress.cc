@@ -25,6 +25,12 @@ std::string human_rate(double per_second) {
 // What a group's bar counts: messages received, or sent for a source.
 std::uint64_t handled(const GroupStats& g) { return g.receiver ? g.received : g.sent; }
 
+// ", 2 restarts" once a group's actors were restarted, else nothing.
+std::string restarts_text(const GroupStats& g) {
+  if (g.restarts == 0) return {};
+  return fmt::format(", {} restart{}", g.restarts, g.restarts == 1 ? "" : "s");
+}
+
 bool any_failed(const std::vector<GroupStats>& groups) {
   return std::any_of(groups.begin(), groups.end(),
                      [](const GroupStats& g) { return g.failed > 0; });
@@ -101,7 +107,7 @@ std::string Progress::plain(Clock::time_point now, bool final) const {
     const auto total = totals_.find(s.name);
     line += fmt::format("{} {} {}", g ? ";" : "", s.name, handled(s));
     if (total != totals_.end()) line += fmt::format("/{}", total->second);
-    line += fmt::format(" ({} msg/s)", human_rate(rate(g, now, final)));
+    line += fmt::format(" ({} msg/s{})", human_rate(rate(g, now, final)), restarts_text(s));
   }
   if (last_.empty()) line += " no counters";
   if (final) line += any_failed(last_) ? " stopped" : " done";
@@ -140,13 +146,13 @@ std::string Progress::block(Clock::time_point now, bool final) {
               ? 1.0
               : std::min(1.0, static_cast<double>(n) / static_cast<double>(total->second));
       const auto full = static_cast<std::size_t>(done * kBar);
-      line(fmt::format("  {:<{}} [{}{}] {:>{}}/{} {:5.1f}% {:>8} msg/s", s.name, name_width,
+      line(fmt::format("  {:<{}} [{}{}] {:>{}}/{} {:5.1f}% {:>8} msg/s{}", s.name, name_width,
                        std::string(full, '#'), std::string(kBar - full, '.'), n,
                        fmt::formatted_size("{}", total->second), total->second, 100.0 * done,
-                       rate_text));
+                       rate_text, restarts_text(s)));
     } else {
-      line(fmt::format("  {:<{}} {:>12} {:>8} msg/s  waiting {}  actors {}/{} ended", s.name,
-                       name_width, n, rate_text, s.waiting, s.ended, s.actors));
+      line(fmt::format("  {:<{}} {:>12} {:>8} msg/s  waiting {}  actors {}/{} ended{}", s.name,
+                       name_width, n, rate_text, s.waiting, s.ended, s.actors, restarts_text(s)));
     }
   }
   drawn_lines_ = lines;

@@ -6,7 +6,8 @@
 //   relay.start(progress);
 //
 // Progress shows, per group, how many messages its actors handled (received;
-// sent, for a source group), the rate and, with a total, a bar. On a terminal
+// sent, for a source group), the rate, with a total a bar, and how often the
+// group's actors were restarted once that happened (Relay::restart()). On a terminal
 // it redraws that block in place about 10 times a second; otherwise (a file, a
 // pipe, a std::ostringstream) it writes one plain line per second. Either way
 // it ends with one last drawing of the run's exact counts, marked "done" or
@@ -37,6 +38,7 @@ struct GroupStats {
   std::uint64_t sent = 0;      // messages the group's actors sent
   std::uint64_t received = 0;  // messages they received
   std::uint64_t waiting = 0;   // messages sent to them, not yet taken
+  std::uint64_t restarts = 0;  // times its actors were started again (Relay::restart())
 };
 
 // Returns the counters of the relay running in this process, one entry per

@@ -3,6 +3,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <mutex>
 #include <numeric>
 
@@ -42,6 +43,7 @@ StatsFeed::StatsFeed(broker::Broker& broker, const Plan& plan, const std::vector
       g.receiver = true;
     }
   }
+  carried_.resize(group_of_.size());
   publish();
   timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (timer_fd_ < 0) return;
@@ -71,9 +73,26 @@ void StatsFeed::publish() {
     GroupStats& g = now[group_of_[id]];
     // The end-of-stream report (bye) holds the exact counts; before it, the
     // latest periodic ones.
-    g.sent += r.bye ? sum_of(r.sent) : r.sent_total;
-    g.received += r.bye ? sum_of(r.received) : r.received_total;
+    // A bye's per-pair counts leave out what came from a sender's earlier
+    // processes (after a restart upstream); the totals sent just before it
+    // hold everything.
+    const std::uint64_t sent = r.bye ? std::max(sum_of(r.sent), r.sent_total) : r.sent_total;
+    const std::uint64_t received =
+        r.bye ? std::max(sum_of(r.received), r.received_total) : r.received_total;
+    // A restarted actor's report starts over: add what its earlier processes
+    // counted when last seen (messages delivered again count again).
+    Carried& c = carried_[id];
+    if (c.incarnation != r.incarnation) {
+      c.sent += c.last_sent;
+      c.received += c.last_received;
+      c.incarnation = r.incarnation;
+    }
+    c.last_sent = sent;
+    c.last_received = received;
+    g.sent += c.sent + sent;
+    g.received += c.received + received;
     g.waiting += r.bye ? 0 : r.waiting;
+    g.restarts += broker_.supervisor().restarts(static_cast<std::uint32_t>(id));
     if (r.exitcode) ++g.ended;
     if (r.failure || r.stopped || (r.exitcode && *r.exitcode != 0)) ++g.failed;
   }

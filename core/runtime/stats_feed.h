@@ -34,6 +34,15 @@ class StatsFeed {
   broker::Broker& broker_;
   std::vector<GroupStats> groups_;       // names, receiver, actors
   std::vector<std::uint32_t> group_of_;  // actor id -> group index
+  // Per actor id: what its earlier processes (Relay::restart()) counted, as
+  // last published, and the incarnation that `last` is of. A restart starts
+  // the broker's report over; these keep a group's counts from going back.
+  struct Carried {
+    std::uint32_t incarnation = 0;
+    std::uint64_t sent = 0, received = 0;            // earlier incarnations
+    std::uint64_t last_sent = 0, last_received = 0;  // this one, as last seen
+  };
+  std::vector<Carried> carried_;
   int timer_fd_ = -1;
 };
 

@@ -4,20 +4,31 @@
 //   producers -> prep -> post -> consumer
 //
 // Producers make items, "prep" workers attach a checksum, "post" workers format
-// a result line, and the consumer writes the lines to a file. Every actor runs
-// in its own process. relay::Progress, a Handler in the main process, draws
-// each group's count, rate and bar from the counters the actors report to the
-// driver: the actors themselves do nothing for it.
+// a result line, and the consumer writes the lines to a file, one per item in
+// item order. Every actor runs in its own process. relay::Progress, a Handler
+// in the main process, draws each group's count, rate and bar from the
+// counters the actors report to the driver: the actors themselves do nothing
+// for it.
+//
+// --crash-every N makes a prep worker abort on every Nth item, the first time
+// it sees it; with --restart (Relay::restart()) the worker is started again
+// and what it had not finished is delivered again. Delivery is then at least
+// once: an item the worker had sent on before it died is sent again by its
+// successor. The consumer keeps one result per item id and counts the
+// duplicates it dropped, so the results file is the same as a run without
+// crashes.
 //
 //   bazel run //examples/demo:demo -- --help
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -25,6 +36,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -51,6 +63,8 @@ struct Options {
   std::uint64_t delay_us = 0;
   std::optional<std::size_t> maxsize;
   std::optional<std::uint64_t> fail_at;
+  std::uint64_t crash_every = 0;  // 0: no crashes
+  bool restart = false;
   std::string out = "demo-results.txt";
   std::string monitor;    // --monitor tcp://ADDRESS:PORT
   std::string dashboard;  // --dashboard ADDRESS:PORT
@@ -87,6 +101,17 @@ std::optional<Options> parse_args(int argc, char** argv, int& status) {
                  "The prep worker that gets item N throws: shows how a failed\n"
                  "actor stops the run (exit status 1)")
       ->type_name("N");
+  app.add_option("--crash-every", o.crash_every,
+                 "A prep worker calls std::abort() on items N-1, 2N-1, ... (every\n"
+                 "Nth item), the first time it sees each only. Without --restart\n"
+                 "the run fails (exit status 1)")
+      ->type_name("N");
+  app.add_flag("--restart", o.restart,
+               "Supervise the prep group (Relay::restart()): a failed worker is\n"
+               "started again and gets again what it had not finished. Delivery\n"
+               "is then at least once: what a worker sent before it died may be\n"
+               "sent again, so the consumer keeps one result per item id and the\n"
+               "summary says how many duplicates it dropped");
   app.add_option("--monitor", o.monitor,
                  "Publish logs and counters at tcp://ADDRESS:PORT for relay-monitor\n"
                  "(Relay::monitor())")
@@ -110,6 +135,9 @@ std::optional<Options> parse_args(int argc, char** argv, int& status) {
     }
     if (app.count("--maxsize") && maxsize < 1) {
       throw CLI::ValidationError("--maxsize", "wants a whole number >= 1");
+    }
+    if (app.count("--crash-every") && o.crash_every < 1) {
+      throw CLI::ValidationError("--crash-every", "wants a whole number >= 1");
     }
     if (o.out.empty()) throw CLI::ValidationError("--out", "needs a path");
     if (o.linger < 0) throw CLI::ValidationError("--linger", "wants seconds >= 0");
@@ -236,6 +264,56 @@ std::uint64_t fnv1a(std::string_view s) {
   return h;
 }
 
+// Memory shared by this process and every actor process, restarted ones
+// included: it is mapped before start() forks them (and the process that forks
+// restarted actors), MAP_SHARED so that their writes are seen by all. It holds
+// which crash items have already crashed (so that the restarted worker does
+// not crash again on the item delivered again), and the counts the summary
+// prints.
+class Shared {
+ public:
+  explicit Shared(std::uint64_t crash_slots) : slots_(crash_slots) {
+    size_ = sizeof(Header) + crash_slots;
+    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      throw std::runtime_error(fmt::format("cannot map shared memory: {}", std::strerror(errno)));
+    }
+    base_ = static_cast<std::byte*>(p);  // zero-filled
+    new (base_) Header();
+    for (std::uint64_t k = 0; k < slots_; ++k) new (base_ + sizeof(Header) + k) Flag(0);
+  }
+  ~Shared() { ::munmap(base_, size_); }
+  Shared(const Shared&) = delete;
+  Shared& operator=(const Shared&) = delete;
+
+  // Prep aborts (--crash-every), items a prep worker saw again
+  // (Message::redelivered()), results the consumer dropped as duplicates.
+  std::atomic<std::uint64_t>& crashes() { return header().crashes; }
+  std::atomic<std::uint64_t>& redelivered() { return header().redelivered; }
+  std::atomic<std::uint64_t>& duplicates() { return header().duplicates; }
+  // Sets crash item `slot`'s flag; returns whether it was clear (the first
+  // time the item is seen).
+  bool first_time(std::uint64_t slot) {
+    if (slot >= slots_) return false;
+    return reinterpret_cast<Flag*>(base_ + sizeof(Header))[slot].exchange(1) == 0;
+  }
+
+ private:
+  using Flag = std::atomic<std::uint8_t>;
+  struct Header {
+    std::atomic<std::uint64_t> crashes{0};
+    std::atomic<std::uint64_t> redelivered{0};
+    std::atomic<std::uint64_t> duplicates{0};
+  };
+  // Other processes see them through the page: no locks hidden in a process.
+  static_assert(std::atomic<std::uint64_t>::is_always_lock_free && Flag::is_always_lock_free);
+  Header& header() { return *reinterpret_cast<Header*>(base_); }
+
+  std::uint64_t slots_;
+  std::size_t size_ = 0;
+  std::byte* base_ = nullptr;
+};
+
 // ---- Actors -----------------------------------------------------------------
 
 // Producer k of n makes items k, k+n, k+2n, ... below `items`.
@@ -254,16 +332,27 @@ class Producer : public relay::Actor {
   std::uint64_t first_, step_, items_;
 };
 
-// Attaches a checksum of the payload.
+// Attaches a checksum of the payload. With --crash-every N it aborts on item
+// N-1, 2N-1, ..., the first time any prep process sees it: the restarted
+// worker gets that item again, with the others the dead one had taken. Some
+// of those it had already sent on (delivery is at least once): they reach
+// the consumer twice.
 class Prep : public relay::Actor {
  public:
-  Prep(std::uint64_t delay_us, std::optional<std::uint64_t> fail_at)
-      : delay_us_(delay_us), fail_at_(fail_at) {}
+  Prep(std::uint64_t delay_us, std::optional<std::uint64_t> fail_at, std::uint64_t crash_every,
+       Shared& shared)
+      : delay_us_(delay_us), fail_at_(fail_at), crash_every_(crash_every), shared_(shared) {}
 
   void recv(const relay::Message& m) override {
     auto [i, payload] = m.as<std::uint64_t, std::string>();
+    if (m.redelivered()) shared_.redelivered().fetch_add(1);
     if (fail_at_ && i == *fail_at_) {
       throw std::runtime_error(fmt::format("simulated failure at item {} (--fail-at)", i));
+    }
+    if (crash_every_ > 0 && i % crash_every_ == crash_every_ - 1 &&
+        shared_.first_time(i / crash_every_)) {
+      shared_.crashes().fetch_add(1);
+      std::abort();  // --crash-every
     }
     work(delay_us_);
     send(i, payload, fnv1a(payload));
@@ -272,9 +361,12 @@ class Prep : public relay::Actor {
  private:
   std::uint64_t delay_us_;
   std::optional<std::uint64_t> fail_at_;
+  std::uint64_t crash_every_;
+  Shared& shared_;
 };
 
-// Formats the result line.
+// Formats the result line, sent with its item id. The line is the same
+// whichever worker made it, so that two runs' results files can be compared.
 class Post : public relay::Actor {
  public:
   explicit Post(std::uint64_t delay_us) : delay_us_(delay_us) {}
@@ -282,30 +374,53 @@ class Post : public relay::Actor {
   void recv(const relay::Message& m) override {
     auto [i, payload, sum] = m.as<std::uint64_t, std::string, std::uint64_t>();
     work(delay_us_);
-    send(fmt::format("{} {} {:016x} {}", i, payload, sum, name()));
+    send(i, fmt::format("{} {} {:016x}", i, payload, sum));
   }
 
  private:
   std::uint64_t delay_us_;
 };
 
-// Writes one line per item to the results file.
+// Keeps one result line per item id, and writes them to the results file in
+// item order at the end: delivery is at least once when workers are
+// restarted, so a result may arrive twice; the second is dropped and counted.
+// The file is then the same whatever crashed, and whichever order the results
+// came in. (It holds the lines in memory until the end: about 80 bytes an
+// item.)
 class Consumer : public relay::Actor {
  public:
-  explicit Consumer(std::string path) : path_(std::move(path)) {}
+  Consumer(std::string path, std::uint64_t items, Shared& shared)
+      : path_(std::move(path)), items_(items), shared_(shared) {}
 
   void startup() override {
     file_ = std::fopen(path_.c_str(), "w");
     if (file_ == nullptr) {
       throw std::runtime_error(fmt::format("cannot write '{}': {}", path_, std::strerror(errno)));
     }
+    lines_.assign(items_, std::string());
+    have_.assign(items_, false);
   }
   void recv(const relay::Message& m) override {
-    const std::string line = m.get<std::string>(0);
-    std::fwrite(line.data(), 1, line.size(), file_);
-    std::fputc('\n', file_);
+    auto [i, line] = m.as<std::uint64_t, std::string>();
+    if (i >= items_) throw std::runtime_error(fmt::format("item {} out of range", i));
+    if (have_[i]) {
+      // The same item again, from a restarted worker: the same line.
+      if (line != lines_[i]) {
+        throw std::runtime_error(fmt::format("item {} came twice, different: '{}' and '{}'", i,
+                                             lines_[i], line));
+      }
+      shared_.duplicates().fetch_add(1);
+      return;
+    }
+    have_[i] = true;
+    lines_[i] = std::move(line);
   }
   void shutdown() override {
+    for (std::uint64_t i = 0; i < items_; ++i) {
+      if (!have_[i]) continue;  // the main process counts the lines
+      std::fwrite(lines_[i].data(), 1, lines_[i].size(), file_);
+      std::fputc('\n', file_);
+    }
     const bool failed = std::ferror(file_) != 0;
     if (std::fclose(file_) != 0 || failed) {
       throw std::runtime_error(fmt::format("writing '{}' failed: {}", path_, std::strerror(errno)));
@@ -314,7 +429,11 @@ class Consumer : public relay::Actor {
 
  private:
   std::string path_;
+  std::uint64_t items_;
+  Shared& shared_;
   std::FILE* file_ = nullptr;
+  std::vector<std::string> lines_;  // by item id
+  std::vector<bool> have_;
 };
 
 std::string human_rate(double per_second) {
@@ -349,19 +468,29 @@ int run(const Options& o) {
   for (std::uint64_t k = 0; k < o.producers; ++k) {
     producers.push_back(std::make_unique<Producer>(k, o.producers, o.items));
   }
+  // One flag per crash item (--crash-every), and the summary's counts.
+  Shared shared(o.crash_every > 0 ? o.items / o.crash_every + 1 : 0);
+  const std::uint64_t crash_items = o.crash_every > 0 ? o.items / o.crash_every : 0;
+
   std::vector<std::unique_ptr<Prep>> prep;
   for (std::uint64_t k = 0; k < o.prep; ++k) {
-    prep.push_back(std::make_unique<Prep>(o.delay_us, o.fail_at));
+    prep.push_back(std::make_unique<Prep>(o.delay_us, o.fail_at, o.crash_every, shared));
   }
   std::vector<std::unique_ptr<Post>> post;
   for (std::uint64_t k = 0; k < o.post; ++k) {
     post.push_back(std::make_unique<Post>(o.delay_us));
   }
-  Consumer consumer(o.out);
+  Consumer consumer(o.out, o.items, shared);
 
   relay::Relay relay(o.maxsize, "demo");
   relay.connect(relay::group("producers", producers), relay::group("prep", prep),
                 relay::group("post", post), relay::group("consumer", consumer));
+  if (o.restart) {
+    // Room for every crash asked for, and a few more, within a minute.
+    relay.restart("prep", relay::Restart{.max_restarts = std::max<std::size_t>(
+                                              3, static_cast<std::size_t>(crash_items) + 3),
+                                          .within = std::chrono::seconds(60)});
+  }
   std::optional<Dashboard> dashboard;
   if (!o.dashboard.empty()) dashboard.emplace(o.dashboard, o.linger);
   if (!o.monitor.empty()) {
@@ -393,10 +522,26 @@ int run(const Options& o) {
     dashboard->stop(
         std::chrono::milliseconds(static_cast<long long>(dashboard->linger() * 1000) + 2000));
   }
+  const std::uint64_t duplicates = shared.duplicates().load();
+  if (o.restart || o.crash_every > 0) {
+    std::uint64_t restarts = 0;
+    for (const relay::GroupStats& g : progress.last()) {
+      if (g.name == "prep") restarts = g.restarts;
+    }
+    fmt::print(
+        "demo: {} prep crashes, {} restarts, {} items delivered again to prep, {} duplicate "
+        "results dropped\n",
+        shared.crashes().load(), restarts, shared.redelivered().load(), duplicates);
+  }
+  // The consumer received every item once, plus the duplicates it dropped.
   const std::uint64_t consumed = progress.last().empty() ? 0 : progress.last().back().received;
-  if (lines != o.items || consumed != o.items) {
-    std::fprintf(stderr, "demo: expected %llu results, the file has %llu lines\n",
-                 static_cast<unsigned long long>(o.items), static_cast<unsigned long long>(lines));
+  if (lines != o.items || consumed != o.items + duplicates) {
+    std::fprintf(stderr,
+                 "demo: expected %llu results, the file has %llu lines (the consumer received "
+                 "%llu, %llu of them duplicates)\n",
+                 static_cast<unsigned long long>(o.items), static_cast<unsigned long long>(lines),
+                 static_cast<unsigned long long>(consumed),
+                 static_cast<unsigned long long>(duplicates));
     return 1;
   }
   return 0;
@@ -415,6 +560,10 @@ int main(int argc, char** argv) {
     throw;
   } catch (const relay::Error& e) {
     std::fprintf(stderr, "demo: %s\n", e.what());
+    if (options->crash_every > 0 && !options->restart) {
+      std::fprintf(stderr,
+                   "demo: --crash-every without --restart: a crashed prep worker stops the run\n");
+    }
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "demo: %s\n", e.what());
