@@ -1312,8 +1312,8 @@ int main(int argc, char** argv) {
     auto sup_label = [&](const Config& c) {
       return fmt::format("{}{}", label(c), c.supervised ? " restart" : "        ");
     };
-    std::printf("supervision, 16 B, every group but the source's under restart(), the same n "
-                "without:\n");
+    std::printf("%ssupervision, 16 B, every group but the source's under restart(), the same n "
+                "without:\n", all ? "\n" : "");
     for (std::size_t i = 0; i < sup.size(); ++i) {
       Config& c = sup[i];
       if (c.supervised) {
