@@ -795,8 +795,8 @@ Rate relay_throughput(Topology t, std::size_t size, long n, bool supervised = fa
   try {
     relay.start();
   } catch (const std::exception& e) {
-    broken(fmt::format("relay {} {}{} n={}: {}", topology_name(t), size_name(size), sup, n,
-                       e.what()));
+    broken(
+        fmt::format("relay {} {}{} n={}: {}", topology_name(t), size_name(size), sup, n, e.what()));
     return rate;
   }
   rate.seconds = seconds_since(t0);
@@ -1070,8 +1070,7 @@ int main(int argc, char** argv) {
     const int fields = std::sscanf(o.one.c_str(), "%15[^:]:%lu:%ld:%15s", topo, &bytes, &n, mode);
     const bool supervised = fields == 4 && std::string_view(mode) == "restart";
     if (fields < 3 || n <= 0 || (fields == 4 && !supervised)) {
-      std::fprintf(stderr,
-                   "bench: --one wants TOPOLOGY:BYTES:N[:restart], e.g. 1-1:16:2000000\n");
+      std::fprintf(stderr, "bench: --one wants TOPOLOGY:BYTES:N[:restart], e.g. 1-1:16:2000000\n");
       return 64;
     }
     const std::string t = topo;
@@ -1088,9 +1087,9 @@ int main(int argc, char** argv) {
       return 64;
     }
     ::alarm(0);
-    std::printf("%s %s%s n=%ld: %.3f s, %s msg/s, %.1f MB/s\n", t.c_str(),
-                size_name(bytes).c_str(), supervised ? " restart" : "", r.n, r.seconds,
-                si(r.msgs()).c_str(), r.msgs() * static_cast<double>(bytes) / 1e6);
+    std::printf("%s %s%s n=%ld: %.3f s, %s msg/s, %.1f MB/s\n", t.c_str(), size_name(bytes).c_str(),
+                supervised ? " restart" : "", r.n, r.seconds, si(r.msgs()).c_str(),
+                r.msgs() * static_cast<double>(bytes) / 1e6);
     return g_broken ? 2 : 0;
   }
 
@@ -1130,8 +1129,8 @@ int main(int argc, char** argv) {
                 raw_rss.rss_anon_kb);
     std::printf("  relay idle source actor                 %6ld / %ld\n", relay_rss.vm_rss_kb,
                 relay_rss.rss_anon_kb);
-    std::printf("  relay idle sink actor                   %6ld / %ld\n\n", relay_sink_rss.vm_rss_kb,
-                relay_sink_rss.rss_anon_kb);
+    std::printf("  relay idle sink actor                   %6ld / %ld\n\n",
+                relay_sink_rss.vm_rss_kb, relay_sink_rss.rss_anon_kb);
     {
       const double raw_mb = static_cast<double>(raw_rss.vm_rss_kb) * 1024 / 1e6;
       const double relay_mb = static_cast<double>(relay_rss.vm_rss_kb) * 1024 / 1e6;
@@ -1312,8 +1311,10 @@ int main(int argc, char** argv) {
     auto sup_label = [&](const Config& c) {
       return fmt::format("{}{}", label(c), c.supervised ? " restart" : "        ");
     };
-    std::printf("%ssupervision, 16 B, every group but the source's under restart(), the same n "
-                "without:\n", all ? "\n" : "");
+    std::printf(
+        "%ssupervision, 16 B, every group but the source's under restart(), the same n "
+        "without:\n",
+        all ? "\n" : "");
     for (std::size_t i = 0; i < sup.size(); ++i) {
       Config& c = sup[i];
       if (c.supervised) {
@@ -1345,22 +1346,22 @@ int main(int argc, char** argv) {
                   sup_label(restart).c_str(), si(rate).c_str(), ratio(rate, raw_rate).c_str(),
                   ratio(rate, plain_rate).c_str());
       rows.push_back({fmt::format("throughput {} 16 B, no restart (supervision runs)", name),
-                      fmt::format("{} msg/s", si(raw_rate)), fmt::format("{} msg/s", si(plain_rate)),
-                      ratio(plain_rate, raw_rate)});
-      rows.push_back({fmt::format("throughput {} 16 B, restart() on every group but the source's",
-                                  name),
-                      fmt::format("{} msg/s", si(raw_rate)), fmt::format("{} msg/s", si(rate)),
-                      fmt::format("{} (vs same run without restart {})", ratio(rate, raw_rate),
-                                  ratio(rate, plain_rate)),
-                      ">= 0.8x of without restart", pass(rate >= 0.8 * plain_rate)});
+                      fmt::format("{} msg/s", si(raw_rate)),
+                      fmt::format("{} msg/s", si(plain_rate)), ratio(plain_rate, raw_rate)});
+      rows.push_back(
+          {fmt::format("throughput {} 16 B, restart() on every group but the source's", name),
+           fmt::format("{} msg/s", si(raw_rate)), fmt::format("{} msg/s", si(rate)),
+           fmt::format("{} (vs same run without restart {})", ratio(rate, raw_rate),
+                       ratio(rate, plain_rate)),
+           ">= 0.8x of without restart", pass(rate >= 0.8 * plain_rate)});
     }
     std::printf("\n");
   }
 
   // ---- the table, markdown.
   ::alarm(0);
-  const std::string args = fmt::format("{}{}", o.quick ? " --quick" : "",
-                                       all ? "" : " --only " + o.only);
+  const std::string args =
+      fmt::format("{}{}", o.quick ? " --quick" : "", all ? "" : " --only " + o.only);
   std::printf("\n### relay vs raw ZeroMQ (%s)\n\n", o.quick ? "quick run" : "full run");
   std::printf("machine: %s; commit %s; `bazel run -c opt //bench:bench%s%s`; %.0f s\n\n",
               machine.c_str(), commit.c_str(), args.empty() ? "" : " --", args.c_str(),
