@@ -292,8 +292,9 @@ class Relay {
   // name, group and position, which runs startup() again (a source runs
   // loop() again from the start), and every message sent to it that its
   // recv() had not finished is delivered again (Message::redelivered()).
-  // Delivery is at least once: what an actor sent before it failed may be
-  // sent again by its successor. See README "Supervision". Call it after
+  // Downstream of a restarted actor that receives and is deterministic, each
+  // message is delivered once; a restarted source sends everything again (at
+  // least once). See README "Supervision". Call it after
   // connect(); throws std::invalid_argument for an unknown group, a policy
   // with attempts or max_restarts 0, or an Inlet's group.
   Relay& restart(const std::string& group, Restart policy = {});

@@ -1,6 +1,8 @@
-// Supervision under fire: two million messages through 1-3-2 while a middle
-// actor is SIGKILLed every 200 ms (issue 11 point 7). Nothing may be lost;
-// delivery is at least once, so the test reports how many arrived twice.
+// Supervision under fire: messages through 1-3-2 while a middle actor is
+// SIGKILLed every 200 ms (issue 11 point 7): each arrives exactly once.
+// 300,000 by default (about a minute here, with some 300 kills: restarts
+// make the run ~100x slower than an undisturbed one); SOAK_N sets another
+// count, SOAK_VERBOSE=1 prints the groups' counts as it goes.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -23,7 +25,7 @@ using relay::testing::ProcessTest;
 
 long long Count() {
   const char* n = std::getenv("SOAK_N");
-  return n != nullptr ? std::atoll(n) : 2000000;
+  return n != nullptr ? std::atoll(n) : 300000;
 }
 const long long kN = Count();
 
@@ -126,6 +128,7 @@ TEST_F(Soak, NothingLostWhileMiddleActorsAreKilled) {
     if (seen[static_cast<std::size_t>(i)] > 1) ++twice;
   }
   EXPECT_EQ(missing, 0) << "numbers lost";
+  EXPECT_EQ(twice, 0) << "numbers delivered more than once";
   std::printf("soak: %d kills, %lld received, %lld delivered more than once\n", killer.kills,
               received, twice);
 }

@@ -54,6 +54,7 @@ class Buffer {
   ~Buffer() { std::free(data_); }
 
   void write(const char* p, std::size_t n) {
+    if (n == 0) return;  // p may be null then (an empty bin), which memcpy must not see
     if (size_ + n > capacity_) grow(size_ + n);
     std::memcpy(data_ + size_, p, n);
     size_ += n;

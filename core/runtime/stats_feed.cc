@@ -90,7 +90,19 @@ void StatsFeed::publish() {
     c.last_sent = sent;
     c.last_received = received;
     g.sent += c.sent + sent;
-    g.received += c.received + received;
+    if (r.bye && r.incarnation > 0) {
+      // Exact at the end: what its last process took, and what its senders
+      // count as finished by its earlier ones (or dead letters).
+      std::uint64_t settled = 0;
+      for (const broker::ActorReport& sender : reports) {
+        for (const auto& [pair, n] : sender.settled) {
+          if (pair.second == id) settled += n;
+        }
+      }
+      g.received += sum_of(r.received) + settled;
+    } else {
+      g.received += c.received + received;
+    }
     g.waiting += r.bye ? 0 : r.waiting;
     g.restarts += broker_.supervisor().restarts(static_cast<std::uint32_t>(id));
     if (r.exitcode) ++g.ended;

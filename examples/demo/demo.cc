@@ -108,10 +108,10 @@ std::optional<Options> parse_args(int argc, char** argv, int& status) {
       ->type_name("N");
   app.add_flag("--restart", o.restart,
                "Supervise the prep group (Relay::restart()): a failed worker is\n"
-               "started again and gets again what it had not finished. Delivery\n"
-               "is then at least once: what a worker sent before it died may be\n"
-               "sent again, so the consumer keeps one result per item id and the\n"
-               "summary says how many duplicates it dropped");
+               "started again and gets again what it had not finished; what it\n"
+               "had delivered is not sent again (exactly once downstream). The\n"
+               "consumer still keeps one result per item id and the summary\n"
+               "says how many duplicates it dropped (0 expected)");
   app.add_option("--monitor", o.monitor,
                  "Publish logs and counters at tcp://ADDRESS:PORT for relay-monitor\n"
                  "(Relay::monitor())")
