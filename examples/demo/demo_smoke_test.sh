@@ -107,6 +107,6 @@ grep -q "^demo: --prep: wants a whole number >= 1$" "$tmp/err.txt" ||
 status=0
 "$demo" --crash-every 0 >/dev/null 2>"$tmp/err.txt" || status=$?
 [[ "$status" -eq 2 ]] || fail "--crash-every 0 exited $status, want 2"
-"$demo" --help | grep -q 'at least once' || fail "--help does not say delivery is at least once"
+"$demo" --help | grep -q 'exactly once' || fail "--help does not say what delivery is"
 
 echo "demo smoke test passed"
