@@ -801,7 +801,18 @@ void ActorRuntime::receive_loop() {
   while (open_upstreams_ > 0) {
     if (!pending_.empty()) {
       // Finished messages wait for credits from downstream, which let their
-      // senders go on: wait for data and credits together.
+      // senders go on. While data is there, take it; only an empty inbox
+      // waits, for data and credits together.
+      if (inbox_.recv(from, zmq::recv_flags::dontwait)) {
+        if (!from.more() || !inbox_.recv(frame, zmq::recv_flags::dontwait)) {
+          reject("frame without routing id");
+          continue;
+        }
+        if (frame.more()) drain_multipart(inbox_);
+        handle_inbound(from, frame);
+        if ((++finish_tick_ & 3) == 0) read_all_downstream();
+        continue;
+      }
       if (items.empty()) {
         items.push_back({inbox_.handle(), 0, ZMQ_POLLIN, 0});
         for (Downstream& d : down_) items.push_back({d.socket.handle(), 0, ZMQ_POLLIN, 0});
