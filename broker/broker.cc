@@ -379,6 +379,9 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         r.pid = hello.pid;
         r.host = std::move(hello.host);
         r.endpoint = std::move(hello.data_endpoint);
+        if ((plan_.remote(*id) || actor_worker_[*id] >= 0) && hooks_.remote_started) {
+          hooks_.remote_started(*id, r.pid);
+        }
         auto start_frame = [&] {
           internal::Start start;
           for (const ActorReport& x : reports_) {
@@ -637,6 +640,14 @@ void Broker::handle_worker(const std::string& rid, ControlFrame& frame) {
   const Ctl kind = internal::kind_of(frame);
   auto it = std::find_if(workers_.begin(), workers_.end(),
                          [&](const WorkerReport& w) { return w.routing_id == rid; });
+  if (it != workers_.end() && it->lost) {
+    // Taken for lost, and its supervised actors started elsewhere: whatever
+    // of its own still runs must stop.
+    send_to_worker(rid, encode(internal::Abort{"this host was taken for lost (no word from it for " +
+                                               std::to_string(internal::kHostTimeout.count()) +
+                                               " ms)"}));
+    return;
+  }
   if (it != workers_.end() && !it->ready) {
     // Heard from again after its assignment: its new socket is connected.
     it->ready = true;
@@ -653,7 +664,7 @@ void Broker::handle_worker(const std::string& rid, ControlFrame& frame) {
       send_to_worker(rid, encode(internal::End{false, "this broker already serves a driver"}));
       return;
     }
-    if (assigned_ || abort_reason_) {
+    if (abort_reason_ || (assigned_ && (driver || !takes_late_workers()))) {
       send_to_worker(rid, encode(internal::End{false, "the run needs no more workers"}));
       return;
     }
@@ -697,6 +708,15 @@ void Broker::handle_worker(const std::string& rid, ControlFrame& frame) {
     }
     w.last_seen = std::chrono::steady_clock::now();
     workers_.push_back(std::move(w));
+    if (assigned_) {
+      // Mid-run: it stands by to take supervised actors of a lost host.
+      WorkerReport& late = workers_.back();
+      send_to_worker(rid, encode(internal::Assign{{}, plan_.listen_endpoint, log_tcp_endpoint_}));
+      late.ready = false;
+      logger_->info("worker {} joined mid-run: it takes actors of lost hosts", late.host);
+      place_waiting();
+      return;
+    }
     const std::size_t joined = workers_.size() - (driver_rid_.empty() ? 0 : 1);
     if (joined >= plan_.expect_workers && (!standalone_ || !driver_rid_.empty())) {
       assign_workers();
@@ -717,10 +737,17 @@ void Broker::handle_worker(const std::string& rid, ControlFrame& frame) {
       if (id >= actor_worker_.size() || actor_worker_[id] != it - workers_.begin()) {
         throw EncodeError("exit of an actor that is not this worker's");
       }
-      if (!reports_[id].exitcode) {
-        actor_exited(id, exit.exitcode);
-        actor_ended_remotely(id);
+      // An earlier incarnation's (its successor may be running already).
+      if (exit.incarnation != reports_[id].incarnation || reports_[id].exitcode) return;
+      if (exit.in_recv) {
+        remote_in_recv_[id] = InRecv{exit.edge, exit.sender, exit.sender_incarnation, exit.seq,
+                                     exit.size, std::string(exit.head.bytes)};
       }
+      // The driver's handle first: a supervised actor's report starts over
+      // in actor_exited().
+      reports_[id].exitcode = exit.exitcode;
+      actor_ended_remotely(id);
+      actor_exited(id, exit.exitcode);
       return;
     }
     case Ctl::dabort:
@@ -926,14 +953,53 @@ void Broker::check_workers() {
     const std::string why = "host '" + w.host + "' (" + w.address + ") lost: no word from its " +
                             (w.driver ? "driver" : "worker") + " (pid " + std::to_string(w.pid) +
                             ") for " + std::to_string(internal::kHostTimeout.count()) + " ms";
-    logger_->error("{}", why);
-    for (std::uint32_t id : w.actors) {
+    // Its actors are lost with it. The run goes on only if every one of them
+    // is supervised: they start again on other workers.
+    bool unsupervised = w.driver;
+    const std::vector<std::uint32_t> lost = w.actors;
+    for (std::uint32_t id : lost) {
+      if (!reports_[id].exitcode && !supervisor_.supervises(id)) unsupervised = true;
+    }
+    if (unsupervised || abort_reason_) {
+      logger_->error("{}", why);
+    } else {
+      logger_->warn("{}: its actors start again on other workers", why);
+    }
+    for (std::uint32_t id : lost) {
       if (reports_[id].exitcode) continue;
       reports_[id].failure = why;
       reports_[id].exitcode = -SIGKILL;
       actor_ended_remotely(id);
+      if (!unsupervised) actor_exited(id, -SIGKILL);  // supervise() places it again
     }
-    abort(why);
+    if (unsupervised) abort(why);
+  }
+  const auto waited = std::find_if(unplaced_.begin(), unplaced_.end(),
+                                   [&](const auto& u) { return now >= u.second; });
+  if (waited != unplaced_.end() && !abort_reason_) {
+    const std::uint32_t id = waited->first;
+    const internal::ActorSlot& slot = plan_.actors[id];
+    const std::optional<std::string>& label = plan_.placement[id];
+    std::vector<std::string> hosts;
+    for (const WorkerReport& x : workers_) {
+      if (x.driver) continue;
+      hosts.push_back(x.host + (x.lost ? " (lost)"
+                                       : x.labels.empty() ? " (no labels)"
+                                                          : " (labels " +
+                                                                fmt::format("{}", fmt::join(x.labels, ",")) +
+                                                                ")"));
+    }
+    ActorReport& r = reports_[id];
+    r.failure = "lost its host, and no worker that group '" + slot.group_name +
+                "''s placement (" +
+                (label && !label->empty() ? "workers labelled '" + *label + "'" : "any worker") +
+                ") allows was there to start it again within " +
+                fmt::format("{:.1f}", plan_.worker_wait.count() / 1000.0) + " s (workers: " +
+                (hosts.empty() ? std::string("none") : fmt::format("{}", fmt::join(hosts, ", "))) + ")";
+    r.exitcode = -SIGKILL;
+    unplaced_.erase(waited);
+    logger_->error("[{}] ({}) {}", slot.group_name, slot.name, *r.failure);
+    abort("group '" + slot.group_name + "' has no host left that its placement allows");
   }
 }
 
@@ -1152,8 +1218,16 @@ void Broker::supervise(std::uint32_t id) {
   ActorReport& r = reports_[id];
   const internal::ActorSlot& slot = plan_.actors[id];
   const auto now = std::chrono::steady_clock::now();
+  const bool remote = plan_.remote(id) || actor_worker_[id] >= 0;
   std::optional<InRecv> in_recv;
-  if (hooks_.in_recv) in_recv = hooks_.in_recv(id);
+  if (remote) {
+    if (const auto it = remote_in_recv_.find(id); it != remote_in_recv_.end()) {
+      in_recv = std::move(it->second);
+      remote_in_recv_.erase(it);
+    }
+  } else if (hooks_.in_recv) {
+    in_recv = hooks_.in_recv(id);
+  }
   const Supervisor::Verdict verdict = supervisor_.failed(
       {id, r.incarnation, r.pid, r.host.empty() ? host_of(id) : r.host, failure_reason(id), now},
       in_recv);
@@ -1189,6 +1263,10 @@ void Broker::supervise(std::uint32_t id) {
   r.edge_in.clear();
   logs_expected_[id] = kNotAnnounced;
   r.hello_by = now + internal::start_wait();
+  if (remote) {
+    place(id);
+    return;
+  }
   try {
     hooks_.respawn(id, r.incarnation);
   } catch (const std::exception& e) {
@@ -1212,6 +1290,79 @@ void Broker::check_restarts() {
                    *r.failure);
     abort("actor '" + plan_.actors[id].name + "' could not be restarted");
     return;
+  }
+}
+
+std::vector<std::size_t> Broker::workers_for(std::uint32_t group) const {
+  const std::optional<std::string>& label = plan_.placement[plan_.groups[group].first];
+  std::vector<std::size_t> fit;
+  for (std::size_t w = 0; w < workers_.size(); ++w) {
+    const WorkerReport& x = workers_[w];
+    if (x.driver || x.lost || x.ended) continue;
+    if (!label || label->empty() ||
+        std::find(x.labels.begin(), x.labels.end(), *label) != x.labels.end()) {
+      fit.push_back(w);
+    }
+  }
+  return fit;
+}
+
+bool Broker::takes_late_workers() const {
+  for (std::uint32_t g = 0; g < plan_.groups.size(); ++g) {
+    if (plan_.remote(plan_.groups[g].first) && plan_.supervised_group(g) != nullptr) return true;
+  }
+  return false;
+}
+
+void Broker::place(std::uint32_t id) {
+  ActorReport& r = reports_[id];
+  const internal::ActorSlot& slot = plan_.actors[id];
+  const int at = actor_worker_[id];
+  std::optional<std::size_t> pick;
+  if (at >= 0 && !workers_[static_cast<std::size_t>(at)].lost) {
+    pick = static_cast<std::size_t>(at);  // a restart stays on its host
+  } else {
+    // The least busy of the workers its placement allows.
+    auto busy = [&](std::size_t w) {
+      return std::count_if(workers_[w].actors.begin(), workers_[w].actors.end(),
+                           [&](std::uint32_t a) { return !reports_[a].exitcode; });
+    };
+    for (std::size_t w : workers_for(slot.group)) {
+      if (!pick || busy(w) < busy(*pick)) pick = w;
+    }
+  }
+  if (at >= 0 && (!pick || *pick != static_cast<std::size_t>(at))) {
+    std::erase(workers_[static_cast<std::size_t>(at)].actors, id);
+    actor_worker_[id] = -1;
+  }
+  if (!pick) {
+    r.hello_by.reset();
+    unplaced_.emplace(id, std::chrono::steady_clock::now() + plan_.worker_wait);
+    logger_->warn("[{}] ({}) waits for a worker its placement allows to start it on", slot.group_name,
+                  slot.name);
+    return;
+  }
+  WorkerReport& w = workers_[*pick];
+  if (actor_worker_[id] < 0) {
+    w.actors.push_back(id);
+    actor_worker_[id] = static_cast<int>(*pick);
+    r.host.clear();  // until its hello from there
+    logger_->info("[{}] ({}) starts again on worker {} ({})", slot.group_name, slot.name, w.host,
+                  w.address);
+  }
+  r.hello_by = std::chrono::steady_clock::now() + internal::start_wait();
+  send_to_worker(w.routing_id, encode(internal::Spawn{id, r.incarnation}));
+}
+
+void Broker::place_waiting() {
+  for (auto it = unplaced_.begin(); it != unplaced_.end();) {
+    const std::uint32_t id = it->first;
+    if (workers_for(plan_.actors[id].group).empty()) {
+      ++it;
+      continue;
+    }
+    it = unplaced_.erase(it);
+    place(id);
   }
 }
 

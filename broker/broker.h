@@ -170,6 +170,9 @@ class Broker {
     // with.
     std::function<void(std::uint32_t id, std::uint32_t incarnation)> respawn;
     std::function<std::optional<InRecv>(std::uint32_t id)> in_recv;
+    // Told of each hello of a remote actor (a restarted one too), with its
+    // pid on its host.
+    std::function<void(std::uint32_t id, int pid)> remote_started;
   };
 
   Broker(zmq::context_t& ctx, const internal::Plan& plan, std::shared_ptr<spdlog::logger> logger,
@@ -292,6 +295,18 @@ class Broker {
   // the run if its limits are used up.
   void supervise(std::uint32_t id);
   void check_restarts();
+  // Supervision across hosts: has a worker start remote actor `id` as its
+  // current incarnation: its own worker, or, when that host is lost, another
+  // that its group's placement allows. With none, the actor waits (a worker
+  // may join mid-run to take it) until plan.worker_wait has passed; then the
+  // run stops, naming the group and the placement.
+  void place(std::uint32_t id);
+  void place_waiting();
+  // The workers (not lost, not the driver) that group `g`'s placement allows.
+  std::vector<std::size_t> workers_for(std::uint32_t group) const;
+  // Whether workers may still join once the actors are assigned: to take
+  // supervised actors of a lost host.
+  bool takes_late_workers() const;
 
   zmq::context_t& ctx_;
   const internal::Plan& plan_;
@@ -330,6 +345,12 @@ class Broker {
   std::map<std::uint32_t, std::vector<internal::DeadLetter>> dead_pending_;
   // Per supervised actor: the origins of the puts taken (internal/dedup.h).
   std::map<std::uint32_t, internal::DedupTable> puts_taken_;
+  // Per remote supervised actor that died inside recv(): what its worker
+  // read in its in-flight slot.
+  std::map<std::uint32_t, InRecv> remote_in_recv_;
+  // Remote actors to start again that no worker can take yet, and until when
+  // they may wait for one.
+  std::map<std::uint32_t, std::chrono::steady_clock::time_point> unplaced_;
   // Across hosts.
   std::optional<internal::ZapHandler> zap_;
   std::string log_tcp_endpoint_;

@@ -511,11 +511,6 @@ void run_relay(RelayState& state, Handler* handler) {
       }
       s.dead_letters = q;
     }
-    if (plan.remote(plan.groups[g].first)) {
-      throw std::invalid_argument("restart: group '" + name +
-                                  "' is placed on workers; supervised groups run on the "
-                                  "driver's host for now (restarts on workers are not built yet)");
-    }
     if (!state.broker.empty()) {
       throw std::invalid_argument("restart: group '" + name +
                                   "': supervision with a standalone broker (broker()) is not "
@@ -533,8 +528,12 @@ void run_relay(RelayState& state, Handler* handler) {
     config.labels = me.labels;
     config.key = plan.key;
     workers::run_worker(
-        plan, config, [&](std::uint32_t id) {
+        plan, config,
+        [&](std::uint32_t id) {
           return fork_actor(plan, *actors[id], actors[id]->process_, logger);
+        },
+        [&](std::uint32_t id, std::uint32_t incarnation) {
+          run_actor_process(plan, *actors[id], incarnation);
         },
         logger);
     return;
@@ -653,6 +652,15 @@ void run_relay(RelayState& state, Handler* handler) {
       handles[id]->respawned(child.pid, child.pidfd);
     };
     hooks.in_recv = [](std::uint32_t id) { return read_inflight(id); };
+    hooks.remote_started = [&](std::uint32_t id, int pid) {
+      ProcessHandle& h = *handles[id];
+      {
+        std::lock_guard lock(h.mu);
+        h.pid = pid;
+        h.exitcode.reset();
+      }
+      h.ended.notify_all();
+    };
     hooks.remote_ended = [&](std::uint32_t id, int pid, int exitcode) {
       ProcessHandle& h = *handles[id];
       {

@@ -387,7 +387,7 @@ std::vector<ri::ControlFrame> EveryControlFrame() {
                  0xfedcba9876543210u,
                  "relay 1.0",
                  {{"windows", "3"}, {"codec", "1"}}},
-      ri::WExit{4, -9},
+      ri::WExit{4, 2, -11, true, 1, 3, 1, 17, 2, ri::Bin{kBytes}},
       ri::Ping{},
       ri::Pong{},
       ri::Assign{{1, 2, 3}, "tcp://d:7000", "tcp://d:7001"},
@@ -401,6 +401,7 @@ std::vector<ri::ControlFrame> EveryControlFrame() {
       ri::REnded{4, 99, -15},
       ri::Result{ri::Bin{kBytes}},
       ri::Restarted{2, 1, "ipc://@y", {{{0, 0}, {{1, 17}, "killed by SIGSEGV"}}}},
+      ri::Spawn{3, 2},
   };
 }
 
@@ -667,9 +668,9 @@ TEST(Frames, RefusesIntegersOutOfRange) {
   const std::string negative =
       Edited(stats, [](auto& e, msgpack::zone&) { e[3] = msgpack::object(-1); });
   EXPECT_THAT(Refusal(negative), HasSubstr("stats: field 'waiting': -1, which does not fit"));
-  const std::string exit = ri::encode(ri::WExit{1, 0});
+  const std::string exit = ri::encode(ri::WExit{1, 0, 0, false, 0, 0, 0, 0, 0, ri::Bin{}});
   const std::string huge_exit = Edited(exit, [](auto& e, msgpack::zone&) {
-    e[2] = msgpack::object(std::int64_t{std::numeric_limits<int>::min()} - 1);
+    e[3] = msgpack::object(std::int64_t{std::numeric_limits<int>::min()} - 1);
   });
   EXPECT_THAT(Refusal(huge_exit), HasSubstr("wexit: field 'exitcode'"));
 }

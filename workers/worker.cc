@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "relay/internal/process.h"
 #include "relay/internal/transport.h"
 #include "relay/internal/wire.h"
+#include "relay/runtime/inflight.h"
 
 namespace relay::workers {
 
@@ -103,9 +105,17 @@ constexpr int kFramesPerTurn = 256;
 
 }  // namespace
 
-void WorkerSession::kill_and_reap() noexcept { internal::kill_and_reap(handles_); }
+void WorkerSession::kill_and_reap() noexcept {
+  internal::kill_and_reap(handles_);
+  if (spawner_) spawner_->stop();
+}
 
-void WorkerSession::join_and_fork(const ForkActor& fork_actor) {
+WorkerSession::~WorkerSession() {
+  kill_and_reap();
+  if (inflight_) internal::destroy_inflight_table();
+}
+
+void WorkerSession::join_and_fork(const ForkActor& fork_actor, const RunActor& run_actor) {
   rid_ = "W" + internal::random_hex(8);
   address_ = local_address_towards(config_.driver);
   const std::string role = driver_ ? "relay driver: " : "relay worker: ";
@@ -183,14 +193,28 @@ void WorkerSession::join_and_fork(const ForkActor& fork_actor) {
   plan_.driver_pid = ::getpid();
   plan_.key = config_.key;
   try {
+    if (plan_.any_supervised() && run_actor) {
+      // Before any actor: the in-flight slots every actor process shares,
+      // and the spawner, which copies this process as it is now (the plan
+      // complete with the broker's endpoints).
+      internal::create_inflight_table(plan_.actors.size());
+      inflight_ = true;
+      spawner_ = internal::Spawner::start([this, run_actor](std::uint32_t id, std::uint32_t inc) {
+        plan_.spawner_pid = static_cast<int>(::getppid());  // Spawner checked it is the spawner
+        run_actor(id, inc);
+      });
+      plan_.spawner_pid = spawner_->pid();
+    }
     for (std::uint32_t id : ids_) {
       // fork_actor() has opened its pidfd (ProcessHandle::adopt).
       handles_.push_back(fork_actor(id));
+      incarnations_.push_back(0);
     }
   } catch (...) {
     kill_and_reap();
     throw;
   }
+  running_ = handles_.size();
   logger_->info("{}running {} actor(s)", driver_ ? "driver: " : "worker: ", ids_.size());
 }
 
@@ -224,16 +248,18 @@ void WorkerSession::serve_until_end() {
   Clock::time_point kill_at = Clock::time_point::max();
   std::optional<std::string> stopped;  // why the run stopped, if it did
   bool ended = false;
-  std::size_t running = handles_.size();
   const std::size_t extra = driver_ ? driver_->watches.size() : 0;
-  while (running > 0 || !ended) {
+  while (running_ > 0 || !ended) {
     std::vector<zmq::pollitem_t> items{{s.handle(), 0, ZMQ_POLLIN, 0}};
+    const std::size_t forked = handles_.size();  // spawn() may add to it below
     for (auto& h : handles_) {
-      items.push_back({nullptr, h->exitcode ? -1 : h->pidfd, ZMQ_POLLIN, 0});
+      // The spawner reaps its own children and says so.
+      items.push_back({nullptr, h->exitcode || h->spawned ? -1 : h->pidfd, ZMQ_POLLIN, 0});
     }
     for (std::size_t i = 0; i < extra; ++i) {
       items.push_back({nullptr, driver_->watches[i].first, ZMQ_POLLIN, 0});
     }
+    items.push_back({nullptr, spawner_ ? spawner_->fd() : -1, ZMQ_POLLIN, 0});
     internal::poll(items, std::chrono::milliseconds(100));
     zmq::message_t frame;
     // A bounded batch: a driver flooded with queue puts and log records must
@@ -254,6 +280,16 @@ void WorkerSession::serve_until_end() {
           send_ctl(s, internal::WEnd{});
           ended = true;
           if (!end->ok && !stopped) stopped = std::move(end->reason);
+        } else if (auto* spawn_frame = std::get_if<internal::Spawn>(&f)) {
+          if (!stopped && !spawn(spawn_frame->actor, spawn_frame->incarnation)) {
+            // Its end, as far as the broker is concerned: it counts it as a
+            // failure of that incarnation (and may try again).
+            internal::WExit exit;
+            exit.actor = spawn_frame->actor;
+            exit.incarnation = spawn_frame->incarnation;
+            exit.exitcode = internal::Spawner::kReturnedStatus;
+            send_ctl(s, exit);
+          }
         } else if (driver_ && !std::holds_alternative<internal::Pong>(f)) {
           driver_->on_frame(f);
         }
@@ -262,14 +298,29 @@ void WorkerSession::serve_until_end() {
                       e.what());
       }
     }
-    for (std::size_t i = 0; i < handles_.size(); ++i) {
+    for (std::size_t i = 0; i < forked; ++i) {
       if (handles_[i]->exitcode || !(items[i + 1].revents & ZMQ_POLLIN)) continue;
       if (!handles_[i]->try_reap()) continue;
-      --running;
-      send_ctl(s, internal::WExit{ids_[i], *handles_[i]->exitcode});
+      --running_;
+      send_ctl(s, exit_frame(i));
+    }
+    if (items.back().revents & ZMQ_POLLIN) {
+      try {
+        for (const internal::Spawner::Exit& e : spawner_->take_exits()) {
+          const auto at = std::find(ids_.begin(), ids_.end(), e.id);
+          if (at == ids_.end()) continue;
+          const auto i = static_cast<std::size_t>(at - ids_.begin());
+          if (!handles_[i]->spawned_exit(e.pid, e.exitcode)) continue;  // an earlier process
+          --running_;
+          send_ctl(s, exit_frame(i));
+        }
+      } catch (const std::exception& e) {
+        throw Error(std::string("relay worker: the process that restarts actors ended: ") +
+                    e.what());
+      }
     }
     for (std::size_t i = 0; i < extra; ++i) {
-      if (!(items[1 + handles_.size() + i].revents & ZMQ_POLLIN)) continue;
+      if (!(items[1 + forked + i].revents & ZMQ_POLLIN)) continue;
       try {
         driver_->watches[i].second();
       } catch (const std::exception& e) {
@@ -288,7 +339,7 @@ void WorkerSession::serve_until_end() {
     if (now - last_heard > internal::kHostTimeout) {
       throw Error("relay " + std::string(driver_ ? "driver" : "worker") + ": lost " + peer() +
                   " (no word for " + std::to_string(internal::kHostTimeout.count()) +
-                  " ms); stopped " + std::to_string(running) + " running actor(s)");
+                  " ms); stopped " + std::to_string(running_) + " running actor(s)");
     }
   }
   // The wend must leave before the socket closes.
@@ -296,11 +347,65 @@ void WorkerSession::serve_until_end() {
   if (stopped) throw Error("relay worker: the run stopped: " + *stopped);
 }
 
+bool WorkerSession::spawn(std::uint32_t id, std::uint32_t incarnation) {
+  if (!spawner_ || id >= plan_.actors.size() || !plan_.supervised_group(plan_.actors[id].group)) {
+    logger_->warn("worker: asked to start actor {}, which is not of a supervised group", id);
+    return false;
+  }
+  const auto at = std::find(ids_.begin(), ids_.end(), id);
+  std::size_t i = static_cast<std::size_t>(at - ids_.begin());
+  if (at != ids_.end() && !handles_[i]->exitcode) {
+    logger_->warn("worker: asked to start actor '{}' again while it runs", plan_.actors[id].name);
+    return false;
+  }
+  try {
+    logger_->flush();
+    const internal::Spawner::Spawned child =
+        spawner_->spawn(id, incarnation, std::chrono::seconds(10));
+    if (at == ids_.end()) {
+      // Re-placed here from a lost host.
+      ids_.push_back(id);
+      handles_.push_back(std::make_shared<internal::ProcessHandle>());
+      incarnations_.push_back(incarnation);
+    }
+    handles_[i]->respawned(child.pid, child.pidfd);
+    incarnations_[i] = incarnation;
+    ++running_;
+    logger_->info("worker: started actor '{}' (incarnation {}, pid {})", plan_.actors[id].name,
+                  incarnation, child.pid);
+    return true;
+  } catch (const std::exception& e) {
+    logger_->error("worker: could not start actor '{}': {}", plan_.actors[id].name, e.what());
+    return false;
+  }
+}
+
+internal::WExit WorkerSession::exit_frame(std::size_t i) {
+  internal::WExit exit;
+  exit.actor = ids_[i];
+  exit.incarnation = incarnations_[i];
+  exit.exitcode = *handles_[i]->exitcode;
+  if (const auto in = internal::read_inflight(ids_[i])) {
+    exit.in_recv = true;
+    exit.edge = in->edge;
+    exit.sender = in->sender;
+    exit.sender_incarnation = in->sender_incarnation;
+    exit.seq = in->seq;
+    exit.size = in->size;
+    // read_inflight() copied the bytes; they must live until the frame is
+    // sent, so keep them in the session.
+    head_ = in->head;
+    exit.head = internal::Bin{head_};
+  }
+  return exit;
+}
+
 void run_worker(internal::Plan& plan, const WorkerConfig& config,
                 const WorkerSession::ForkActor& fork_actor,
+                const WorkerSession::RunActor& run_actor,
                 const std::shared_ptr<spdlog::logger>& logger) {
   WorkerSession session(plan, config, logger);
-  session.join_and_fork(fork_actor);
+  session.join_and_fork(fork_actor, run_actor);
   session.serve();
 }
 

@@ -25,6 +25,7 @@
 #include "relay/internal/process.h"
 #include "relay/internal/security.h"
 #include "relay/internal/wire.h"
+#include "relay/runtime/spawner.h"
 
 namespace relay::workers {
 
@@ -58,6 +59,9 @@ struct DriverPart {
 class WorkerSession {
  public:
   using ForkActor = std::function<std::shared_ptr<internal::ProcessHandle>(std::uint32_t id)>;
+  // Supervision: runs actor `id` as `incarnation` in a process the session's
+  // spawner forked (runtime/spawner.h); never returns.
+  using RunActor = std::function<void(std::uint32_t id, std::uint32_t incarnation)>;
   // `plan` is this program's plan (the same as the driver's); the session
   // fills in its endpoints. `driver` (may be null) makes this the driver.
   WorkerSession(internal::Plan& plan, WorkerConfig config, std::shared_ptr<spdlog::logger> logger,
@@ -65,7 +69,11 @@ class WorkerSession {
   // Joins, waits for the assignment and forks those actors with `fork_actor`,
   // which returns the handle its Actor object holds (so that pid(),
   // is_alive() and join() work); the session reaps them. Throws relay::Error.
-  void join_and_fork(const ForkActor& fork_actor);
+  // With supervised groups in the plan and `run_actor` given, it first forks
+  // a spawner, so that the broker can have any actor started here later
+  // (`spawn`: a restart, or an actor re-placed from a lost host).
+  void join_and_fork(const ForkActor& fork_actor, const RunActor& run_actor = {});
+  ~WorkerSession();
   // Returns when the run ended well; throws relay::Error otherwise. Every
   // actor it forked has been reaped when it returns or throws.
   void serve();
@@ -73,6 +81,11 @@ class WorkerSession {
  private:
   void serve_until_end();
   void kill_and_reap() noexcept;
+  // Supervision: starts actor `id` as `incarnation` through the spawner;
+  // false (logged) if it could not.
+  bool spawn(std::uint32_t id, std::uint32_t incarnation);
+  // The wexit frame for the end of ids_[i].
+  internal::WExit exit_frame(std::size_t i);
   std::string peer() const;
   internal::Plan& plan_;
   WorkerConfig config_;
@@ -82,11 +95,17 @@ class WorkerSession {
   std::string address_;
   std::vector<std::uint32_t> ids_;
   std::vector<std::shared_ptr<internal::ProcessHandle>> handles_;
+  std::vector<std::uint32_t> incarnations_;  // by index into ids_
+  std::unique_ptr<internal::Spawner> spawner_;
+  bool inflight_ = false;  // this session made the in-flight table
+  std::size_t running_ = 0;
+  std::string head_;  // the last exit_frame()'s message head
 };
 
 // A worker's whole part: join_and_fork() then serve().
 void run_worker(internal::Plan& plan, const WorkerConfig& config,
                 const WorkerSession::ForkActor& fork_actor,
+                const WorkerSession::RunActor& run_actor,
                 const std::shared_ptr<spdlog::logger>& logger);
 
 // The address of this host on the route to `endpoint`'s host (a tcp:// URL).

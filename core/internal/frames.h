@@ -240,12 +240,24 @@ struct WHello {
   RELAY_FRAME_FIELDS(WHello, host, labels, pid, address, fingerprint, description, parts);
 };
 
+// An actor of the worker's ended. For a supervised one, also what its
+// in-flight slot (runtime/inflight.h) said it was inside recv() with: the
+// supervisor counts that message's attempts (in_recv false: nothing).
 struct WExit {
   static constexpr Ctl kKind = Ctl::wexit;
   static constexpr const char* kName = "wexit";
   std::uint32_t actor = 0;
+  std::uint32_t incarnation = 0;
   int exitcode = 0;
-  RELAY_FRAME_FIELDS(WExit, actor, exitcode);
+  bool in_recv = false;
+  std::uint32_t edge = 0;
+  std::uint32_t sender = 0;
+  std::uint32_t sender_incarnation = 0;
+  std::uint64_t seq = 0;
+  std::uint32_t size = 0;
+  Bin head;
+  RELAY_FRAME_FIELDS(WExit, actor, incarnation, exitcode, in_recv, edge, sender,
+                     sender_incarnation, seq, size, head);
 };
 
 struct Ping {
@@ -267,6 +279,16 @@ struct Assign {
   std::string control;
   std::string log;
   RELAY_FRAME_FIELDS(Assign, actors, control, log);
+};
+
+// Supervision: the worker starts actor `actor` as `incarnation` (a restart,
+// or an actor whose host was lost, re-placed here) through its spawner.
+struct Spawn {
+  static constexpr Ctl kKind = Ctl::spawn;
+  static constexpr const char* kName = "spawn";
+  std::uint32_t actor = 0;
+  std::uint32_t incarnation = 0;
+  RELAY_FRAME_FIELDS(Spawn, actor, incarnation);
 };
 
 struct End {
@@ -351,7 +373,7 @@ struct Result {
 using ControlFrame =
     std::variant<Hello, Put, Fail, Bye, Stats, Start, PutAck, Ack, Abort, WHello, WExit, Ping, Pong,
                  Assign, End, WEnd, DHello, DAbort, QAck, QPut, DLog, REnded, Result,
-                 Restarted>;
+                 Restarted, Spawn>;
 
 // ---- log channel ----
 

@@ -60,6 +60,7 @@ void ProcessHandle::respawned(pid_t child, int child_pidfd) {
     pid = child;
     pidfd = child_pidfd;
     spawned = true;
+    local = true;  // of this host: signalled through its pidfd
     exitcode.reset();
   }
   ended.notify_all();

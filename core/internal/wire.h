@@ -44,6 +44,7 @@ enum class Ctl : std::uint8_t {
   wexit = 21,
   ping = 22,
   assign = 120,
+  spawn = 121,
   pong = 122,
   end = 123,
   wend = 23,
