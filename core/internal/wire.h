@@ -116,6 +116,14 @@ inline std::uint32_t read_be32(const void* data) {
   return (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) | (std::uint32_t{b[2]} << 8) |
          b[3];
 }
+inline void write_be64(char* out, std::uint64_t v) noexcept {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (56 - 8 * i));
+}
+inline std::uint64_t read_be64(const char* p) noexcept {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
 inline std::string routing_id(std::uint32_t id, std::uint32_t incarnation = 0) {
   return incarnation == 0 ? be32(id) : be32(id) + be32(incarnation);
 }

@@ -74,16 +74,6 @@ bool parent_alive(const Plan& plan) {
   return parent == plan.driver_pid || (plan.spawner_pid != 0 && parent == plan.spawner_pid);
 }
 
-void put_be64(std::string& out, std::uint64_t v) {
-  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-
-std::uint64_t read_be64(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-
 // The header of the msgpack array at `p` (`size` bytes): its length, and how
 // many bytes the header takes; nothing if it is not an array.
 std::optional<std::pair<std::uint32_t, std::size_t>> array_header(const char* p,
@@ -351,6 +341,10 @@ void ActorRuntime::connect() {
                      static_cast<int>(std::min<std::uint32_t>(window, 1 << 20) + 64));
         d.socket.set(zmq::sockopt::rcvtimeo, kBriefWaitMs);
         if (plan_.key) curve_client(d.socket, *plan_.key);
+        // Receivers credit in batches of half a window: looking for them
+        // more often than every eighth of one finds mostly nothing, and an
+        // empty look costs ZeroMQ two system calls.
+        finish_read_every_ = std::min(finish_read_every_, std::max<std::uint32_t>(4, window / 8));
       }
     }
     // Across hosts a receiver's port may be unreachable (a firewall): a
@@ -504,9 +498,12 @@ bool ActorRuntime::has_room(const Downstream& d) const noexcept {
                            !d.sizes.empty());
 }
 
-void ActorRuntime::send_held(Downstream& d, const std::string& frame) {
-  // A copy: the held frame stays until the receiver has finished it.
-  zmq::message_t m(frame.data(), frame.size());
+void ActorRuntime::send_held(Downstream& d, const zmq::message_t& frame) {
+  // A copy: the held frame stays until the receiver has finished it. ZeroMQ
+  // copies a small frame into the message itself and shares a larger one's
+  // buffer by a reference count, so neither copies bytes through the heap.
+  zmq::message_t m;
+  m.copy(const_cast<zmq::message_t&>(frame));
   (void)d.socket.send(m, zmq::send_flags::none);
 }
 
@@ -514,13 +511,14 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
   while (!has_room(d)) wait_downstream();
   if (d.seq) {
     // To a supervised receiver: numbered, and held until it is finished.
-    Downstream::Held h{d.sent + 1, std::string()};
-    h.frame.reserve(kSeqHeader + Origin::kSize + frame.size() - 1);
-    h.frame.push_back(kSeqData);
-    put_be64(h.frame, h.seq);
-    h.frame.push_back(static_cast<char>(with_origin_ ? kFlagOrigin : 0));
-    if (with_origin_) h.frame.append(origin_bytes_, Origin::kSize);
-    h.frame.append(frame.data() + 1, frame.size() - 1);
+    const std::size_t origin = with_origin_ ? Origin::kSize : 0;
+    Downstream::Held h{d.sent + 1, zmq::message_t(kSeqHeader + origin + frame.size() - 1)};
+    char* out = h.frame.data<char>();
+    out[0] = kSeqData;
+    write_be64(out + 1, h.seq);
+    out[9] = static_cast<char>(with_origin_ ? kFlagOrigin : 0);
+    if (with_origin_) std::memcpy(out + kSeqHeader, origin_bytes_, Origin::kSize);
+    std::memcpy(out + kSeqHeader + origin, frame.data() + 1, frame.size() - 1);
     if (++total_sent_ != drop_nth_) send_held(d, h.frame);
     if (window_bytes_ != 0) d.bytes_out += h.frame.size();
     d.held.push_back(std::move(h));
@@ -698,6 +696,11 @@ void ActorRuntime::read_all_downstream() {
   for (std::size_t i = 0; i < down_.size(); ++i) read_downstream(i);
 }
 
+void ActorRuntime::read_finished_credits() {
+  finish_tick_ = 0;
+  read_all_downstream();
+}
+
 void ActorRuntime::finish(std::size_t up, std::uint64_t seq) {
   Upstream& u = up_[up];
   // Finished at once when everything sent so far has been taken (a sink
@@ -712,10 +715,8 @@ void ActorRuntime::finish(std::size_t up, std::uint64_t seq) {
     if (u.done - u.credited_done >= u.credit_return) return_credit(u);
     return;
   }
-  Pending p{up, u.sender_inc, seq, {}};
-  p.marks.reserve(down_.size());
-  for (const Downstream& d : down_) p.marks.push_back(d.sent);
-  pending_.push_back(std::move(p));
+  pending_.push_back(Pending{up, u.sender_inc, seq});
+  for (const Downstream& d : down_) pending_marks_.push_back(d.sent);
 }
 
 void ActorRuntime::advance_finished() {
@@ -723,7 +724,7 @@ void ActorRuntime::advance_finished() {
     const Pending& p = pending_.front();
     for (std::size_t i = 0; i < down_.size(); ++i) {
       const Downstream& d = down_[i];
-      if ((d.seq ? d.settled() : d.credited) < p.marks[i]) return;
+      if ((d.seq ? d.settled() : d.credited) < pending_marks_[i]) return;
     }
     Upstream& u = up_[p.up];
     // A message of a sender's predecessor: its successor sends it again.
@@ -732,6 +733,8 @@ void ActorRuntime::advance_finished() {
       if (u.done - u.credited_done >= u.credit_return) return_credit(u);
     }
     pending_.pop_front();
+    pending_marks_.erase(pending_marks_.begin(),
+                         pending_marks_.begin() + static_cast<std::ptrdiff_t>(down_.size()));
   }
 }
 
@@ -810,7 +813,7 @@ void ActorRuntime::receive_loop() {
         }
         if (frame.more()) drain_multipart(inbox_);
         handle_inbound(from, frame);
-        if ((++finish_tick_ & 3) == 0) read_all_downstream();
+        if (++finish_tick_ >= finish_read_every_) read_finished_credits();
         continue;
       }
       if (items.empty()) {
@@ -837,7 +840,7 @@ void ActorRuntime::receive_loop() {
       handle_inbound(from, frame);
       // Finished messages wait for credits from downstream: take them in
       // often, so that senders can let go of what they hold.
-      if (!pending_.empty() && (++finish_tick_ & 3) == 0) read_all_downstream();
+      if (!pending_.empty() && ++finish_tick_ >= finish_read_every_) read_finished_credits();
       continue;
     }
     // Idle for a while: look after the rest, then wait for data or control.
@@ -1288,9 +1291,13 @@ void ActorRuntime::resume(Downstream& d) {
   std::sort(skip.begin(), skip.end());
   msgpack::pack(r, std::make_tuple(d.receiver_inc, d.base, skip));
   (void)send_frame(d.socket, r);
-  for (Downstream::Held& h : d.held) {
-    h.frame[9] = static_cast<char>(h.frame[9] | kFlagRedelivered);  // held: it went before
-    send_held(d, h.frame);
+  for (const Downstream::Held& h : d.held) {
+    // A fresh copy with the flag (held: it went before). Not the held frame
+    // itself: ZeroMQ may still be sending it to the predecessor.
+    zmq::message_t again(h.frame.data(), h.frame.size());
+    char* p = again.data<char>();
+    p[9] = static_cast<char>(p[9] | kFlagRedelivered);
+    (void)d.socket.send(again, zmq::send_flags::none);
   }
   if (d.eos_sent) {
     (void)send_tagged(d.socket, kEos, d.sent);
@@ -1337,7 +1344,7 @@ void ActorRuntime::dead_letter(const Downstream& d, const Downstream::Held& h,
   const ActorSlot& to = plan_.actors[d.id];
   const Supervision* s = plan_.supervised_group(to.group);
   if (s == nullptr || !s->dead_letters) return;  // the broker stops the run instead
-  const char* body = h.frame.data() + kSeqHeader;
+  const char* body = h.frame.data<char>() + kSeqHeader;
   const std::size_t size = h.frame.size() - kSeqHeader;
   const auto header = array_header(body, size);
   if (!header) return;

@@ -78,7 +78,7 @@ class ActorRuntime {
     // what a restarted receiver is given again.
     struct Held {
       std::uint64_t seq;
-      std::string frame;  // 'S' header and message
+      zmq::message_t frame;  // 'S' header and message
     };
     std::deque<Held> held;
     std::uint64_t base = 0;          // settled before the last resume
@@ -137,12 +137,13 @@ class ActorRuntime {
     DedupTable dedup;                 // what it took from this sender, by origin
   };
   // A message whose recv() returned, not finished until what it sent is
-  // taken: each downstream pair's count sent by then (a supervised actor).
+  // taken (a supervised actor); each downstream pair's count sent by then is
+  // in pending_marks_, down_.size() per record, so that a record costs no
+  // allocation of its own.
   struct Pending {
     std::size_t up;
     std::uint32_t sender_inc;
     std::uint64_t seq;
-    std::vector<std::uint64_t> marks;
   };
 
   void connect();
@@ -156,13 +157,14 @@ class ActorRuntime {
   void finish(std::size_t up, std::uint64_t seq);
   void advance_finished();
   void read_all_downstream();
+  void read_finished_credits();
   void new_sender_incarnation(Upstream& u, std::uint32_t incarnation);
   void handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& frame);
   // A receiver was started again: resume each pair to it.
   void on_restarted(const Restarted& r);
   void resume(Downstream& d);
   void dead_letter(const Downstream& d, const Downstream::Held& h, const std::string& reason);
-  void send_held(Downstream& d, const std::string& frame);
+  void send_held(Downstream& d, const zmq::message_t& frame);
   void send_output(Output& output, Buffer& frame);
   // Whether `d` may take one more frame now (credit, and the byte window).
   bool has_room(const Downstream& d) const noexcept;
@@ -227,7 +229,11 @@ class ActorRuntime {
   std::uint64_t duplicates_ = 0;   // frames dropped as taken already
   InFlightSlot* inflight_ = nullptr;
   std::deque<Pending> pending_;
+  std::deque<std::uint64_t> pending_marks_;
+  // Messages handled since downstream credits were last read, and how many
+  // between two reads while finished messages wait (read_finished_credits()).
   std::uint32_t finish_tick_ = 0;
+  std::uint32_t finish_read_every_ = UINT32_MAX;
   std::vector<std::uint32_t> incarnations_;  // by actor id, from start
   zmq::context_t ctx_;
   std::optional<ZapHandler> zap_;  // receivers of a secured run
