@@ -382,23 +382,24 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         if ((plan_.remote(*id) || actor_worker_[*id] >= 0) && hooks_.remote_started) {
           hooks_.remote_started(*id, r.pid);
         }
-        auto start_frame = [&] {
+        // `restarted`: for this actor alone, restarted during the run.
+        auto start_frame = [&](bool restarted) {
           internal::Start start;
           for (const ActorReport& x : reports_) {
             start.endpoints.push_back(x.endpoint);
             start.incarnations.push_back(x.incarnation);
           }
-          if (r.incarnation > 0) {
+          if (restarted) {
             const auto it = puts_taken_.find(*id);
             if (it != puts_taken_.end()) start.taken = it->second.flat();
           }
           return encode(start);
         };
-        if (r.incarnation > 0) {
+        if (r.incarnation > 0 && started_) {
           // A restarted actor: the run is under way. It gets the endpoints;
           // everyone else learns where it is, and its senders resume.
           if (abort_reason_) return;
-          send_to(*id, start_frame());
+          send_to(*id, start_frame(true));
           internal::Restarted news{*id, r.incarnation, r.endpoint, std::move(dead_pending_[*id])};
           dead_pending_.erase(*id);
           const std::string frame = encode(news);
@@ -409,9 +410,14 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
                         r.pid, r.incarnation);
           return;
         }
+        // An actor restarted before the start barrier takes its
+        // predecessor's place in it (which may have said hello already): the
+        // start frame tells everyone its incarnation.
+        if (r.in_barrier) return;
+        r.in_barrier = true;
         if (++hellos_ == reports_.size() && !abort_reason_) {
           started_ = true;
-          const std::string start = start_frame();
+          const std::string start = start_frame(false);
           for (std::uint32_t k = 0; k < reports_.size(); ++k) send_to(k, start);
         }
         return;

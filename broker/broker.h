@@ -62,6 +62,7 @@ namespace relay::broker {
 // What the broker learned of one actor.
 struct ActorReport {
   bool hello = false;
+  bool in_barrier = false;  // its hello, or a predecessor's, counted in the start barrier
   int pid = 0;
   std::string host;
   std::string endpoint;

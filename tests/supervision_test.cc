@@ -317,6 +317,37 @@ TEST_F(SupervisionTest, KilledTwiceFromAHandler) {
   EXPECT_EQ(ExpectEveryNumber(Arrivals(out), 3000), 0) << "numbers delivered twice";
 }
 
+// Killed before the start barrier (before every actor said hello): the
+// successor takes the predecessor's place in the barrier, and the run
+// starts. (Before, the barrier waited for a hello that never came.)
+TEST_F(SupervisionTest, KilledBeforeTheStartBarrier) {
+  relay::Queue out;
+  relay::testing::Counter src(0, 500);
+  relay::testing::Forward w;
+  Collector sink(out);
+  relay::Relay relay(20);
+  relay.connect(src, relay::group("work", w), sink);
+  relay.restart("work");
+  struct Killer : relay::Handler {
+    relay::Actor* victim = nullptr;
+    std::optional<int> killed;
+    void run() override {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!killed && std::chrono::steady_clock::now() < deadline) {
+        if (victim->pid() && victim->is_alive()) {
+          killed = victim->pid();
+          victim->kill();
+        }
+      }
+    }
+  } killer;
+  killer.victim = &w;
+  relay.start(killer);
+  ASSERT_TRUE(killer.killed.has_value());
+  EXPECT_NE(w.pid(), killer.killed);
+  EXPECT_EQ(ExpectEveryNumber(Arrivals(out), 500), 0) << "numbers delivered twice";
+}
+
 // by_key: the restarted actor keeps its position, so its keys stay with it.
 TEST_F(SupervisionTest, ByKeyActorKeepsItsKeys) {
   SharedBlock shm;
