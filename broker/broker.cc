@@ -432,8 +432,9 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
           // From a supervised actor inside recv(): once only, whatever its
           // successors do again.
           const internal::Origin o = internal::Origin::read(put.origin.bytes.data());
-          if (o.edge >= plan_.edges.size()) throw EncodeError("put with an unknown origin");
-          if (!puts_taken_[*id].insert(o, internal::held_limit(plan_, o.edge))) {
+          const std::uint64_t limit = internal::origin_limit(plan_, o, *id);
+          if (limit == 0) throw EncodeError("put with an unknown origin");
+          if (!puts_taken_[*id].insert(o, limit)) {
             if (bounded) send_to(*id, encode(internal::PutAck{queue}));
             return;
           }
@@ -520,6 +521,7 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         for (const auto& [pair, count] : bye.sent) r.sent[pair] = count;
         for (const auto& [pair, count] : bye.received) r.received[pair] = count;
         for (const auto& [pair, count] : bye.settled) r.settled[pair] = count;
+        for (const auto& [pair, count] : bye.not_sent) r.not_sent[pair] = count;
         r.outputs = bye.outputs;
         r.rejected = bye.rejected;
         return;
@@ -1264,6 +1266,7 @@ void Broker::supervise(std::uint32_t id) {
   r.sent.clear();
   r.received.clear();
   r.settled.clear();
+  r.not_sent.clear();
   r.outputs.clear();
   r.edge_out.clear();
   r.edge_in.clear();
@@ -1415,8 +1418,11 @@ std::vector<EdgeCount> Broker::edges() const {
                                        (xit == sender.settled.end() ? 0 : xit->second);
         count.sent += sent;
         count.received += received;
-        on_edge += sent;
-        every_receiver = every_receiver && sent == to_output;
+        // What a restarted sender did not send again went out before.
+        const auto nit = sender.not_sent.find({e, t});
+        const std::uint64_t out = sent + (nit == sender.not_sent.end() ? 0 : nit->second);
+        on_edge += out;
+        every_receiver = every_receiver && out == to_output;
         if (sent != received) {
           count.mismatches.push_back(plan_.actors[s].name + " -> " + plan_.actors[t].name +
                                      ": sent " + std::to_string(sent) + ", received " +
