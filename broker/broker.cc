@@ -382,23 +382,24 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         if ((plan_.remote(*id) || actor_worker_[*id] >= 0) && hooks_.remote_started) {
           hooks_.remote_started(*id, r.pid);
         }
-        auto start_frame = [&] {
+        // `restarted`: for this actor alone, restarted during the run.
+        auto start_frame = [&](bool restarted) {
           internal::Start start;
           for (const ActorReport& x : reports_) {
             start.endpoints.push_back(x.endpoint);
             start.incarnations.push_back(x.incarnation);
           }
-          if (r.incarnation > 0) {
+          if (restarted) {
             const auto it = puts_taken_.find(*id);
             if (it != puts_taken_.end()) start.taken = it->second.flat();
           }
           return encode(start);
         };
-        if (r.incarnation > 0) {
+        if (r.incarnation > 0 && started_) {
           // A restarted actor: the run is under way. It gets the endpoints;
           // everyone else learns where it is, and its senders resume.
           if (abort_reason_) return;
-          send_to(*id, start_frame());
+          send_to(*id, start_frame(true));
           internal::Restarted news{*id, r.incarnation, r.endpoint, std::move(dead_pending_[*id])};
           dead_pending_.erase(*id);
           const std::string frame = encode(news);
@@ -409,9 +410,14 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
                         r.pid, r.incarnation);
           return;
         }
+        // An actor restarted before the start barrier takes its
+        // predecessor's place in it (which may have said hello already): the
+        // start frame tells everyone its incarnation.
+        if (r.in_barrier) return;
+        r.in_barrier = true;
         if (++hellos_ == reports_.size() && !abort_reason_) {
           started_ = true;
-          const std::string start = start_frame();
+          const std::string start = start_frame(false);
           for (std::uint32_t k = 0; k < reports_.size(); ++k) send_to(k, start);
         }
         return;
@@ -426,8 +432,9 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
           // From a supervised actor inside recv(): once only, whatever its
           // successors do again.
           const internal::Origin o = internal::Origin::read(put.origin.bytes.data());
-          if (o.edge >= plan_.edges.size()) throw EncodeError("put with an unknown origin");
-          if (!puts_taken_[*id].insert(o, internal::held_limit(plan_, o.edge))) {
+          const std::uint64_t limit = internal::origin_limit(plan_, o, *id);
+          if (limit == 0) throw EncodeError("put with an unknown origin");
+          if (!puts_taken_[*id].insert(o, limit)) {
             if (bounded) send_to(*id, encode(internal::PutAck{queue}));
             return;
           }
@@ -514,6 +521,7 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         for (const auto& [pair, count] : bye.sent) r.sent[pair] = count;
         for (const auto& [pair, count] : bye.received) r.received[pair] = count;
         for (const auto& [pair, count] : bye.settled) r.settled[pair] = count;
+        for (const auto& [pair, count] : bye.not_sent) r.not_sent[pair] = count;
         r.outputs = bye.outputs;
         r.rejected = bye.rejected;
         return;
@@ -1258,6 +1266,7 @@ void Broker::supervise(std::uint32_t id) {
   r.sent.clear();
   r.received.clear();
   r.settled.clear();
+  r.not_sent.clear();
   r.outputs.clear();
   r.edge_out.clear();
   r.edge_in.clear();
@@ -1409,8 +1418,11 @@ std::vector<EdgeCount> Broker::edges() const {
                                        (xit == sender.settled.end() ? 0 : xit->second);
         count.sent += sent;
         count.received += received;
-        on_edge += sent;
-        every_receiver = every_receiver && sent == to_output;
+        // What a restarted sender did not send again went out before.
+        const auto nit = sender.not_sent.find({e, t});
+        const std::uint64_t out = sent + (nit == sender.not_sent.end() ? 0 : nit->second);
+        on_edge += out;
+        every_receiver = every_receiver && out == to_output;
         if (sent != received) {
           count.mismatches.push_back(plan_.actors[s].name + " -> " + plan_.actors[t].name +
                                      ": sent " + std::to_string(sent) + ", received " +

@@ -62,6 +62,7 @@ namespace relay::broker {
 // What the broker learned of one actor.
 struct ActorReport {
   bool hello = false;
+  bool in_barrier = false;  // its hello, or a predecessor's, counted in the start barrier
   int pid = 0;
   std::string host;
   std::string endpoint;
@@ -80,6 +81,9 @@ struct ActorReport {
   // Per pair to a supervised receiver, from its bye: (edge, receiver id) ->
   // messages its earlier incarnations finished, or dead letters.
   std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint64_t> settled;
+  // Per pair, from a restarted actor's bye: (edge, receiver id) -> messages
+  // it did not send again, the receiver having taken them from a predecessor.
+  std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint64_t> not_sent;
   // Supervision: 0 for the first process, n after n restarts; when a
   // restarted one must have said hello.
   std::uint32_t incarnation = 0;

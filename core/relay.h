@@ -292,11 +292,11 @@ class Relay {
   // name, group and position, which runs startup() again (a source runs
   // loop() again from the start), and every message sent to it that its
   // recv() had not finished is delivered again (Message::redelivered()).
-  // Downstream of a restarted actor that receives and is deterministic, each
-  // message is delivered once; a restarted source sends everything again (at
-  // least once). An actor on a worker restarts on its worker; one whose
-  // host is lost starts again on another worker its placement allows. See
-  // README "Supervision". Call it after
+  // Downstream of a restarted actor that is deterministic, a source
+  // included, each message is delivered once: what its predecessors'
+  // receivers took is not sent again. An actor on a worker restarts on its
+  // worker; one whose host is lost starts again on another worker its
+  // placement allows. See README "Supervision". Call it after
   // connect(); throws std::invalid_argument for an unknown group, a policy
   // with attempts or max_restarts 0, or an Inlet's group.
   Relay& restart(const std::string& group, Restart policy = {});

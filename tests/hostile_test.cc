@@ -498,7 +498,7 @@ TEST_F(HostileTest, ControlSocketRejectsMalformedMessagesInTheNameOfAnEndedActor
     Send(s, Pack(std::make_tuple(2, std::string("q"), std::string("b"), 5, std::string(""))));
     Send(s, Pack(std::make_tuple(1, 0, 1, std::string("host"), std::string("ipc://@x"), 0)));
     Send(s, Pack(std::make_tuple(4, 0, std::vector<int>{}, std::vector<int>{}, 0,
-                                 std::vector<int>{0}, std::vector<int>{})));
+                                 std::vector<int>{0}, std::vector<int>{}, std::vector<int>{})));
     Send(s, kHugeArrayHeader);
     Send(s, garbage);
     std::vector<zmq::socket_t> sockets;
@@ -518,7 +518,7 @@ TEST_F(HostileTest, ControlSocketRejectsMalformedMessagesInTheNameOfAnEndedActor
   EXPECT_EQ(capture_.count("put: field 'queue_id': expected integer"),
             1);  // a put whose queue id is a str
   EXPECT_EQ(capture_.count("unknown control frame kind 99"), 1);
-  EXPECT_EQ(capture_.count("bye: an array of 1, expected 7"), 1);
+  EXPECT_EQ(capture_.count("bye: an array of 1, expected 8"), 1);
   EXPECT_EQ(capture_.count("second hello"), 1);
   EXPECT_EQ(capture_.count("second bye"), 1);
 }

@@ -1,8 +1,9 @@
 // Supervision under fire: messages through 1-3-2 while a middle actor is
-// SIGKILLed every 200 ms (issue 11 point 7): each arrives exactly once.
-// 300,000 by default (about a minute here, with some 300 kills: restarts
-// make the run ~100x slower than an undisturbed one); SOAK_N sets another
-// count, SOAK_VERBOSE=1 prints the groups' counts as it goes.
+// SIGKILLed every 200 ms (issue 11 point 7), or while the source is (issue
+// 11 point 3): each arrives exactly once. 300,000 by default (30-60 s
+// each here, with some 200-300 kills: restarts make the run ~100x slower
+// than an undisturbed one); SOAK_N sets another count, SOAK_VERBOSE=1
+// prints the groups' counts as it goes.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -57,59 +58,54 @@ class Slowish : public relay::Actor {
   void recv(const relay::Message& m) override { send(m.get<long long>(0)); }
 };
 
+// Sends 0..kN-1, then sets cell 0 of `shm`: it has sent everything.
+class Source : public relay::Actor {
+ public:
+  explicit Source(relay::testing::SharedBlock& shm) : shm_(shm) {}
+  void loop() override {
+    for (long long i = 0; i < kN; ++i) send(i);
+    shm_.at(0).store(1);
+  }
+
+ private:
+  relay::testing::SharedBlock& shm_;
+};
+
 class Soak : public ProcessTest {};
 
-TEST_F(Soak, NothingLostWhileMiddleActorsAreKilled) {
-  SetWatchdog(std::chrono::seconds(280));
-  relay::Queue q;
-  relay::testing::SharedBlock shm;  // cell 0: the source has sent everything
-  class Source : public relay::Actor {
-   public:
-    explicit Source(relay::testing::SharedBlock& shm) : shm_(shm) {}
-    void loop() override {
-      for (long long i = 0; i < kN; ++i) send(i);
-      shm_.at(0).store(1);
-    }
-
-   private:
-    relay::testing::SharedBlock& shm_;
-  } src(shm);
-  Slowish m1, m2, m3;
-  std::vector<relay::Actor*> middle{&m1, &m2, &m3};
-  Marker s1(q), s2(q);
-  std::vector<relay::Actor*> sinks{&s1, &s2};
-  relay::Relay relay(10);
-  relay.connect(src, relay::group("middle", middle), relay::group("sinks", sinks));
-  relay.restart("middle", relay::Restart{.max_restarts = 1000, .within = std::chrono::seconds(60)});
-  struct Killer : relay::Handler {
-    std::vector<relay::Actor*> victims;
-    relay::testing::SharedBlock* shm = nullptr;
-    int kills = 0;
-    void run() override {
-      std::mt19937 rng(7);
-      // Every 200 ms until the source has sent everything (at most 1000).
-      while (shm->at(0).load() == 0 && kills < 1000) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        relay::Actor* v = victims[rng() % victims.size()];
-        if (v->is_alive()) {
-          v->kill();
-          ++kills;
-        }
-        if (kills % 20 == 0 && std::getenv("SOAK_VERBOSE") != nullptr) {
-          for (const relay::GroupStats& g : relay::group_stats()) {
-            std::fprintf(stderr, "soak: %s sent %llu received %llu waiting %llu\n", g.name.c_str(),
-                         static_cast<unsigned long long>(g.sent),
-                         static_cast<unsigned long long>(g.received),
-                         static_cast<unsigned long long>(g.waiting));
-          }
+// Kills one of `victims` every 200 ms until the source has sent everything
+// (at most 1000 times).
+struct Killer : relay::Handler {
+  std::vector<relay::Actor*> victims;
+  relay::testing::SharedBlock* shm = nullptr;
+  int kills = 0;
+  void run() override {
+    std::mt19937 rng(7);
+    // Every 200 ms until the source has sent everything (at most 1000).
+    while (shm->at(0).load() == 0 && kills < 1000) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      relay::Actor* v = victims[rng() % victims.size()];
+      // Not once the source is done: an actor killed after its end of stream,
+      // once its receivers have ended, leaves a successor that nobody waits
+      // for (not covered, see DESIGN.md "Supervision").
+      if (shm->at(0).load() == 0 && v->is_alive()) {
+        v->kill();
+        ++kills;
+      }
+      if (kills % 20 == 0 && std::getenv("SOAK_VERBOSE") != nullptr) {
+        for (const relay::GroupStats& g : relay::group_stats()) {
+          std::fprintf(stderr, "soak: %s sent %llu received %llu waiting %llu\n", g.name.c_str(),
+                       static_cast<unsigned long long>(g.sent),
+                       static_cast<unsigned long long>(g.received),
+                       static_cast<unsigned long long>(g.waiting));
         }
       }
     }
-  } killer;
-  killer.victims = middle;
-  killer.shm = &shm;
-  relay.start(killer);
-  EXPECT_GE(killer.kills, 5);
+  }
+};
+
+// The sinks' marks: every number once, nothing else.
+void ExpectEachOnce(relay::Queue& q, int kills) {
   long long received = 0, foreign = 0;
   std::vector<int> seen(kN, 0);
   int parts = 0;
@@ -129,8 +125,53 @@ TEST_F(Soak, NothingLostWhileMiddleActorsAreKilled) {
   }
   EXPECT_EQ(missing, 0) << "numbers lost";
   EXPECT_EQ(twice, 0) << "numbers delivered more than once";
-  std::printf("soak: %d kills, %lld received, %lld delivered more than once\n", killer.kills,
-              received, twice);
+  std::printf("soak: %d kills, %lld received, %lld delivered more than once\n", kills, received,
+              twice);
+}
+
+TEST_F(Soak, NothingLostWhileMiddleActorsAreKilled) {
+  SetWatchdog(std::chrono::seconds(280));
+  relay::Queue q;
+  relay::testing::SharedBlock shm;  // cell 0: the source has sent everything
+  Source src(shm);
+  Slowish m1, m2, m3;
+  std::vector<relay::Actor*> middle{&m1, &m2, &m3};
+  Marker s1(q), s2(q);
+  std::vector<relay::Actor*> sinks{&s1, &s2};
+  relay::Relay relay(10);
+  relay.connect(src, relay::group("middle", middle), relay::group("sinks", sinks));
+  relay.restart("middle", relay::Restart{.max_restarts = 1000, .within = std::chrono::seconds(60)});
+  Killer killer;
+  killer.victims = middle;
+  killer.shm = &shm;
+  relay.start(killer);
+  EXPECT_GE(killer.kills, 5);
+  ExpectEachOnce(q, killer.kills);
+}
+
+// The source killed every 200 ms, its receivers supervised (not killed):
+// each successor runs loop() from the start and sends only what no receiver
+// took.
+TEST_F(Soak, NothingLostOrTwiceWhileTheSourceIsKilled) {
+  SetWatchdog(std::chrono::seconds(280));
+  relay::Queue q;
+  relay::testing::SharedBlock shm;  // cell 0: the source has sent everything
+  Source src(shm);
+  Slowish m1, m2, m3;
+  std::vector<relay::Actor*> middle{&m1, &m2, &m3};
+  Marker s1(q), s2(q);
+  std::vector<relay::Actor*> sinks{&s1, &s2};
+  relay::Relay relay(10);
+  relay.connect(relay::group("src", src), relay::group("middle", middle),
+                relay::group("sinks", sinks));
+  relay.restart("src", relay::Restart{.max_restarts = 1000, .within = std::chrono::seconds(60)});
+  relay.restart("middle");
+  Killer killer;
+  killer.victims = {&src};
+  killer.shm = &shm;
+  relay.start(killer);
+  EXPECT_GE(killer.kills, 5);
+  ExpectEachOnce(q, killer.kills);
 }
 
 }  // namespace

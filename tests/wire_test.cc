@@ -374,7 +374,8 @@ std::vector<ri::ControlFrame> EveryControlFrame() {
       ri::Hello{3, 4242, "a1", "tcp://10.0.0.1:7000", 2},
       ri::Put{7, true, ri::Bin{kBytes}, ri::Bin{kBytes}},
       ri::Fail{"boom", 12},
-      ri::Bye{5, {{{0, 4}, 10}, {{1, 5}, 11}}, {{{0, 0}, 21}}, 2, {21}, {{{0, 4}, 3}}},
+      ri::Bye{
+          5, {{{0, 4}, 10}, {{1, 5}, 11}}, {{{0, 0}, 21}}, 2, {21}, {{{0, 4}, 3}}, {{{1, 5}, 4}}},
       ri::Stats{100, 90, 8, {{0, {60, 5}}, {2, {40, 3}}}, {{1, 90}}},
       ri::Start{{"tcp://a:1", "", "ipc://@x"}, {0, 2, 1}, {0, 1, 0, 5, 1, 2}},
       ri::PutAck{9},
@@ -502,10 +503,10 @@ TEST(Frames, ControlFrameIsKindThenFields) {
   EXPECT_EQ(ri::encode(ri::Ack{}), Packed(std::make_tuple(103)));
   EXPECT_EQ(ri::encode(ri::Fail{"boom", 12}), Packed(std::make_tuple(3, "boom", 12)));
   EXPECT_EQ(
-      ri::encode(ri::Bye{5, {{{0, 4}, 10}}, {}, 2, {10}, {}}),
-      Packed(std::make_tuple(
-          4, 5, std::vector<std::tuple<std::vector<int>, int>>{{{0, 4}, 10}}, std::vector<int>{},
-          2, std::vector<int>{10}, std::vector<int>{})));
+      ri::encode(ri::Bye{5, {{{0, 4}, 10}}, {}, 2, {10}, {}, {}}),
+      Packed(std::make_tuple(4, 5, std::vector<std::tuple<std::vector<int>, int>>{{{0, 4}, 10}},
+                             std::vector<int>{}, 2, std::vector<int>{10}, std::vector<int>{},
+                             std::vector<int>{})));
 }
 
 // The log record and the monitor records round-trip too.
@@ -643,7 +644,7 @@ TEST(Frames, RefusalNamesTheField) {
   const std::string text_pid = Edited(
       hello, [](auto& e, msgpack::zone& z) { e[2] = msgpack::object(std::string("4242"), z); });
   EXPECT_EQ(Refusal(text_pid), "hello: field 'pid': expected integer (int), got str");
-  const std::string bye = ri::encode(ri::Bye{5, {{{0, 4}, 10}}, {}, 2, {10}, {}});
+  const std::string bye = ri::encode(ri::Bye{5, {{{0, 4}, 10}}, {}, 2, {10}, {}, {}});
   const std::string triple = Edited(bye, [](auto& e, msgpack::zone& z) {
     e[2] = msgpack::object(std::vector<std::vector<int>>{{4, 10, 1}}, z);
   });

@@ -37,7 +37,29 @@ Origin Origin::read(const char* in) noexcept {
   return Origin{get32(in), get32(in + 4), get32(in + 8), get64(in + 12), get64(in + 20)};
 }
 
-bool DedupTable::insert(const Origin& o, std::uint32_t window) {
+std::uint64_t loop_limit(const Plan& plan, std::uint32_t group) {
+  std::uint64_t waiting = 0;
+  for (std::uint32_t e = 0; e < plan.edges.size(); ++e) {
+    const EdgeSlot& edge = plan.edges[e];
+    if (edge.from == group) waiting += std::uint64_t{plan.groups[edge.to].size} * plan.window(e);
+  }
+  return 2 * waiting + 1;
+}
+
+std::uint64_t origin_limit(const Plan& plan, const Origin& o, std::uint32_t by) {
+  if (by >= plan.actors.size()) return 0;
+  const std::uint32_t group = plan.actors[by].group;
+  if (o.edge == kLoopEdge) {
+    return o.sender == by && o.sender_incarnation == 0 && o.j == 0 ? loop_limit(plan, group) : 0;
+  }
+  if (o.edge >= plan.edges.size()) return 0;
+  const EdgeSlot& edge = plan.edges[o.edge];
+  const GroupSlot& from = plan.groups[edge.from];
+  if (edge.to != group || o.sender < from.first || o.sender - from.first >= from.size) return 0;
+  return held_limit(plan, o.edge);
+}
+
+bool DedupTable::insert(const Origin& o, std::uint64_t window) {
   Parents& p = pairs_[{o.edge, o.sender, o.sender_incarnation}];
   std::vector<std::uint64_t>& js = p.js[o.seq];
   const auto at = std::lower_bound(js.begin(), js.end(), o.j);
@@ -45,8 +67,15 @@ bool DedupTable::insert(const Origin& o, std::uint32_t window) {
   js.insert(at, o.j);
   p.newest = std::max(p.newest, o.seq);
   // Parents that cannot come again.
-  while (!p.js.empty() && p.js.begin()->first + window < p.newest) p.js.erase(p.js.begin());
+  while (!p.js.empty() && p.newest - p.js.begin()->first > window) p.js.erase(p.js.begin());
   return true;
+}
+
+std::optional<std::uint64_t> DedupTable::newest(std::uint32_t edge, std::uint32_t sender,
+                                                std::uint32_t incarnation) const {
+  const auto pit = pairs_.find({edge, sender, incarnation});
+  if (pit == pairs_.end() || pit->second.js.empty()) return std::nullopt;
+  return pit->second.js.rbegin()->first;
 }
 
 bool DedupTable::contains(const Origin& o) const {
@@ -80,7 +109,7 @@ void DedupTable::add_flat(const std::vector<std::uint64_t>& flat) {
     for (std::uint64_t k = 0; k < n; ++k) {
       Origin o{static_cast<std::uint32_t>(flat[i]), static_cast<std::uint32_t>(flat[i + 1]),
                static_cast<std::uint32_t>(flat[i + 2]), flat[i + 3], flat[i + 5 + k]};
-      insert(o, UINT32_MAX);  // kept whole: it is a successor's list, not a window
+      insert(o, UINT64_MAX);  // kept whole: it is a successor's list, not a window
     }
     i += 5 + n;
   }

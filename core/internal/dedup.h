@@ -8,11 +8,19 @@
 // keeps, per origin pair, the js it took for the latest parents only: the
 // sender of a pair holds at most `window` of its messages, so a parent older
 // than the newest seen minus the window was finished and will not come again.
+//
+// A send or put a supervised actor makes outside recv() (a source's loop(),
+// any actor's startup() and shutdown()) has a loop origin instead: the pseudo
+// pair (kLoopEdge, the actor's id, 0), seq k (its sends and puts outside
+// recv() counted from 0, in every incarnation alike) and j 0. Its actor never
+// makes op k while one it sent before k - loop_limit() is not taken, so a
+// receiver keeps loop_limit() parents of that pair (see DESIGN.md).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -39,12 +47,35 @@ inline std::uint32_t held_limit(const Plan& plan, std::uint32_t edge) {
   return 2 * plan.window(edge) + 1;
 }
 
+// The edge of a loop origin: no edge, the actor's own loop().
+inline constexpr std::uint32_t kLoopEdge = UINT32_MAX;
+
+// The origin of op k made outside recv() by actor `id`. The incarnation is
+// left out on purpose: a successor's op k is its predecessor's op k.
+inline Origin loop_origin(std::uint32_t id, std::uint64_t k) {
+  return Origin{kLoopEdge, id, 0, k, 0};
+}
+
+// How far apart group `group`'s ops outside recv() may be while the older is
+// not taken (X): twice what its windows let wait on all its outgoing pairs,
+// plus one, so that flow within the windows is not held up by it.
+std::uint64_t loop_limit(const Plan& plan, std::uint32_t group);
+
+// How many parents of o's pair a receiver (or the broker, for puts) keeps
+// for frames from actor `by`: held_limit() for an origin inside recv(),
+// loop_limit() for a loop origin. 0 if `by` cannot have made o (an unknown
+// edge, a pair that does not lead into by's group, another actor's loop).
+std::uint64_t origin_limit(const Plan& plan, const Origin& o, std::uint32_t by);
+
 class DedupTable {
  public:
   // Records `o`; returns false if it was there already. `window`: how many
   // parents of o's pair may come again.
-  bool insert(const Origin& o, std::uint32_t window);
+  bool insert(const Origin& o, std::uint64_t window);
   bool contains(const Origin& o) const;
+  // The newest parent recorded for a pair, if any.
+  std::optional<std::uint64_t> newest(std::uint32_t edge, std::uint32_t sender,
+                                      std::uint32_t incarnation) const;
   bool empty() const noexcept { return pairs_.empty(); }
   // Every entry, flat: edge, sender, incarnation, seq, n, j1 .. jn, edge, ...
   std::vector<std::uint64_t> flat() const;

@@ -21,7 +21,8 @@
 //   put     [2, queue_id, bounded, bin message]      actor -> broker
 //   fail    [3, text, log_count]                     actor -> broker
 //   bye     [4, log_count, [[[edge, to], n]...], [[[edge, from], n]...], rejected,
-//            [n sent to each output of the group...]]
+//            [n sent to each output of the group...], [[[edge, to], n settled]...],
+//            [[[edge, to], n not sent again]...]]
 //   stats   [6, sent, received, waiting, [[edge, [sent, waiting]]...],
 //            [[edge, received]...]]  every ~500 ms while busy (totals, then
 //           per edge leaving and entering the actor's group)
@@ -155,7 +156,12 @@ struct Bye {
   // the messages finished by its earlier incarnations or dead letters (not
   // sent again, so not in the receiver's count).
   EdgeCounts settled;
-  RELAY_FRAME_FIELDS(Bye, log_count, sent, received, rejected, outputs, settled);
+  // Per pair, from a restarted actor: [[edge, to], n], the messages it did
+  // not send again because the receiver had taken them from a predecessor
+  // (for a round-robin edge, counted at one receiver of the edge). Counted in
+  // `outputs`, not in `sent`.
+  EdgeCounts not_sent;
+  RELAY_FRAME_FIELDS(Bye, log_count, sent, received, rejected, outputs, settled, not_sent);
 };
 
 // Per edge leaving the actor's group: (edge, (sent, waiting)); per edge

@@ -72,18 +72,21 @@ inline constexpr char kEosAck = 'A';
 //   'S' + seq (8 bytes, big-endian) + flags (1 byte) + msgpack array
 //                         a message, numbered from 1 on the pair; flag 1: a
 //                         delivery again (Message::redelivered())
-//   'R' + msgpack [incarnation, base]
+//   'R' + msgpack [incarnation, base, [skipped seq...]]
 //                         to a restarted receiver (that incarnation): what
 //                         follows starts after seq `base`; earlier frames of
-//                         the pair are not taken
-//   'C' + msgpack uint + msgpack uint
+//                         the pair are not taken; the skipped seqs are dead
+//                         letters and do not come
+//   'C' + msgpack uint + msgpack uint + msgpack uint
 //                         credits on such a pair: the seq up to which every
-//                         message is finished (its recv() returned, and what
-//                         it sent was taken), then the receiver's incarnation
+//                         message was taken, the receiver's incarnation, and
+//                         the seq up to which every message is finished (its
+//                         recv() returned, and what it sent was taken)
 // A supervised receiver acknowledges end of stream ('A') only once its own
 // stream has ended, so that its senders keep what they sent until then.
-// From a supervised actor that receives, each message carries its origin
-// (internal/dedup.h, 28 bytes): after the 'S' header when flag 2 is set, or as
+// From a supervised actor, each message carries its origin (internal/dedup.h,
+// 28 bytes; outside recv() a loop origin): after the 'S' header when flag 2
+// is set, or as
 //   'O' + origin + msgpack array   a message, to an unsupervised receiver
 // A restarted one asks each receiver what it took from its predecessors:
 //   'Q'                            sender -> receiver

@@ -133,12 +133,18 @@ void run_actor_process(const Plan& plan, Actor& actor, std::uint32_t incarnation
 }
 
 ActorRuntime::ActorRuntime(const Plan& plan, Actor& actor, std::uint32_t incarnation)
-    : plan_(plan), actor_(actor), slot_(plan.actors.at(static_cast<std::size_t>(actor.id_))),
-      incarnation_(incarnation), supervised_(plan.supervised_group(slot_.group) != nullptr),
-      origins_(supervised_ && actor.receiver()), ctx_(1) {
+    : plan_(plan),
+      actor_(actor),
+      slot_(plan.actors.at(static_cast<std::size_t>(actor.id_))),
+      incarnation_(incarnation),
+      supervised_(plan.supervised_group(slot_.group) != nullptr),
+      ctx_(1) {
   g_current = this;
   set_remote_put(&remote_put);
-  if (supervised_) inflight_ = inflight_slot(slot_.id);
+  if (supervised_) {
+    inflight_ = inflight_slot(slot_.id);
+    loop_limit_ = loop_limit(plan_, slot_.group);
+  }
   control_ = make_socket(ctx_, zmq::socket_type::dealer);
   control_.set(zmq::sockopt::routing_id, zmq::buffer(routing_id(slot_.id, incarnation_)));
   if (plan_.key) curve_client(control_, *plan_.key);
@@ -212,6 +218,7 @@ void ActorRuntime::connect() {
         u.credit_return = std::max<std::uint32_t>(1, w / 2);
         u.resumed = !supervised_;  // supervised: once the sender's 'R' came
         u.sender_supervised = plan_.supervised_group(plan_.edges[e].from) != nullptr;
+        if (u.sender_supervised) u.loop_limit = loop_limit(plan_, plan_.edges[e].from);
         up_.push_back(u);
       }
     }
@@ -361,7 +368,19 @@ void ActorRuntime::connect() {
     for (Downstream& d : down_) {
       if (d.seq) resume(d);
     }
-    if (origins_ && incarnation_ > 0) ask_receivers();
+    if (supervised_ && incarnation_ > 0) ask_receivers();
+  }
+  if (supervised_ && incarnation_ > 0) {
+    // H, the newest op outside recv() that any receiver, or the broker, took
+    // from a predecessor: when that one made op H, every op before H - X was
+    // taken (bound_loop()), and each list covers X ops below its own newest,
+    // so from H - X on the lists say exactly what was taken.
+    std::optional<std::uint64_t> newest = puts_before_.newest(kLoopEdge, slot_.id, 0);
+    for (const Downstream& d : down_) {
+      const auto n = d.taken_before.newest(kLoopEdge, slot_.id, 0);
+      if (n && (!newest || *n > *newest)) newest = n;
+    }
+    if (newest && *newest > loop_limit_) loop_floor_ = *newest - loop_limit_;
   }
 }
 
@@ -374,7 +393,10 @@ void ActorRuntime::ask_receivers() {
   const auto deadline = std::chrono::steady_clock::now() + start_wait();
   for (;;) {
     bool all = true;
-    for (const Downstream& d : down_) all = all && d.listed;
+    for (const Downstream& d : down_) {
+      all = all && d.listed;
+      listed_any_ = listed_any_ || !d.taken_before.empty();
+    }
     if (all) return;
     if (std::chrono::steady_clock::now() > deadline) {
       throw Error("actor '" + slot_.name + "' (restarted) had no answer from its receivers within " +
@@ -384,14 +406,42 @@ void ActorRuntime::ask_receivers() {
   }
 }
 
-bool ActorRuntime::next_origin(Origin& o) {
-  o = current_;
-  ++current_.j;
-  if (!suppress_.empty() && suppress_.contains(o)) {
-    ++suppressed_;
-    return false;
+Origin ActorRuntime::next_origin() {
+  loop_op_ = !in_recv_;
+  if (in_recv_) {
+    const Origin o = current_;
+    ++current_.j;
+    return o;
   }
-  return true;
+  loop_k_ = loop_next_++;
+  return loop_origin(slot_.id, loop_k_);
+}
+
+std::uint64_t ActorRuntime::origin_limit(const Upstream& u, const Origin& o) const {
+  if (o.edge != kLoopEdge) return internal::origin_limit(plan_, o, u.id);
+  // Of the sender's own loop (cached: this is per message).
+  return o.sender == u.id && o.sender_incarnation == 0 && o.j == 0 ? u.loop_limit : 0;
+}
+
+bool ActorRuntime::taken_before(const Downstream& d) const {
+  if (loop_op_ && loop_k_ < loop_floor_) return true;
+  return listed_any_ && d.taken_before.contains(origin_);
+}
+
+void ActorRuntime::bound_loop(std::uint64_t k) {
+  // Credits come back in sending order on each pair, so the front of each
+  // pair's list is its oldest op not yet taken. The oldest over all pairs
+  // only grows: a look is needed only once k has gone X past it.
+  while (k > loop_oldest_ + loop_limit_) {
+    std::uint64_t oldest = k;
+    for (Downstream& d : down_) {
+      while (!d.loop_out.empty() && d.loop_out.front().first <= d.taken()) d.loop_out.pop_front();
+      if (!d.loop_out.empty()) oldest = std::min(oldest, d.loop_out.front().second);
+    }
+    loop_oldest_ = oldest;
+    if (k <= loop_oldest_ + loop_limit_) return;
+    wait_downstream();
+  }
 }
 
 void ActorRuntime::wait_for_downstream() {
@@ -523,6 +573,7 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
     if (window_bytes_ != 0) d.bytes_out += h.frame.size();
     d.held.push_back(std::move(h));
     ++d.sent;
+    if (loop_op_) d.loop_out.emplace_back(d.sent, loop_k_);
     if ((++stats_tick_ & 15) == 0) housekeeping();
     return;
   }
@@ -552,6 +603,7 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
   }
   --d.credit;
   ++d.sent;
+  if (loop_op_) d.loop_out.emplace_back(d.sent, loop_k_);
   if ((++stats_tick_ & 15) == 0) housekeeping();
 }
 
@@ -567,12 +619,10 @@ std::size_t ActorRuntime::key_position(const OutEdge& e, const Buffer& frame) co
 }
 
 void ActorRuntime::send_output(Output& output, Buffer& frame) {
-  with_origin_ = false;
-  if (origins_ && in_recv_) {
-    Origin o;
-    // Sent by a predecessor and taken: its receivers have it.
-    if (!next_origin(o)) return;
-    o.write(origin_bytes_);
+  with_origin_ = loop_op_ = false;
+  if (supervised_) {
+    origin_ = next_origin();
+    origin_.write(origin_bytes_);
     with_origin_ = true;
   }
   const std::size_t edges = output.edges.size();
@@ -583,11 +633,28 @@ void ActorRuntime::send_output(Output& output, Buffer& frame) {
     const OutEdge& e = out_edges_[output.edges[k]];
     if (e.grouping == EdgeGrouping::by_key) keyed_[k] = key_position(e, frame);
   }
+  if (loop_op_ && loop_k_ >= loop_floor_) bound_loop(loop_k_);
+  // A restarted actor does not send again what a receiver took from its
+  // predecessors. That is decided per edge (round robin: whichever of its
+  // receivers took it) and, for broadcast, per receiver: a predecessor may
+  // have died between two of the pairs one message goes to.
+  const bool check = with_origin_ && (listed_any_ || loop_floor_ > 0);
+  auto taken = [&](Downstream& d) {
+    if (!check || !taken_before(d)) return false;
+    ++d.not_sent;
+    ++suppressed_;
+    return true;
+  };
   for (std::size_t k = 0; k < edges; ++k) {
     OutEdge& e = out_edges_[output.edges[k]];
     const bool last_edge = k + 1 == edges;
     switch (e.grouping) {
       case EdgeGrouping::round_robin: {
+        // Not sent again if any receiver of the edge took it (counted at
+        // the first that says so; older than any list holds: the first).
+        bool skip = false;
+        for (std::size_t i = 0; check && !skip && i < e.size; ++i) skip = taken(down_[e.first + i]);
+        if (skip) break;
         for (;;) {
           std::size_t pick = e.size;
           for (std::size_t j = 0; j < e.size; ++j) {
@@ -607,16 +674,19 @@ void ActorRuntime::send_output(Output& output, Buffer& frame) {
         break;
       }
       case EdgeGrouping::by_key: {
+        if (taken(down_[e.first + keyed_[k]])) break;
         emit(down_[e.first + keyed_[k]], frame, last_edge);
         break;
       }
       case EdgeGrouping::broadcast:
         for (std::size_t i = 0; i < e.size; ++i) {
+          if (taken(down_[e.first + i])) continue;
           emit(down_[e.first + i], frame, last_edge && i + 1 == e.size);
         }
         break;
     }
   }
+  loop_op_ = false;
   ++output.sent;
 }
 
@@ -671,7 +741,7 @@ void ActorRuntime::read_credit(Downstream& d, const zmq::message_t& frame) {
   } else if (frame.size() >= 1 && p[0] == kTakenList) {
     try {
       msgpack::zone zone;
-      suppress_.add_flat(
+      d.taken_before.add_flat(
           decode_value(zone, p + 1, frame.size() - 1).as<std::vector<std::uint64_t>>());
       d.listed = true;
     } catch (const std::exception& e) {
@@ -1060,7 +1130,12 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     }
     header = 1 + Origin::kSize;
     const Origin o = Origin::read(p + 1);
-    if (!u.ended && !u.dedup.insert(o, held_limit(plan_, o.edge))) {
+    const std::uint64_t limit = origin_limit(u, o);
+    if (limit == 0) {
+      reject("a message from actor " + plan_.actors[u.id].name + " with an origin it cannot have");
+      return;
+    }
+    if (!u.ended && !u.dedup.insert(o, limit)) {
       // Taken already, from the sender's predecessor.
       ++duplicates_;
       ++u.received;
@@ -1177,7 +1252,13 @@ void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& 
   if (++u.taken - u.credited >= u.credit_return) return_credit(u);
   if ((flags & kFlagOrigin) != 0) {
     const Origin o = Origin::read(p + kSeqHeader);
-    if (!u.dedup.insert(o, held_limit(plan_, o.edge))) {
+    const std::uint64_t limit = origin_limit(u, o);
+    if (limit == 0) {
+      reject("a message from actor " + plan_.actors[u.id].name + " with an origin it cannot have");
+      finish(up, seq);  // nothing to run, as for one that does not decode
+      return;
+    }
+    if (!u.dedup.insert(o, limit)) {
       // Taken already, from the sender's predecessor: finished.
       ++duplicates_;
       ++u.received;
@@ -1252,7 +1333,7 @@ Ctl ActorRuntime::handle_control(const zmq::message_t& frame) {
         }
         endpoints_ = std::move(start.endpoints);
         incarnations_ = std::move(start.incarnations);
-        suppress_.add_flat(start.taken);
+        puts_before_.add_flat(start.taken);
         return kind;
       }
       case Ctl::restarted:
@@ -1336,6 +1417,13 @@ void ActorRuntime::on_restarted(const Restarted& r) {
       }
     }
     resume(d);
+    if (supervised_ && incarnation_ > 0 && !d.listed) {
+      // Still waiting for its list: the question may have gone to the
+      // receiver's predecessor. Its successor's list is what counts now.
+      Buffer q;
+      q.put(kQuery);
+      (void)send_frame(d.socket, q);
+    }
   }
 }
 
@@ -1358,7 +1446,7 @@ void ActorRuntime::dead_letter(const Downstream& d, const Downstream::Held& h,
   out.write(body + header->second, size - header->second);
   log(Level::warn, "message " + std::to_string(h.seq) + " to " + to.name + " on edge " +
                        plan_.edge_name(d.edge) + " is a dead letter: " + reason);
-  put(*s->dead_letters, true, out);
+  put_message(*s->dead_letters, true, out, false);
 }
 
 void ActorRuntime::wait_control(Ctl kind, std::uint64_t queue_id) {
@@ -1381,16 +1469,26 @@ void ActorRuntime::wait_control(Ctl kind, std::uint64_t queue_id) {
   }
 }
 
-void ActorRuntime::put(std::uint64_t queue_id, bool bounded, const Buffer& message) {
+void ActorRuntime::put_message(std::uint64_t queue_id, bool bounded, const Buffer& message,
+                               bool user) {
   // A supervised actor waits for every put to be taken, as for a bounded
   // queue: a put still in its socket when it dies would be lost, while the
-  // message it came from counts as finished.
+  // message it came from counts as finished. Being acknowledged, a put is
+  // taken once made: it never holds bound_loop() up.
   bounded = bounded || supervised_;
   char origin[Origin::kSize];
   std::string_view origin_bin;
-  if (origins_ && in_recv_) {
-    Origin o;
-    if (!next_origin(o)) return;  // the broker took it from a predecessor
+  // A dead letter has none: it comes from a receiver's failures, not from
+  // this actor's code, so it would shift the origins of what follows.
+  if (supervised_ && user) {
+    const bool loop = !in_recv_;
+    const Origin o = next_origin();
+    loop_op_ = false;
+    if ((loop && o.seq < loop_floor_) || (!puts_before_.empty() && puts_before_.contains(o))) {
+      ++suppressed_;  // the broker took it from a predecessor
+      return;
+    }
+    if (loop) bound_loop(o.seq);
     o.write(origin);
     origin_bin = std::string_view(origin, sizeof origin);
   }
@@ -1427,6 +1525,10 @@ void ActorRuntime::say_bye() {
     if (d.base + dead > 0) settled.push_back({{d.edge, d.id}, d.base + dead});
   }
   for (const Upstream& u : up_) before += u.received_before;
+  EdgeCounts not_sent;
+  for (const Downstream& d : down_) {
+    if (d.not_sent > 0) not_sent.push_back({{d.edge, d.id}, d.not_sent});
+  }
   if (before > 0) {
     log(Level::info, "took " + std::to_string(before) +
                          " message(s) from senders that were started again since");
@@ -1439,8 +1541,8 @@ void ActorRuntime::say_bye() {
     log(Level::info, "did not send again " + std::to_string(suppressed_) +
                          " message(s) its predecessors had delivered");
   }
-  send_ctl(control_, Bye{logs_, std::move(sent), std::move(received), rejected_,
-                         std::move(outputs), std::move(settled)});
+  send_ctl(control_, Bye{logs_, std::move(sent), std::move(received), rejected_, std::move(outputs),
+                         std::move(settled), std::move(not_sent)});
   wait_control(Ctl::ack);
 }
 

@@ -51,7 +51,9 @@ class ActorRuntime {
   // Receives messages and calls recv() until every sender has ended its stream.
   void receive_loop();
   void log(Level level, const std::string& text) noexcept;
-  void put(std::uint64_t queue_id, bool bounded, const Buffer& message);
+  void put(std::uint64_t queue_id, bool bounded, const Buffer& message) {
+    put_message(queue_id, bounded, message, true);
+  }
   const Actor& actor() const noexcept { return actor_; }
   const Plan& plan() const noexcept { return plan_; }
 
@@ -86,6 +88,16 @@ class ActorRuntime {
     bool eos_sent = false;
     bool listed = false;  // a restarted sender: the receiver's 'L' came
     std::uint64_t taken_seq = 0;  // the receiver has taken every seq up to this
+    // ---- A supervised sender ----
+    // A restarted one: what the receiver took from its predecessors (its 'L').
+    DedupTable taken_before;
+    // Messages not sent again because the receiver had them (Bye::not_sent).
+    std::uint64_t not_sent = 0;
+    // Ops outside recv() sent on this pair and not yet taken, oldest first:
+    // (the pair's count sent including it, k). See bound_loop().
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> loop_out;
+    // What the receiver has taken of this pair: every frame up to this count.
+    std::uint64_t taken() const noexcept { return seq ? taken_seq : credited; }
     // Up to which seq every message is finished (or dead).
     std::uint64_t settled() const noexcept { return held.empty() ? sent : held.front().seq - 1; }
   };
@@ -135,6 +147,7 @@ class ActorRuntime {
     bool eos_held = false;       // its end of stream, acknowledged once ours has ended
     std::vector<std::uint64_t> skip;  // seqs that will not come (dead letters), ascending
     DedupTable dedup;                 // what it took from this sender, by origin
+    std::uint64_t loop_limit = 0;     // loop_limit() of the sender's group
   };
   // A message whose recv() returned, not finished until what it sent is
   // taken (a supervised actor); each downstream pair's count sent by then is
@@ -149,9 +162,17 @@ class ActorRuntime {
   void connect();
   // A restarted actor: learns from each receiver what it took already.
   void ask_receivers();
-  // The origin of the next send or put inside recv(); false if it was taken
-  // already (from a predecessor) and is not to be sent again.
-  bool next_origin(Origin& o);
+  // The origin of the next send or put: inside recv(), of the message it
+  // runs on; outside, a loop origin (dedup.h). Sets loop_op_ and loop_k_.
+  Origin next_origin();
+  // Whether the receiver of `d` took origin_ from a predecessor of this
+  // actor (a restarted one), so that it is not sent there again.
+  bool taken_before(const Downstream& d) const;
+  // dedup.h's origin_limit() for a frame from `u`.
+  std::uint64_t origin_limit(const Upstream& u, const Origin& o) const;
+  // Waits until op k outside recv() may be made: no op sent before
+  // k - loop_limit_ is still to be taken.
+  void bound_loop(std::uint64_t k);
   // A supervised receiver: message `seq` of upstream `up` is finished once
   // everything sent so far was taken; credits go back in order.
   void finish(std::size_t up, std::uint64_t seq);
@@ -164,6 +185,9 @@ class ActorRuntime {
   void on_restarted(const Restarted& r);
   void resume(Downstream& d);
   void dead_letter(const Downstream& d, const Downstream::Held& h, const std::string& reason);
+  // A put; `user`: made by the actor's code (it has an origin), not by the
+  // runtime (a dead letter, which a successor would not make again).
+  void put_message(std::uint64_t queue_id, bool bounded, const Buffer& message, bool user);
   void send_held(Downstream& d, const zmq::message_t& frame);
   void send_output(Output& output, Buffer& frame);
   // Whether `d` may take one more frame now (credit, and the byte window).
@@ -216,15 +240,23 @@ class ActorRuntime {
   const ActorSlot& slot_;
   const std::uint32_t incarnation_;
   const bool supervised_;
-  // A supervised actor that receives: its sends and puts carry their origin
-  // (dedup.h), and a restarted one does not send again what its
-  // predecessors' receivers took.
-  const bool origins_;
+  // A supervised actor's sends and puts carry their origin (dedup.h), and a
+  // restarted one does not send again what its predecessors' receivers took.
   bool in_recv_ = false;
   Origin current_;                 // of the message recv() runs on; j: the next send's
+  Origin origin_;                  // of the send under way
   char origin_bytes_[Origin::kSize] = {};
   bool with_origin_ = false;       // the frame emit() sends carries origin_bytes_
-  DedupTable suppress_;            // what receivers (and the broker) took from predecessors
+  bool loop_op_ = false;           // ... and it is op loop_k_ outside recv()
+  std::uint64_t loop_k_ = 0;
+  std::uint64_t loop_next_ = 0;    // the next op outside recv()
+  std::uint64_t loop_limit_ = 0;   // loop_limit() of this actor's group
+  std::uint64_t loop_oldest_ = 0;  // no op before it is still to be taken
+  // A restarted actor: ops outside recv() before this were all taken from
+  // its predecessors; from it on, those its receivers listed were.
+  std::uint64_t loop_floor_ = 0;
+  bool listed_any_ = false;  // some receiver listed what it took
+  DedupTable puts_before_;   // the puts the broker took from predecessors
   std::uint64_t suppressed_ = 0;
   std::uint64_t duplicates_ = 0;   // frames dropped as taken already
   InFlightSlot* inflight_ = nullptr;

@@ -89,7 +89,13 @@ void StatsFeed::publish() {
     }
     c.last_sent = sent;
     c.last_received = received;
-    g.sent += c.sent + sent;
+    if (r.bye && r.incarnation > 0 && !g.receiver) {
+      // A restarted source ran all of loop() again: what its last process
+      // sent and what it found taken from the earlier ones, exactly.
+      g.sent += sent + sum_of(r.not_sent);
+    } else {
+      g.sent += c.sent + sent;
+    }
     if (r.bye && r.incarnation > 0) {
       // Exact at the end: what its last process took, and what its senders
       // count as finished by its earlier ones (or dead letters).

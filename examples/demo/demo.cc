@@ -12,11 +12,12 @@
 //
 // --crash-every N makes a prep worker abort on every Nth item, the first time
 // it sees it; with --restart (Relay::restart()) the worker is started again
-// and what it had not finished is delivered again. Delivery is then at least
-// once: an item the worker had sent on before it died is sent again by its
-// successor. The consumer keeps one result per item id and counts the
-// duplicates it dropped, so the results file is the same as a run without
-// crashes.
+// and what it had not finished is delivered again. Delivery stays exactly
+// once: what the worker had sent on before it died is not sent again by its
+// successor (README "Supervision"). The consumer still keeps one result per
+// item id and counts the duplicates it dropped (0 expected), so the results
+// file is the same as a run without crashes also where delivery is only at
+// least once.
 //
 //   bazel run //examples/demo:demo -- --help
 #include <fcntl.h>
@@ -334,9 +335,8 @@ class Producer : public relay::Actor {
 
 // Attaches a checksum of the payload. With --crash-every N it aborts on item
 // N-1, 2N-1, ..., the first time any prep process sees it: the restarted
-// worker gets that item again, with the others the dead one had taken. Some
-// of those it had already sent on (delivery is at least once): they reach
-// the consumer twice.
+// worker gets that item again, with the others the dead one had taken. Those
+// it had already sent on are not sent again: each reaches the consumer once.
 class Prep : public relay::Actor {
  public:
   Prep(std::uint64_t delay_us, std::optional<std::uint64_t> fail_at, std::uint64_t crash_every,
@@ -382,8 +382,9 @@ class Post : public relay::Actor {
 };
 
 // Keeps one result line per item id, and writes them to the results file in
-// item order at the end: delivery is at least once when workers are
-// restarted, so a result may arrive twice; the second is dropped and counted.
+// item order at the end: should a result arrive twice (delivery is exactly
+// once for deterministic actors, README "Supervision"), the second is dropped
+// and counted.
 // The file is then the same whatever crashed, and whichever order the results
 // came in. (It holds the lines in memory until the end: about 80 bytes an
 // item.)
