@@ -1,40 +1,23 @@
 #include "relay/internal/dedup.h"
 
 #include <algorithm>
+#include <bit>
 #include <stdexcept>
 
+#include "relay/internal/wire.h"
+
 namespace relay::internal {
-namespace {
-
-void put32(char* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (24 - 8 * i));
-}
-void put64(char* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (56 - 8 * i));
-}
-std::uint32_t get32(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-std::uint64_t get64(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-
-}  // namespace
-
 void Origin::write(char* out) const noexcept {
-  put32(out, edge);
-  put32(out + 4, sender);
-  put32(out + 8, sender_incarnation);
-  put64(out + 12, seq);
-  put64(out + 20, j);
+  write_be32(out, edge);
+  write_be32(out + 4, sender);
+  write_be32(out + 8, sender_incarnation);
+  write_be64(out + 12, seq);
+  write_be64(out + 20, j);
 }
 
 Origin Origin::read(const char* in) noexcept {
-  return Origin{get32(in), get32(in + 4), get32(in + 8), get64(in + 12), get64(in + 20)};
+  return Origin{read_be32(in), read_be32(in + 4), read_be32(in + 8), read_be64(in + 12),
+                read_be64(in + 20)};
 }
 
 std::uint64_t loop_limit(const Plan& plan, std::uint32_t group) {
@@ -59,43 +42,80 @@ std::uint64_t origin_limit(const Plan& plan, const Origin& o, std::uint32_t by) 
   return held_limit(plan, o.edge);
 }
 
+std::deque<DedupTable::Parent>::const_iterator DedupTable::find(const Parents& p,
+                                                               std::uint64_t seq) {
+  const auto at = std::lower_bound(p.seqs.begin(), p.seqs.end(), seq,
+                                   [](const Parent& e, std::uint64_t s) { return e.seq < s; });
+  return at != p.seqs.end() && at->seq == seq ? at : p.seqs.end();
+}
+
 bool DedupTable::insert(const Origin& o, std::uint64_t window) {
   Parents& p = pairs_[{o.edge, o.sender, o.sender_incarnation}];
-  std::vector<std::uint64_t>& js = p.js[o.seq];
-  const auto at = std::lower_bound(js.begin(), js.end(), o.j);
-  if (at != js.end() && *at == o.j) return false;
-  js.insert(at, o.j);
   p.newest = std::max(p.newest, o.seq);
+  if (p.newest - o.seq > window) return true;  // cannot come again: not kept
+  // Where o's parent is: nearly always the back, or one past it.
+  auto at = p.seqs.end();
+  if (p.seqs.empty() || p.seqs.back().seq < o.seq) {
+    p.seqs.push_back({o.seq, 0});
+    at = std::prev(p.seqs.end());
+  } else if (p.seqs.back().seq == o.seq) {
+    at = std::prev(p.seqs.end());
+  } else {
+    at = std::lower_bound(p.seqs.begin(), p.seqs.end(), o.seq,
+                          [](const Parent& e, std::uint64_t s) { return e.seq < s; });
+    if (at->seq != o.seq) at = p.seqs.insert(at, {o.seq, 0});
+  }
+  if (o.j < 64) {
+    const std::uint64_t bit = std::uint64_t{1} << o.j;
+    if (at->low & bit) return false;
+    at->low |= bit;
+  } else {
+    std::vector<std::uint64_t>& js = p.high[o.seq];
+    const auto j = std::lower_bound(js.begin(), js.end(), o.j);
+    if (j != js.end() && *j == o.j) return false;
+    js.insert(j, o.j);
+  }
   // Parents that cannot come again.
-  while (!p.js.empty() && p.newest - p.js.begin()->first > window) p.js.erase(p.js.begin());
+  while (p.newest - p.seqs.front().seq > window) {
+    if (!p.high.empty() && p.high.begin()->first == p.seqs.front().seq) p.high.erase(p.high.begin());
+    p.seqs.pop_front();
+  }
   return true;
 }
 
 std::optional<std::uint64_t> DedupTable::newest(std::uint32_t edge, std::uint32_t sender,
                                                 std::uint32_t incarnation) const {
   const auto pit = pairs_.find({edge, sender, incarnation});
-  if (pit == pairs_.end() || pit->second.js.empty()) return std::nullopt;
-  return pit->second.js.rbegin()->first;
+  if (pit == pairs_.end() || pit->second.seqs.empty()) return std::nullopt;
+  return pit->second.seqs.back().seq;
 }
 
 bool DedupTable::contains(const Origin& o) const {
   const auto pit = pairs_.find({o.edge, o.sender, o.sender_incarnation});
   if (pit == pairs_.end()) return false;
-  const auto sit = pit->second.js.find(o.seq);
-  return sit != pit->second.js.end() &&
-         std::binary_search(sit->second.begin(), sit->second.end(), o.j);
+  const Parents& p = pit->second;
+  const auto at = find(p, o.seq);
+  if (at == p.seqs.end()) return false;
+  if (o.j < 64) return (at->low >> o.j) & 1;
+  const auto hit = p.high.find(o.seq);
+  return hit != p.high.end() && std::binary_search(hit->second.begin(), hit->second.end(), o.j);
 }
 
 std::vector<std::uint64_t> DedupTable::flat() const {
   std::vector<std::uint64_t> out;
-  for (const auto& [key, parents] : pairs_) {
-    for (const auto& [seq, js] : parents.js) {
+  for (const auto& [key, p] : pairs_) {
+    for (const Parent& e : p.seqs) {
+      const auto hit = p.high.find(e.seq);
+      const std::size_t n_high = hit == p.high.end() ? 0 : hit->second.size();
       out.push_back(std::get<0>(key));
       out.push_back(std::get<1>(key));
       out.push_back(std::get<2>(key));
-      out.push_back(seq);
-      out.push_back(js.size());
-      out.insert(out.end(), js.begin(), js.end());
+      out.push_back(e.seq);
+      out.push_back(static_cast<std::uint64_t>(std::popcount(e.low)) + n_high);
+      for (std::uint64_t bits = e.low; bits != 0; bits &= bits - 1) {
+        out.push_back(static_cast<std::uint64_t>(std::countr_zero(bits)));
+      }
+      if (n_high != 0) out.insert(out.end(), hit->second.begin(), hit->second.end());
     }
   }
   return out;

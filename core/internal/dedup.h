@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <optional>
 #include <tuple>
@@ -84,10 +85,21 @@ class DedupTable {
 
  private:
   using PairKey = std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>;
+  // One parent: its seq and the js taken below 64 as bits; the rare js from
+  // 64 on are kept in Parents::high. Parents arrive nearly in seq order, so
+  // a sorted deque takes them at its back and drops them at its front.
+  struct Parent {
+    std::uint64_t seq = 0;
+    std::uint64_t low = 0;
+  };
   struct Parents {
     std::uint64_t newest = 0;
-    std::map<std::uint64_t, std::vector<std::uint64_t>> js;  // seq -> js taken
+    std::deque<Parent> seqs;                                    // sorted by seq
+    std::map<std::uint64_t, std::vector<std::uint64_t>> high;  // seq -> sorted js >= 64
   };
+  // The parent `seq` of p, or seqs.end().
+  static std::deque<Parent>::const_iterator find(const Parents& p, std::uint64_t seq);
+
   std::map<PairKey, Parents> pairs_;
 };
 

@@ -81,4 +81,36 @@ TEST(Dedup, TableKeepsTheNewestParentsAndTellsTheNewest) {
   EXPECT_EQ(copy.newest(kLoopEdge, 0, 0), std::optional<std::uint64_t>(20));
 }
 
+// Parents out of seq order (a redelivery after newer ones), js on both sides
+// of 64, and a parent too old to come again: each origin is taken once, and
+// flat() lists every js of a parent in order.
+TEST(Dedup, TableTakesEachOriginOnceInAnyOrderAndAnyJ) {
+  DedupTable t;
+  const auto at = [](std::uint64_t seq, std::uint64_t j) { return Origin{0, 1, 2, seq, j}; };
+  for (const std::uint64_t j : {70u, 0u, 63u, 64u, 3u}) EXPECT_TRUE(t.insert(at(10, j), 8));
+  EXPECT_TRUE(t.insert(at(12, 1), 8));
+  EXPECT_TRUE(t.insert(at(11, 5), 8));  // between two kept parents
+  for (const std::uint64_t j : {70u, 0u, 63u, 64u, 3u}) {
+    EXPECT_FALSE(t.insert(at(10, j), 8)) << j;
+    EXPECT_TRUE(t.contains(at(10, j))) << j;
+  }
+  EXPECT_FALSE(t.contains(at(10, 1)));
+  EXPECT_FALSE(t.contains(at(10, 65)));
+  EXPECT_FALSE(t.insert(at(11, 5), 8));
+  EXPECT_EQ(t.flat(), (std::vector<std::uint64_t>{0, 1, 2, 10, 5, 0, 3, 63, 64, 70,  //
+                                                  0, 1, 2, 11, 1, 5,                  //
+                                                  0, 1, 2, 12, 1, 1}));
+  // Seq 20 puts 10 and 11 out of the window (20 - 11 > 8), 12 stays.
+  EXPECT_TRUE(t.insert(at(20, 0), 8));
+  EXPECT_FALSE(t.contains(at(10, 70)));
+  EXPECT_FALSE(t.contains(at(11, 5)));
+  EXPECT_TRUE(t.contains(at(12, 1)));
+  EXPECT_TRUE(t.insert(at(5, 0), 8));  // too old to come again: not kept
+  EXPECT_FALSE(t.contains(at(5, 0)));
+  EXPECT_EQ(t.newest(0, 1, 2), std::optional<std::uint64_t>(20));
+  DedupTable copy;
+  copy.add_flat(t.flat());
+  EXPECT_EQ(copy.flat(), t.flat());
+}
+
 }  // namespace

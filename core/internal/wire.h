@@ -119,6 +119,9 @@ inline std::uint32_t read_be32(const void* data) {
   return (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) | (std::uint32_t{b[2]} << 8) |
          b[3];
 }
+inline void write_be32(char* out, std::uint32_t v) noexcept {
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(v >> (24 - 8 * i));
+}
 inline void write_be64(char* out, std::uint64_t v) noexcept {
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (56 - 8 * i));
 }
