@@ -778,6 +778,66 @@ TEST_F(SupervisionTest, UnsupervisedFailureStillStopsTheRun) {
   EXPECT_EQ(shm.at(0).load(), 1);
 }
 
+// Fails (throws) from startup() or from shutdown() in its first
+// incarnation only; forwards every number, and from shutdown() sends
+// -1 - its position, so that a send made outside recv() is counted too.
+// Shared cells: 0 startup failures, 1 shutdown failures.
+class FailsInAHook : public relay::Actor {
+ public:
+  FailsInAHook(SharedBlock& shm, bool in_startup, long long position)
+      : shm_(shm), in_startup_(in_startup), position_(position) {}
+  void startup() override {
+    if (in_startup_ && shm_.at(0).fetch_add(1) == 0) throw std::runtime_error("startup boom");
+  }
+  void recv(const relay::Message& m) override { send(m.get<long long>(0)); }
+  void shutdown() override {
+    send(-1 - position_);
+    if (!in_startup_ && shm_.at(1).fetch_add(1) == 0) throw std::runtime_error("shutdown boom");
+  }
+
+ private:
+  SharedBlock& shm_;
+  bool in_startup_;
+  long long position_;
+};
+
+class HookFailures : public SupervisionTest, public ::testing::WithParamInterface<bool> {};
+
+// A supervised actor whose startup() or shutdown() throws is started again
+// (startup() runs again) and the run ends normally: every number once, and
+// each actor's send from shutdown() once, though the failed shutdown() had
+// made it already.
+TEST_P(HookFailures, HookThatThrowsIsRestartedAndEachSendArrivesOnce) {
+  const bool in_startup = GetParam();
+  SharedBlock shm;
+  constexpr long long kN = 2000;
+  relay::Queue out;
+  relay::testing::Counter src(0, kN);
+  FailsInAHook a(shm, in_startup, 0);
+  FailsInAHook b(shm, in_startup, 1);
+  std::vector<relay::Actor*> work{&a, &b};
+  Collector sink(out);
+  relay::Relay relay(20);
+  relay.connect(src, relay::group("work", work), relay::group("sink", sink));
+  relay.restart("work");
+  relay.start();
+  // Each hook ran once per incarnation: the failed one and its successor's.
+  if (in_startup) {
+    EXPECT_EQ(shm.at(0).load(), 3) << "startup() of 2 actors, one of them twice";
+  } else {
+    EXPECT_EQ(shm.at(1).load(), 3) << "shutdown() of 2 actors, one of them twice";
+  }
+  std::map<long long, int> seen = Arrivals(out);
+  for (const long long marker : {-1LL, -2LL}) {
+    EXPECT_EQ(seen[marker], 1) << "shutdown()'s send " << marker;
+    seen.erase(marker);
+  }
+  EXPECT_EQ(ExpectEveryNumber(seen, kN), 0) << "numbers delivered twice";
+}
+
+INSTANTIATE_TEST_SUITE_P(Supervision, HookFailures, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Startup" : "Shutdown"; });
+
 // restart() refuses what it cannot do.
 TEST_F(SupervisionTest, RestartRefusesBadArguments) {
   relay::testing::Counter src(0, 1);
