@@ -219,6 +219,7 @@ void ActorRuntime::connect() {
         u.resumed = !supervised_;  // supervised: once the sender's 'R' came
         u.sender_supervised = plan_.supervised_group(plan_.edges[e].from) != nullptr;
         if (u.sender_supervised) u.loop_limit = loop_limit(plan_, plan_.edges[e].from);
+        credits_waited_for_ = credits_waited_for_ || supervised_ || u.sender_supervised;
         up_.push_back(u);
       }
     }
@@ -839,18 +840,26 @@ void ActorRuntime::housekeeping(bool force) {
   // nothing that would make this receiver send another.
   if (!pending_.empty()) read_all_downstream();
   for (Upstream& u : up_) {
-    // Supervised: what is finished goes back when idle too, or a sender
-    // holding less than a batch would wait for ever.
-    // A supervised sender counts a message finished only once what it sent
-    // for it was taken: a credit held back for a batch would hold it up.
-    if (u.owed || (supervised_ && (u.done > u.credited_done || u.taken > u.credited)) ||
-        (u.sender_supervised && u.taken > u.credited)) {
-      return_credit(u);
-    }
+    if (u.owed || credit_waited_for(u)) return_credit(u);
     if (u.ack_owed) send_eos_ack(u);
   }
   report_stats();
   check_driver();
+}
+
+bool ActorRuntime::credit_waited_for(const Upstream& u) const noexcept {
+  // Supervised: what is finished goes back when idle too, or a sender
+  // holding less than a batch would wait for ever.
+  // A supervised sender counts a message finished only once what it sent
+  // for it was taken: a credit held back for a batch would hold it up.
+  return (supervised_ && (u.done > u.credited_done || u.taken > u.credited)) ||
+         (u.sender_supervised && u.taken > u.credited);
+}
+
+void ActorRuntime::return_waited_for_credits() {
+  for (Upstream& u : up_) {
+    if (credit_waited_for(u)) return_credit(u);
+  }
 }
 
 void ActorRuntime::end_stream() {
@@ -898,8 +907,15 @@ void ActorRuntime::receive_loop() {
         continue;
       }
     }
-    // Waits up to kBriefWaitMs (rcvtimeo) for the next message.
-    if (inbox_.recv(from)) {
+    // Waits up to kBriefWaitMs (rcvtimeo) for the next message. Before it
+    // blocks, what a supervised sender waits for goes back: held back for a
+    // batch, it would stall that sender until housekeeping, ms later.
+    bool got = false;
+    if (credits_waited_for_) {
+      got = static_cast<bool>(inbox_.recv(from, zmq::recv_flags::dontwait));
+      if (!got) return_waited_for_credits();
+    }
+    if (got || inbox_.recv(from)) {
       // A ROUTER delivers [routing id][frame...]; the parts of one message
       // arrive together.
       if (!from.more() || !inbox_.recv(frame, zmq::recv_flags::dontwait)) {

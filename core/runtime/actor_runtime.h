@@ -211,6 +211,10 @@ class ActorRuntime {
   // Control frames, the driver and stats: at most every kHousekeepingPeriod
   // unless forced, as each look costs system calls.
   void housekeeping(bool force = false);
+  // Whether u's sender waits for a credit this receiver holds back for a
+  // batch (a supervised pair, or a supervised sender); returns those.
+  bool credit_waited_for(const Upstream& u) const noexcept;
+  void return_waited_for_credits();
   // A Payload to decode the next message of `size` bytes into: the last one
   // when recv() did not keep its Message, else a new one.
   std::shared_ptr<Payload> payload_for(std::size_t size);
@@ -240,6 +244,7 @@ class ActorRuntime {
   const ActorSlot& slot_;
   const std::uint32_t incarnation_;
   const bool supervised_;
+  bool credits_waited_for_ = false;  // some sender waits for credits when idle
   // A supervised actor's sends and puts carry their origin (dedup.h), and a
   // restarted one does not send again what its predecessors' receivers took.
   bool in_recv_ = false;
