@@ -117,6 +117,17 @@ void send_packed_to(const Actor& actor, std::string_view output, Buffer& message
   runtime->send_to(output, message);
 }
 
+void forward_message(const Actor& actor, const std::string_view* output,
+                     const Message& message) {
+  ActorRuntime* runtime = ActorRuntime::current();
+  if (runtime == nullptr || &runtime->actor() != &actor) {
+    const char* op = output != nullptr ? "send_to" : "send";
+    throw Error(std::string(op) + ": actor '" + actor.name() + "' is not running here; " + op +
+                "() works only in the actor's own process");
+  }
+  runtime->forward(output, message.payload());
+}
+
 void log_text(const Actor& actor, Level level, std::string text) {
   ActorRuntime* runtime = ActorRuntime::current();
   if (runtime != nullptr && &runtime->actor() == &actor) {

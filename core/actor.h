@@ -56,6 +56,7 @@ struct ProcessHandle;
 class ActorRuntime;
 void send_packed(const Actor& actor, Buffer& message);
 void send_packed_to(const Actor& actor, std::string_view output, Buffer& message);
+void forward_message(const Actor& actor, const std::string_view* output, const Message& message);
 void log_text(const Actor& actor, Level level, std::string text);
 }  // namespace internal
 
@@ -113,6 +114,15 @@ class Actor {
     buffer.put(kDataFrame);
     internal::pack_message(buffer, args...);
     internal::send_packed_to(*this, output, buffer);
+  }
+  // Passes `message` (one this actor received, or any Message) on as it is,
+  // like send() with its values, without decoding or encoding them again: a
+  // received message's bytes go out as they came. A large one (1 KiB or
+  // more) sent by an actor without restart() is not even copied: its
+  // received frame is shared, by a reference count, with every receiver.
+  void send(const Message& message) { internal::forward_message(*this, nullptr, message); }
+  void send_to(std::string_view output, const Message& message) {
+    internal::forward_message(*this, &output, message);
   }
 
   // Logs a fmt-style message. The record is written by spdlog in the main

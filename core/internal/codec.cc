@@ -308,6 +308,10 @@ void decode_message_into(Payload& into, const char* data, std::size_t size,
     throw EncodeError("malformed message: expected a msgpack array, got " +
                       wire_type(into.array));
   }
+  into.encoded_kept = owner != nullptr;
+  into.encoded = into.encoded_kept ? data : nullptr;
+  into.encoded_size = into.encoded_kept ? size : 0;
+  into.tag_room = false;
   into.bytes = std::move(owner);
 }
 

@@ -215,6 +215,15 @@ struct Payload {
   msgpack::object array;        // of type ARRAY
   std::shared_ptr<void> bytes;  // keeps referenced str/bin/ext bytes alive
   bool redelivered = false;     // Message::redelivered()
+  // The message's msgpack bytes as they came, for send(const Message&): inside
+  // `bytes` when `encoded_kept`, else valid only during the recv() the message
+  // came to (null after it: the message is packed again from `array`).
+  const char* encoded = nullptr;
+  std::size_t encoded_size = 0;
+  bool encoded_kept = false;
+  // The byte before `encoded` is inside `bytes` and free to write (a received
+  // frame's header): a forward can go out as that frame, without a copy.
+  bool tag_room = false;
 };
 
 // A first zone chunk that fits the decoded form of a usual frame of `size`

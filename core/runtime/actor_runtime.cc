@@ -513,6 +513,17 @@ std::string output_list(const std::vector<std::string>& outputs) {
 
 }  // namespace
 
+ActorRuntime::Output& ActorRuntime::output_named(std::string_view output, const char* op) {
+  for (Output& o : outputs_) {
+    if (o.name == output) return o;
+  }
+  throw Error(std::string(op) + ": group '" + slot_.group_name +
+              "' has no edge from an output named '" + std::string(output) +
+              "' (its outputs: " + output_list(plan_.outputs(slot_.group)) +
+              "); connect(relay::output(\"" + slot_.group_name + "\", \"" + std::string(output) +
+              "\"), ...) makes one");
+}
+
 void ActorRuntime::send(Buffer& frame) {
   if (!default_output_) {
     throw Error("send: actor '" + slot_.name + "' in group '" + slot_.group_name +
@@ -523,16 +534,46 @@ void ActorRuntime::send(Buffer& frame) {
 }
 
 void ActorRuntime::send_to(std::string_view output, Buffer& frame) {
-  for (Output& o : outputs_) {
-    if (o.name == output) {
-      send_output(o, frame);
-      return;
-    }
+  send_output(output_named(output, "send_to"), frame);
+}
+
+void ActorRuntime::forward(const std::string_view* output, const Payload& message) {
+  Output* out = nullptr;
+  if (output != nullptr) {
+    out = &output_named(*output, "send_to");
+  } else if (default_output_) {
+    out = &outputs_[*default_output_];
+  } else {
+    send(forward_frame_);  // throws: no default output
   }
-  throw Error("send_to: group '" + slot_.group_name + "' has no edge from an output named '" +
-              std::string(output) + "' (its outputs: " + output_list(plan_.outputs(slot_.group)) +
-              "); connect(relay::output(\"" + slot_.group_name + "\", \"" + std::string(output) +
-              "\"), ...) makes one");
+  // No origin to add (an unsupervised actor): the received frame goes on as
+  // it is, shared by reference count with every receiver, its header byte
+  // made a plain data frame's.
+  if (message.tag_room && !supervised_) {
+    char* at = const_cast<char*>(message.encoded) - 1;
+    *at = kData;
+    auto* keep = new std::shared_ptr<void>(message.bytes);
+    const zmq::message_t frame(
+        at, message.encoded_size + 1,
+        [](void*, void* hint) { delete static_cast<std::shared_ptr<void>*>(hint); }, keep);
+    forward_ = &frame;
+    try {
+      send_output(*out, forward_frame_);
+    } catch (...) {
+      forward_ = nullptr;
+      throw;
+    }
+    forward_ = nullptr;
+    return;
+  }
+  forward_frame_.clear();
+  forward_frame_.put(kData);
+  if (message.encoded != nullptr) {
+    forward_frame_.write(message.encoded, message.encoded_size);
+  } else {
+    msgpack::pack(forward_frame_, message.array);  // its bytes are gone: packed again
+  }
+  send_output(*out, forward_frame_);
 }
 
 bool ActorRuntime::has_room(const Downstream& d) const noexcept {
@@ -560,16 +601,19 @@ void ActorRuntime::send_held(Downstream& d, const zmq::message_t& frame) {
 
 void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
   while (!has_room(d)) wait_downstream();
+  // The frame: `frame`, or the received one forward() passes on as it came.
+  const char* bytes = forward_ != nullptr ? forward_->data<char>() : frame.data();
+  const std::size_t n = forward_ != nullptr ? forward_->size() : frame.size();
   if (d.seq) {
     // To a supervised receiver: numbered, and held until it is finished.
     const std::size_t origin = with_origin_ ? Origin::kSize : 0;
-    Downstream::Held h{d.sent + 1, zmq::message_t(kSeqHeader + origin + frame.size() - 1)};
+    Downstream::Held h{d.sent + 1, zmq::message_t(kSeqHeader + origin + n - 1)};
     char* out = h.frame.data<char>();
     out[0] = kSeqData;
     write_be64(out + 1, h.seq);
     out[9] = static_cast<char>(with_origin_ ? kFlagOrigin : 0);
     if (with_origin_) std::memcpy(out + kSeqHeader, origin_bytes_, Origin::kSize);
-    std::memcpy(out + kSeqHeader + origin, frame.data() + 1, frame.size() - 1);
+    std::memcpy(out + kSeqHeader + origin, bytes + 1, n - 1);
     if (++total_sent_ != drop_nth_) send_held(d, h.frame);
     if (window_bytes_ != 0) d.bytes_out += h.frame.size();
     d.held.push_back(std::move(h));
@@ -578,29 +622,38 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
     if ((++stats_tick_ & 15) == 0) housekeeping();
     return;
   }
-  Buffer* out = &frame;
-  if (with_origin_) {
-    // 'O' + origin + the message.
-    copy_.clear();
-    copy_.put(kOriginData);
-    copy_.write(origin_bytes_, Origin::kSize);
-    copy_.write(frame.data() + 1, frame.size() - 1);
-    out = &copy_;
-  } else if (!last) {
-    // Another receiver takes this frame too: this one gets a copy.
-    copy_.clear();
-    copy_.write(frame.data(), frame.size());
-    out = &copy_;
-  }
-  const std::uint64_t size = out->size();  // before send_frame() takes the buffer
-  if (++total_sent_ != drop_nth_) {
-    (void)send_frame(d.socket, *out);
-    // Only what went out: a frame the receiver never sees is never
-    // credited, and would hold the pair's byte window for ever.
-    if (window_bytes_ != 0) {
-      d.sizes.push_back(size);
-      d.bytes_out += size;
+  const bool goes = ++total_sent_ != drop_nth_;
+  std::uint64_t size = n;
+  if (forward_ != nullptr && !with_origin_) {
+    // Shared with the received frame and any other receiver: no copy.
+    if (goes) {
+      zmq::message_t share;
+      share.copy(const_cast<zmq::message_t&>(*forward_));
+      (void)d.socket.send(share, zmq::send_flags::none);
     }
+  } else {
+    Buffer* out = &frame;
+    if (with_origin_) {
+      // 'O' + origin + the message.
+      copy_.clear();
+      copy_.put(kOriginData);
+      copy_.write(origin_bytes_, Origin::kSize);
+      copy_.write(bytes + 1, n - 1);
+      out = &copy_;
+    } else if (!last) {
+      // Another receiver takes this frame too: this one gets a copy.
+      copy_.clear();
+      copy_.write(frame.data(), frame.size());
+      out = &copy_;
+    }
+    size = out->size();  // before send_frame() takes the buffer
+    if (goes) (void)send_frame(d.socket, *out);
+  }
+  // Only what went out: a frame the receiver never sees is never credited,
+  // and would hold the pair's byte window for ever.
+  if (goes && window_bytes_ != 0) {
+    d.sizes.push_back(size);
+    d.bytes_out += size;
   }
   --d.credit;
   ++d.sent;
@@ -608,14 +661,15 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
   if ((++stats_tick_ & 15) == 0) housekeeping();
 }
 
-std::size_t ActorRuntime::key_position(const OutEdge& e, const Buffer& frame) const {
-  const auto span = value_span(frame.data() + 1, frame.size() - 1, e.key);
+std::size_t ActorRuntime::key_position(const OutEdge& e, const char* frame,
+                                       std::size_t size) const {
+  const auto span = value_span(frame + 1, size - 1, e.key);
   if (!span) {
     throw Error("send: the edge " + plan_.edge_name(e.edge) + " is keyed by value " +
                 std::to_string(e.key) + " (by_key), and this message has no value " +
                 std::to_string(e.key));
   }
-  return static_cast<std::size_t>(key_hash(frame.data() + 1 + span->first, span->second) %
+  return static_cast<std::size_t>(key_hash(frame + 1 + span->first, span->second) %
                                   e.size);
 }
 
@@ -632,7 +686,11 @@ void ActorRuntime::send_output(Output& output, Buffer& frame) {
   keyed_.resize(edges);
   for (std::size_t k = 0; k < edges; ++k) {
     const OutEdge& e = out_edges_[output.edges[k]];
-    if (e.grouping == EdgeGrouping::by_key) keyed_[k] = key_position(e, frame);
+    if (e.grouping == EdgeGrouping::by_key) {
+      keyed_[k] = forward_ != nullptr
+                      ? key_position(e, forward_->data<char>(), forward_->size())
+                      : key_position(e, frame.data(), frame.size());
+    }
   }
   if (loop_op_ && loop_k_ >= loop_floor_) bound_loop(loop_k_);
   // A restarted actor does not send again what a receiver took from its
@@ -1046,6 +1104,32 @@ void ActorRuntime::return_credit(Upstream& u) {
   u.unreturned_bytes = 0;
 }
 
+std::shared_ptr<Payload> ActorRuntime::decode_inbound(zmq::message_t& frame,
+                                                      std::size_t header) {
+  // Small frames are copied into the decoder's zone; large ones are kept
+  // and referred to, without a copy.
+  constexpr std::size_t kKeepFrameAtLeast = 1024;
+  const std::size_t body = frame.size() - header;
+  std::shared_ptr<Payload> payload = payload_for(body);
+  if (frame.size() >= kKeepFrameAtLeast) {
+    auto owner = std::make_shared<zmq::message_t>(std::move(frame));
+    const char* q = owner->data<char>() + header;
+    decode_message_into(*payload, q, body, std::move(owner));
+    payload->tag_room = true;  // header >= 1: the byte before the message
+  } else {
+    decode_message_into(*payload, frame.data<char>() + header, body, nullptr);
+    payload->encoded = frame.data<char>() + header;  // until end_recv()
+    payload->encoded_size = body;
+  }
+  return payload;
+}
+
+void ActorRuntime::end_recv(Payload& payload) noexcept {
+  // A Message recv() kept shares this Payload: it must not point into the
+  // frame that goes now (forwarded later, it is packed again).
+  if (!payload.encoded_kept) payload.encoded = nullptr;
+}
+
 bool ActorRuntime::spare_unshared() const noexcept {
   // use_count() == 1: no Message refers to it any more (recv() did not keep
   // one). The count is read relaxed; the fence orders what follows after the
@@ -1166,20 +1250,11 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
       reject("data after end of stream from actor " + plan_.actors[u.id].name);
       return;
     }
+    std::shared_ptr<Payload> payload;
     std::optional<Message> message;
     try {
-      // Small frames are copied into the decoder's zone; large ones are kept
-      // and referred to, without a copy.
-      constexpr std::size_t kKeepFrameAtLeast = 1024;
-      std::shared_ptr<Payload> payload = payload_for(size - header);
-      if (size >= kKeepFrameAtLeast) {
-        auto owner = std::make_shared<zmq::message_t>(std::move(frame));
-        const char* q = owner->data<char>();
-        decode_message_into(*payload, q + header, size - header, std::move(owner));
-      } else {
-        decode_message_into(*payload, p + header, size - header, nullptr);
-      }
-      message.emplace(std::move(payload));
+      payload = decode_inbound(frame, header);
+      message.emplace(payload);
     } catch (const EncodeError& e) {
       reject(std::string("from actor ") + plan_.actors[u.id].name + ": " + e.what());
     }
@@ -1194,7 +1269,9 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     if (message) {
       ++u.received;
       actor_.recv(*message);
+      end_recv(*payload);
       message.reset();
+      payload.reset();
       // Not kept: let a large frame go now rather than at the next message.
       if (spare_unshared()) spare_->bytes.reset();
       if ((++stats_tick_ & 15) == 0) housekeeping();
@@ -1294,19 +1371,12 @@ void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& 
     std::memcpy(inflight_->head, p + header, head);
     inflight_->head_size = static_cast<std::uint32_t>(head);
   }
+  std::shared_ptr<Payload> payload;
   std::optional<Message> message;
   try {
-    const std::size_t body = size - header;
-    std::shared_ptr<Payload> payload = payload_for(body);
-    constexpr std::size_t kKeepFrameAtLeast = 1024;
-    if (size >= kKeepFrameAtLeast) {
-      auto owner = std::make_shared<zmq::message_t>(std::move(frame));
-      decode_message_into(*payload, owner->data<char>() + header, body, owner);
-    } else {
-      decode_message_into(*payload, p + header, body, nullptr);
-    }
+    payload = decode_inbound(frame, header);
     payload->redelivered = again;
-    message.emplace(std::move(payload));
+    message.emplace(payload);
   } catch (const EncodeError& e) {
     reject(std::string("from actor ") + plan_.actors[u.id].name + ": " + e.what());
   }
@@ -1321,7 +1391,9 @@ void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& 
   actor_.recv(*message);
   in_recv_ = false;
   if (inflight_ != nullptr) inflight_->busy.store(0, std::memory_order_release);
+  end_recv(*payload);
   message.reset();
+  payload.reset();
   if (spare_unshared()) spare_->bytes.reset();
   finish(up, seq);
   if ((++stats_tick_ & 15) == 0) housekeeping();

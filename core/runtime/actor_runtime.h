@@ -48,6 +48,10 @@ class ActorRuntime {
   // each once it has credit.
   void send(Buffer& frame);
   void send_to(std::string_view output, Buffer& frame);
+  // send(const Message&): `output` null for the default output. The bytes go
+  // on as they came: a large message's received frame itself (shared, not
+  // copied) where no origin must be added, else copied into a frame.
+  void forward(const std::string_view* output, const Payload& message);
   // Receives messages and calls recv() until every sender has ended its stream.
   void receive_loop();
   void log(Level level, const std::string& text) noexcept;
@@ -196,7 +200,13 @@ class ActorRuntime {
   // else a copy goes.
   void emit(Downstream& d, Buffer& frame, bool last);
   // The receiver of by_key edge `e` for `frame`.
-  std::size_t key_position(const OutEdge& e, const Buffer& frame) const;
+  std::size_t key_position(const OutEdge& e, const char* frame, std::size_t size) const;
+  Output& output_named(std::string_view output, const char* op);
+  // A received data frame's message, decoded (large frames kept, not copied);
+  // `header`: the bytes before the message. Throws EncodeError.
+  std::shared_ptr<Payload> decode_inbound(zmq::message_t& frame, std::size_t header);
+  // After recv(): what pointed into a frame that is going away is dropped.
+  void end_recv(Payload& payload) noexcept;
   // Connects every downstream DEALER and waits, at most start_wait(), until
   // each has completed its handshake; throws naming the endpoints it could
   // not reach.
@@ -282,6 +292,8 @@ class ActorRuntime {
   std::vector<Output> outputs_;
   std::optional<std::size_t> default_output_;
   Buffer copy_;                     // a frame going to more than one receiver
+  Buffer forward_frame_;            // send(const Message&) of a message not forwarded as it came
+  const zmq::message_t* forward_ = nullptr;  // during send_output(): the frame forwarded as it came
   std::vector<std::size_t> keyed_;  // send_output(): each by_key edge's receiver
   // wait_downstream()'s poll set: every downstream socket, then control.
   std::vector<zmq::pollitem_t> down_items_;
