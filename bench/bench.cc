@@ -4,7 +4,7 @@
 //   bazel run -c opt //bench:bench -- --quick      # smoke run (about 15 s)
 //   bazel run -c opt //bench:bench -- --runs 5     # median of 5 per figure
 //   bazel run -c opt //bench:bench -- --only supervision   # its rows only (~15 s)
-//   bazel run -c opt //bench:bench -- --only throughput
+//   bazel run -c opt //bench:bench -- --only throughput,scaling
 //
 // What is measured, and how the two sides are kept comparable:
 //
@@ -27,7 +27,8 @@
 //   figure is the median of --runs runs, and runs of different
 //   configurations are interleaved so that a noisy neighbour hurts all of
 //   them alike. Rows: 1-1, 1-2-1 and 2-2-2 at 16 B, 1 KiB and 1 MiB
-//   (section throughput).
+//   (section throughput); 1-N-1 for N = 1, 2, 4, 8 at 16 B and 1 KiB
+//   (scaling).
 //
 // * Latency, one way, at low load. A sender stamps each message with
 //   CLOCK_MONOTONIC (one clock for every process of a host), sends one, then
@@ -125,11 +126,11 @@ constexpr const char* kUsage =
     "\n"
     "Measures relay pipelines against raw ZeroMQ of the same shape (forked\n"
     "processes, PUSH->PULL over ipc://@abstract, forwarders moving each message on\n"
-    "unchanged): 1-1, 1-2-1 and 2-2-2 at 16 B, 1 KiB and 1 MiB payloads; one-way\n"
-    "latency at low load, 16-actor start-up + tear-down, idle actor RSS, the\n"
-    "groupings of a 1-4 edge and the cost of supervision (1-1 and 1-2-1 at 16 B\n"
-    "under Relay::restart()); prints each figure, the ratio relay/raw, and\n"
-    "PASS/MISS for the project's targets.\n"
+    "unchanged): 1-1, 1-2-1 and 2-2-2 at 16 B, 1 KiB and 1 MiB payloads, 1-N-1 for\n"
+    "N = 1, 2, 4, 8 at 16 B and 1 KiB; one-way latency at low load,\n"
+    "16-actor start-up + tear-down, idle actor RSS, the groupings of a 1-4 edge and\n"
+    "the cost of supervision (1-1 and 1-2-1 at 16 B under Relay::restart()); prints\n"
+    "each figure, the ratio relay/raw, and PASS/MISS for the project's targets.\n"
     "\n"
     "  --runs N      runs per throughput figure, the median is reported (default 3)\n"
     "  --quick       smoke run: short runs, 1 run per figure, few samples\n"
@@ -148,7 +149,8 @@ constexpr const char* kUsage =
     "  --only SECTIONS\n"
     "                those sections only, comma-separated, out of: rss, startup,\n"
     "                latency, throughput (1-1, 1-2-1, 2-2-2 and their raw shapes),\n"
-    "                groupings, supervision (e.g. --only throughput)\n"
+    "                groupings, supervision, scaling (1-N-1)\n"
+    "                (e.g. --only throughput,scaling)\n"
     "  --help        this text\n"
     "\n"
     "Exit status 0 whatever the speed; 2 if a measurement broke; 3 if one hung\n"
@@ -1228,7 +1230,7 @@ void print_median(const Config& c, const Config* raw, const Config* raw11 = null
 
 // The sections --only may name, in the order a full run measures them.
 constexpr const char* kSections[] = {"rss",       "startup",     "latency", "throughput",
-                                     "groupings", "supervision"};
+                                     "groupings", "supervision", "scaling"};
 
 }  // namespace
 
@@ -1570,6 +1572,39 @@ int main(int argc, char** argv) {
                           ratio(rate, plain_rate))};
       add_target(row, ">= 0.8x of without restart", rate >= 0.8 * plain_rate);
       rows.push_back(std::move(row));
+    }
+  }
+
+  // ---- scaling (issue 12, point 5): 1-N-1 for N = 1, 2, 4, 8 forwarders,
+  // relay and raw ZeroMQ of the same shape. On 2 cores more forwarders mean
+  // more processes sharing them, not more speed; the ratio to raw says how
+  // relay's per-process cost grows with them.
+  if (want("scaling")) {
+    const int widths[] = {1, 2, 4, 8};
+    std::vector<Config> configs;
+    for (std::size_t size : {std::size_t{16}, std::size_t{1024}}) {
+      for (int w : widths) {
+        configs.push_back({size, Shape{1, w, 1}, true});
+        configs.push_back({size, Shape{1, w, 1}, false});
+      }
+    }
+    std::printf("\nscaling, 1-N-1 (N forwarders), relay against raw ZeroMQ of the same shape:\n");
+    measure(configs, o);
+    std::printf("\n  %-14s %11s %11s %9s %11s %11s\n", "shape", "raw msg/s", "relay msg/s",
+                "relay/raw", "raw vs N=1", "relay vs N=1");
+    for (std::size_t i = 0; i < configs.size(); i += 2) {
+      const Config& raw = configs[i];
+      const Config& rel = configs[i + 1];
+      const std::size_t first = i / 8 * 8;  // N = 1 of this size
+      const double raw1 = configs[first].rate(), rel1 = configs[first + 1].rate();
+      std::printf("  %-14s %11s %11s %9s %11s %11s\n",
+                  fmt::format("{} {}", rel.shape.name(), size_name(rel.size)).c_str(),
+                  si(raw.rate()).c_str(), si(rel.rate()).c_str(),
+                  ratio(rel.rate(), raw.rate()).c_str(), ratio(raw.rate(), raw1).c_str(),
+                  ratio(rel.rate(), rel1).c_str());
+      rows.push_back({fmt::format("scaling {} {}", rel.shape.name(), size_name(rel.size)),
+                      rate_text(raw.rate(), raw.size), rate_text(rel.rate(), rel.size),
+                      ratio(rel.rate(), raw.rate())});
     }
   }
 
