@@ -4,7 +4,7 @@
 //   bazel run -c opt //bench:bench -- --quick      # smoke run (about 15 s)
 //   bazel run -c opt //bench:bench -- --runs 5     # median of 5 per figure
 //   bazel run -c opt //bench:bench -- --only supervision   # its rows only (~15 s)
-//   bazel run -c opt //bench:bench -- --only throughput,scaling
+//   bazel run -c opt //bench:bench -- --only throughput,scaling,cross-host
 //
 // What is measured, and how the two sides are kept comparable:
 //
@@ -28,7 +28,8 @@
 //   configurations are interleaved so that a noisy neighbour hurts all of
 //   them alike. Rows: 1-1, 1-2-1 and 2-2-2 at 16 B, 1 KiB and 1 MiB
 //   (section throughput); 1-N-1 for N = 1, 2, 4, 8 at 16 B and 1 KiB
-//   (scaling).
+//   (scaling); 1-1 between two network namespaces over tcp, relay's driver
+//   on one and a worker on the other (cross-host, root only).
 //
 // * Latency, one way, at low load. A sender stamps each message with
 //   CLOCK_MONOTONIC (one clock for every process of a host), sends one, then
@@ -64,11 +65,15 @@
 //   process is still small: a forked child starts with its parent's pages.
 //
 // This process never makes a ZeroMQ context and never starts a thread (relay's
-// own broker thread lives only inside Relay::start()), so every fork is safe.
+// own broker thread lives only inside Relay::start()), so every fork is safe;
+// nor does it enter a network namespace (its children do, see CrossHost).
 // Exit status: 0 whatever the speed; 2 if a measurement broke (lost messages,
 // an actor error).
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -127,7 +132,8 @@ constexpr const char* kUsage =
     "Measures relay pipelines against raw ZeroMQ of the same shape (forked\n"
     "processes, PUSH->PULL over ipc://@abstract, forwarders moving each message on\n"
     "unchanged): 1-1, 1-2-1 and 2-2-2 at 16 B, 1 KiB and 1 MiB payloads, 1-N-1 for\n"
-    "N = 1, 2, 4, 8 at 16 B and 1 KiB; one-way latency at low load,\n"
+    "N = 1, 2, 4, 8 at 16 B and 1 KiB, and 1-1 over tcp between two network\n"
+    "namespaces (root only, else printed as skipped); one-way latency at low load,\n"
     "16-actor start-up + tear-down, idle actor RSS, the groupings of a 1-4 edge and\n"
     "the cost of supervision (1-1 and 1-2-1 at 16 B under Relay::restart()); prints\n"
     "each figure, the ratio relay/raw, and PASS/MISS for the project's targets.\n"
@@ -141,17 +147,22 @@ constexpr const char* kUsage =
     "                profiler: B is the payload bytes, N the message count, T a\n"
     "                relay shape S-K or S-F-K (S sources, F forwarders, K sinks:\n"
     "                1-1, 1-2-1, 2-2-2, 1-8-1, ...), raw-SHAPE for raw ZeroMQ of\n"
-    "                that shape (raw alone is raw-1-1) (e.g. --one 1-1:16:2000000,\n"
-    "                --one raw-1-4-1:1024:500000); a suffix :restart puts every relay\n"
+    "                that shape (raw alone is raw-1-1), or tcp-1-1 / tcp-raw for\n"
+    "                the cross-host pair (e.g. --one 1-1:16:2000000, --one\n"
+    "                raw-1-4-1:1024:500000); a suffix :restart puts every relay\n"
     "                group but the source's under Relay::restart() (e.g. --one\n"
     "                1-2-1:16:1000000:restart); --one startup:N runs the\n"
     "                16-process start-up figures N times\n"
     "  --only SECTIONS\n"
     "                those sections only, comma-separated, out of: rss, startup,\n"
     "                latency, throughput (1-1, 1-2-1, 2-2-2 and their raw shapes),\n"
-    "                groupings, supervision, scaling (1-N-1)\n"
-    "                (e.g. --only throughput,scaling)\n"
+    "                groupings, supervision, scaling (1-N-1), cross-host\n"
+    "                (e.g. --only throughput,scaling,cross-host)\n"
     "  --help        this text\n"
+    "\n"
+    "For the cross-host row the bench runs itself twice more, in the two\n"
+    "namespaces: with --cross-host-driver URL BYTES N FD (the driver) and with\n"
+    "--relay-worker URL (the worker).\n"
     "\n"
     "Exit status 0 whatever the speed; 2 if a measurement broke; 3 if one hung\n"
     "(no progress for 60 s: the stage is named on stderr).\n";
@@ -297,6 +308,7 @@ class ReportPipe {
   }
   ReportPipe(const ReportPipe&) = delete;
   ReportPipe& operator=(const ReportPipe&) = delete;
+  int write_fd() const { return w_; }  // for a child that execs
 
   template <class T>
   void put(const T& v) const {  // in a child
@@ -448,6 +460,140 @@ std::string machine_line() {
                      patch);
 }
 
+// --------------------------------------------------------------- two hosts --
+
+// Where `ip` is (the PATH of `bazel run` may lack the sbin directories).
+std::string ip_path() {
+  for (const char* p : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
+    if (::access(p, X_OK) == 0) return p;
+  }
+  return "";
+}
+
+// Runs `ip ARGS`; returns "" on success, else the command and what it said.
+std::string run_ip(const std::string& args) {
+  const std::string ip = ip_path();
+  if (ip.empty()) return "no `ip` command (iproute2)";
+  std::fflush(nullptr);
+  std::FILE* p = ::popen((ip + " " + args + " 2>&1").c_str(), "r");
+  if (p == nullptr) return "ip " + args + ": popen failed";
+  std::string out;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  const int status = ::pclose(p);
+  if (status == 0) return "";
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return "ip " + args + ": " + (out.empty() ? fmt::format("status {}", status) : out);
+}
+
+// Two hosts on this machine for the cross-host rows: network namespaces
+// relaybench-<pid>-a and -b (each with its own interfaces, ports and abstract
+// sockets) joined by a veth pair, 10.99.250.1/24 in a and 10.99.250.2/24 in
+// b, made the way tests/netns.h makes them for the multi-host tests (that
+// library is testonly). Nothing is made in the machine's own namespace, and
+// this process never enters one: its forked children do, with setns(),
+// before they make a ZeroMQ context. The namespaces go with this object; a
+// bench that died without its destructor (the watchdog) leaves two, which
+// the next one deletes.
+class CrossHost {
+ public:
+  enum Host { a = 0, b = 1 };
+
+  // The two hosts, or nullptr and why not: not root, no `ip`, or the kernel
+  // refused (the row is then printed as skipped).
+  static std::unique_ptr<CrossHost> make(std::string& why) {
+    if (::geteuid() != 0) {
+      why = "not running as root (network namespaces need CAP_SYS_ADMIN)";
+      return nullptr;
+    }
+    if (ip_path().empty()) {
+      why = "no `ip` command (iproute2)";
+      return nullptr;
+    }
+    sweep_stale();
+    std::unique_ptr<CrossHost> h(new CrossHost);
+    const std::string stem = fmt::format("relaybench-{}-", ::getpid());
+    const std::string veth = fmt::format("rb{}", ::getpid());  // + a/b: <= 15 characters
+    h->addr_[a] = "10.99.250.1";
+    h->addr_[b] = "10.99.250.2";
+    for (Host x : {a, b}) {
+      const std::string name = stem + (x == a ? "a" : "b");
+      if (auto e = run_ip("netns add " + name); !e.empty()) {
+        why = e;
+        return nullptr;
+      }
+      h->name_[x] = name;
+    }
+    const std::string steps[] = {
+        "-n " + h->name_[a] + " link set lo up",
+        "-n " + h->name_[b] + " link set lo up",
+        fmt::format("link add {}a netns {} type veth peer name {}b netns {}", veth, h->name_[a],
+                    veth, h->name_[b]),
+        fmt::format("-n {} addr add {}/24 dev {}a", h->name_[a], h->addr_[a], veth),
+        fmt::format("-n {} addr add {}/24 dev {}b", h->name_[b], h->addr_[b], veth),
+        fmt::format("-n {} link set {}a up", h->name_[a], veth),
+        fmt::format("-n {} link set {}b up", h->name_[b], veth),
+    };
+    for (const std::string& step : steps) {
+      if (auto e = run_ip(step); !e.empty()) {
+        why = e;
+        return nullptr;
+      }
+    }
+    return h;
+  }
+  ~CrossHost() {  // deleting a namespace deletes its end of the veth pair too
+    for (const std::string& name : name_) {
+      if (name.empty()) continue;
+      if (auto e = run_ip("netns del " + name); !e.empty()) {
+        std::fprintf(stderr, "bench: %s\n", e.c_str());
+      }
+    }
+  }
+  CrossHost(const CrossHost&) = delete;
+  CrossHost& operator=(const CrossHost&) = delete;
+
+  // In a forked child, before it makes a ZeroMQ context: moves it onto `h`.
+  void enter(Host h) const {
+    const std::string path = "/run/netns/" + name_[h];
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
+      const std::string e = fmt::format("setns {}: {}", path, std::strerror(errno));
+      if (fd >= 0) ::close(fd);
+      throw std::runtime_error(e);
+    }
+    ::close(fd);
+  }
+  const std::string& addr(Host h) const { return addr_[h]; }
+  // A tcp endpoint on `h` at a port this run has not used yet. The ports are
+  // fixed rather than read back: the namespaces are this process's own, so
+  // nothing else binds there, and a new port each time keeps one run clear
+  // of the last one's sockets.
+  std::string endpoint(Host h) const { return fmt::format("tcp://{}:{}", addr_[h], next_port_++); }
+
+ private:
+  CrossHost() = default;
+  // Deletes namespaces left by a bench that is gone.
+  static void sweep_stale() {
+    DIR* d = ::opendir("/run/netns");
+    if (d == nullptr) return;
+    std::vector<std::string> stale;
+    while (dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name.rfind("relaybench-", 0) != 0) continue;
+      const long owner = std::atol(name.c_str() + 11);
+      if (owner > 0 && ::kill(static_cast<pid_t>(owner), 0) != 0 && errno == ESRCH) {
+        stale.push_back(name);
+      }
+    }
+    ::closedir(d);
+    for (const std::string& name : stale) run_ip("netns del " + name);
+  }
+  std::string name_[2];
+  std::string addr_[2];
+  mutable int next_port_ = 20000;
+};
+
 // -------------------------------------------------------------- raw ZeroMQ --
 
 // A pipeline's shape: `sources` senders, then `forwarders` (none: the
@@ -495,10 +641,14 @@ struct Rate {
 // sender's PUSH connects to each inbox of the next stage, as relay's actors
 // do; PUSH sends round robin over them. A forwarder moves each zmq_msg_t on
 // unchanged (zmq_msg_send takes the received message, no copy in user
-// space). n is split evenly over the sources.
-Rate raw_throughput(Shape s, std::size_t size, long n) {
+// space). n is split evenly over the sources. With `net`, the sources run on
+// host a and the sinks on host b, over tcp (1-1 only).
+Rate raw_throughput(Shape s, std::size_t size, long n, const CrossHost* net = nullptr) {
+  if (net && s.forwarders) {
+    throw std::invalid_argument("raw_throughput: two hosts want no forwarders");
+  }
   n = (n + s.sources - 1) / s.sources * s.sources;
-  const std::string what = fmt::format("raw {} {}", s.name(), size_name(size));
+  const std::string what = fmt::format("raw {}{} {}", s.name(), net ? " tcp" : "", size_name(size));
   stage("{} throughput n={}", what, n);
   struct Report {
     long got;
@@ -507,7 +657,9 @@ Rate raw_throughput(Shape s, std::size_t size, long n) {
     std::int64_t last_ns;
   };
   std::vector<std::string> sink_eps, forward_eps;
-  for (int k = 0; k < s.sinks; ++k) sink_eps.push_back(endpoint("sink"));
+  for (int k = 0; k < s.sinks; ++k) {
+    sink_eps.push_back(net ? net->endpoint(CrossHost::b) : endpoint("sink"));
+  }
   for (int f = 0; f < s.forwarders; ++f) forward_eps.push_back(endpoint("fwd"));
   const std::vector<std::string>& first_hop = s.forwarders ? forward_eps : sink_eps;
   // as relay's sockets: a peer may bind a moment after its sender connects
@@ -523,6 +675,7 @@ Rate raw_throughput(Shape s, std::size_t size, long n) {
   const auto t0 = Clock::now();
   for (int k = 0; k < s.sinks; ++k) {
     pids.push_back(spawn([&, k] {
+      if (net) net->enter(CrossHost::b);
       void* ctx = zmq_ctx_new();
       void* sock = zmq_socket(ctx, ZMQ_PULL);
       zcheck(zmq_bind(sock, sink_eps[static_cast<std::size_t>(k)].c_str()), "bind");
@@ -604,6 +757,7 @@ Rate raw_throughput(Shape s, std::size_t size, long n) {
   }
   for (int i = 0; i < s.sources; ++i) {
     pids.push_back(spawn([&] {
+      if (net) net->enter(CrossHost::a);
       void* ctx = zmq_ctx_new();
       void* sock = zmq_socket(ctx, ZMQ_PUSH);
       connect_all(sock, first_hop);
@@ -965,6 +1119,129 @@ Rate relay_throughput(Shape s, std::size_t size, long n, bool supervised = false
   return rate;
 }
 
+// The cross-host 1-1: the source on the driver's host, the sink on a worker.
+// The driver (this program run again with --cross-host-driver, on host a)
+// and the worker (with --relay-worker, on host b) both build it with this, as a program run
+// across hosts must (README "Across hosts": actors are known by position).
+// No key: the raw baseline is not encrypted either, and the hosts are the
+// bench's own namespaces.
+void connect_cross_host(relay::Relay& relay, Source& source, Sink& sink, const std::string& url) {
+  relay.connect(relay::group("src", source), relay::group("sink", sink));
+  relay.place("sink", relay::Placement::workers());
+  relay.listen(url);
+  relay.allow_insecure_network();
+  relay.expect_workers(1, std::chrono::seconds(20));
+}
+
+// What the cross-host driver reports to the bench through an inherited pipe.
+struct CrossHostReport {
+  bool started;  // start() returned normally
+  std::int64_t got;
+  std::int64_t bytes;
+};
+
+// The cross-host driver's whole life (main() with --cross-host-driver): the
+// source sends n payloads of `size` bytes to the sink on the worker; writes a
+// CrossHostReport to `report_fd`. A program of its own, like the worker,
+// because the two must build the same relay, and a queue is known by its rank
+// among the queues its process made (in a forked child of the bench, the
+// bench's queues would count).
+int cross_host_driver(const std::string& url, std::size_t size, long n, int report_fd) {
+  // Its one warning, every run, is the one the bench asked for
+  // (allow_insecure_network()); errors still show.
+  spdlog::set_level(spdlog::level::err);
+  relay::Queue q;
+  Source source(n, size);
+  Sink sink(q);
+  relay::Relay relay;
+  connect_cross_host(relay, source, sink, url);
+  CrossHostReport r{false, 0, 0};
+  try {
+    relay.start();
+    r.started = true;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench driver: relay 1-1 tcp %s n=%ld: %s\n", size_name(size).c_str(), n,
+                 e.what());
+  }
+  while (auto m = q.get_nowait()) {
+    r.got += m->get<std::int64_t>(0);
+    r.bytes += m->get<std::int64_t>(1);
+  }
+  if (::write(report_fd, &r, sizeof r) != static_cast<ssize_t>(sizeof r)) return 1;
+  return r.started ? 0 : 1;
+}
+
+// The cross-host worker's whole life (main() with --relay-worker): the same
+// relay as the driver's; only the sink runs here, and the source's n is the
+// driver's business.
+int cross_host_worker(const std::string& url) {
+  spdlog::set_level(spdlog::level::warn);
+  relay::Queue q;
+  Source source(0, 0);
+  Sink sink(q);
+  relay::Relay relay;
+  connect_cross_host(relay, source, sink, url);
+  try {
+    relay.start();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench worker: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
+// In a forked child: runs this program again with `args`; returns only if
+// exec failed.
+int exec_self(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  std::string arg0 = "bench";
+  argv.push_back(arg0.data());
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv("/proc/self/exe", argv.data());
+  std::perror("bench: execv /proc/self/exe");
+  return 127;
+}
+
+// Relay 1-1 from host a to host b over tcp: the driver on a, the worker on
+// b, each this program run again (see cross_host_driver()). Timed like
+// raw_throughput(): from before the first fork to after both are reaped, so
+// the two programs' start (exec included) and the worker's join are in the
+// figure, as the raw processes' start is in theirs.
+Rate relay_cross_host(std::size_t size, long n, const CrossHost& net) {
+  const std::string what = fmt::format("relay 1-1 tcp {}", size_name(size));
+  stage("{} throughput n={}", what, n);
+  const std::string url = net.endpoint(CrossHost::a);
+  ReportPipe pipe;  // its write end is inherited across exec
+  Rate rate;
+  rate.n = n;
+  const auto t0 = Clock::now();
+  const pid_t driver = spawn([&] {
+    net.enter(CrossHost::a);
+    return exec_self({"--cross-host-driver", url, std::to_string(size), std::to_string(n),
+                      std::to_string(pipe.write_fd())});
+  });
+  const pid_t worker = spawn([&] {
+    net.enter(CrossHost::b);
+    return exec_self({"--relay-worker", url});
+  });
+  const bool ok_driver = reap(driver);
+  const bool ok_worker = reap(worker);
+  rate.seconds = seconds_since(t0);
+  CrossHostReport r{};
+  if (!ok_driver || !ok_worker || !pipe.get(r) || !r.started) {
+    broken(fmt::format("{} n={}: the driver or its worker failed", what, n));
+    return rate;
+  }
+  if (r.got != n || r.bytes != n * static_cast<std::int64_t>(size)) {
+    broken(fmt::format("{}: sinks counted {} messages / {} bytes, expected {} / {}", what, r.got,
+                       r.bytes, n, n * static_cast<std::int64_t>(size)));
+    return rate;
+  }
+  rate.ok = true;
+  return rate;
+}
+
 enum class Edge { round_robin, by_key, broadcast };
 
 const char* edge_name(Edge e) {
@@ -1154,6 +1431,7 @@ struct Config {
   Shape shape;
   bool raw;
   bool supervised = false;         // relay: Relay::restart() on all but the sources
+  const CrossHost* net = nullptr;  // set: 1-1 from host a to host b over tcp
   int same_n_as = -1;              // index of the config whose n it takes
   long n = 0;
   std::vector<double> rates = {};
@@ -1162,20 +1440,21 @@ struct Config {
 };
 
 Rate run_config(const Config& c, long n) {
-  if (c.raw) return raw_throughput(c.shape, c.size, n);
+  if (c.raw) return raw_throughput(c.shape, c.size, n, c.net);
+  if (c.net) return relay_cross_host(c.size, n, *c.net);
   return relay_throughput(c.shape, c.size, n, c.supervised);
 }
 
 std::string config_label(const Config& c) {
   return fmt::format("{:<5} {:<9} {:>7}{}", c.raw ? "raw" : "relay",
-                     c.shape.name(), size_name(c.size),
+                     c.shape.name() + (c.net ? " tcp" : ""), size_name(c.size),
                      c.supervised ? " restart" : "");
 }
 
-// The raw config of c's shape and size in `configs` (nullptr if none).
+// The raw config of c's shape, size and hosts in `configs` (nullptr if none).
 const Config* raw_of(const std::vector<Config>& configs, const Config& c) {
   for (const Config& r : configs) {
-    if (r.raw && r.shape == c.shape && r.size == c.size) return &r;
+    if (r.raw && r.shape == c.shape && r.size == c.size && r.net == c.net) return &r;
   }
   return nullptr;
 }
@@ -1230,11 +1509,25 @@ void print_median(const Config& c, const Config* raw, const Config* raw11 = null
 
 // The sections --only may name, in the order a full run measures them.
 constexpr const char* kSections[] = {"rss",       "startup",     "latency", "throughput",
-                                     "groupings", "supervision", "scaling"};
+                                     "groupings", "supervision", "scaling", "cross-host"};
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The two programs of a cross-host row (relay_cross_host() starts them):
+  // with --relay-worker URL this program is the worker, with
+  // --cross-host-driver URL BYTES N FD the driver. relay::init() is called
+  // only for the worker, so that a RELAY_WORKER in the environment cannot
+  // make a bench a worker.
+  if (argc == 6 && std::string_view(argv[1]) == "--cross-host-driver") {
+    return cross_host_driver(argv[2], std::strtoul(argv[3], nullptr, 10),
+                             std::strtol(argv[4], nullptr, 10), std::atoi(argv[5]));
+  }
+  if (argc == 3 && std::string_view(argv[1]) == "--relay-worker") {
+    const std::string url = argv[2];
+    relay::init(argc, argv);
+    return cross_host_worker(url);
+  }
   Options o;
   std::string only;
   for (int i = 1; i < argc; ++i) {
@@ -1336,14 +1629,24 @@ int main(int argc, char** argv) {
     }
     const std::string t = topo;
     const bool raw = t == "raw" || t.rfind("raw-", 0) == 0;
+    const bool tcp = t == "tcp-raw" || t == "tcp-1-1";
     const std::optional<Shape> shape =
-        t == "raw" ? std::optional<Shape>(kOneOne) : Shape::parse(raw ? t.substr(4) : t);
-    if (!shape || (supervised && raw)) {
+        t == "raw" || tcp ? std::optional<Shape>(kOneOne) : Shape::parse(raw ? t.substr(4) : t);
+    if (!shape || (supervised && (raw || tcp))) {
       std::fprintf(stderr, "bench: unknown topology '%s'%s\n", topo,
                    shape ? " for :restart (relay shapes only)" : "");
       return 64;
     }
-    const Config c{bytes, *shape, raw, supervised};
+    std::unique_ptr<CrossHost> net;
+    if (tcp) {
+      std::string why;
+      net = CrossHost::make(why);
+      if (!net) {
+        std::printf("%s %s: skipped: %s\n", t.c_str(), size_name(bytes).c_str(), why.c_str());
+        return 0;
+      }
+    }
+    const Config c{bytes, *shape, raw || t == "tcp-raw", supervised, net.get()};
     const Rate r = run_config(c, n);
     ::alarm(0);
     std::printf("%s %s%s n=%ld: %.3f s, %s msg/s, %.1f MB/s\n", t.c_str(), size_name(bytes).c_str(),
@@ -1543,7 +1846,7 @@ int main(int argc, char** argv) {
     for (Shape s : {kOneOne, kOneTwoOne}) {
       sup.push_back({16, s, true});
       sup.push_back({16, s, false});
-      sup.push_back({16, s, false, true, static_cast<int>(sup.size()) - 1});
+      sup.push_back({16, s, false, true, nullptr, static_cast<int>(sup.size()) - 1});
     }
     std::printf(
         "\nsupervision, 16 B, every group but the source's under restart(), the same n "
@@ -1605,6 +1908,38 @@ int main(int argc, char** argv) {
       rows.push_back({fmt::format("scaling {} {}", rel.shape.name(), size_name(rel.size)),
                       rate_text(raw.rate(), raw.size), rate_text(rel.rate(), rel.size),
                       ratio(rel.rate(), raw.rate())});
+    }
+  }
+
+  // ---- across hosts (issue 12, point 5): 1-1 from one network namespace to
+  // another over tcp (a veth pair), relay (driver with the source on host a,
+  // worker with the sink on host b) against raw PUSH -> PULL between the same
+  // two namespaces.
+  if (want("cross-host")) {
+    std::printf("\nacross hosts, 1-1 over tcp between two network namespaces:\n");
+    std::string why;
+    stage("cross-host: making two network namespaces");
+    const std::unique_ptr<CrossHost> net = CrossHost::make(why);
+    if (!net) {
+      std::printf("  skipped: %s\n", why.c_str());
+      rows.push_back(
+          {"cross-host 1-1 tcp (two network namespaces)", "skipped", "skipped: " + why, ""});
+    } else {
+      std::vector<Config> configs;
+      for (std::size_t size : {std::size_t{16}, std::size_t{1024}, std::size_t{1} << 20}) {
+        configs.push_back({size, kOneOne, true, false, net.get()});
+        configs.push_back({size, kOneOne, false, false, net.get()});
+      }
+      measure(configs, o);
+      std::printf("\n");
+      for (const Config& c : configs) {
+        print_median(c, raw_of(configs, c));
+        if (c.raw) continue;
+        const Config& raw = *raw_of(configs, c);
+        rows.push_back({fmt::format("cross-host 1-1 tcp {}", size_name(c.size)),
+                        rate_text(raw.rate(), c.size), rate_text(c.rate(), c.size),
+                        ratio(c.rate(), raw.rate())});
+      }
     }
   }
 
