@@ -1038,10 +1038,11 @@ class Source : public relay::Actor {
   bool keyed_;
 };
 
-// Passes each payload on (decoded as a view into the frame, re-encoded once).
+// Passes each message on as it came (send(const Message&): a large one's
+// received frame goes out again, not copied; a small one is copied).
 class Forward : public relay::Actor {
  public:
-  void recv(const relay::Message& m) override { send(m.get<std::string_view>(0)); }
+  void recv(const relay::Message& m) override { send(m); }
 };
 
 // Counts messages and the bytes of their payload (value `payload`); puts
