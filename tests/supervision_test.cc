@@ -127,6 +127,19 @@ int ExpectEveryNumber(const std::map<long long, int>& seen, long long n) {
   return twice;
 }
 
+// Runs a Counter of 0..n-1 -> "work" (a and b, supervised) -> a Collector
+// into `out`.
+void RunSupervisedPair(relay::Actor& a, relay::Actor& b, relay::Queue& out, long long n,
+                       std::size_t maxsize) {
+  relay::testing::Counter src(0, n);
+  std::vector<relay::Actor*> work{&a, &b};
+  Collector sink(out);
+  relay::Relay relay(maxsize);
+  relay.connect(src, relay::group("work", work), relay::group("sink", sink));
+  relay.restart("work");
+  relay.start();
+}
+
 class RestartKinds : public SupervisionTest, public ::testing::WithParamInterface<Kind> {};
 
 // A middle actor dies inside recv() (every kind of death): it is started
@@ -136,15 +149,9 @@ TEST_P(RestartKinds, MiddleActorIsRestartedAndNothingIsLost) {
   SharedBlock shm;
   constexpr long long kN = 3000;
   relay::Queue out;
-  relay::testing::Counter src(0, kN);
   Flaky a(shm, 1234, GetParam());
   Flaky b(shm, 1234, GetParam());
-  std::vector<relay::Actor*> work{&a, &b};
-  Collector sink(out);
-  relay::Relay relay(50);
-  relay.connect(src, relay::group("work", work), relay::group("sink", sink));
-  relay.restart("work");
-  relay.start();
+  RunSupervisedPair(a, b, out, kN, 50);
   EXPECT_EQ(shm.at(0).load(), 1);
   EXPECT_GE(shm.at(1).load(), 1) << "the message died on was not delivered again";
   EXPECT_EQ(ExpectEveryNumber(Arrivals(out), kN), 0) << "numbers delivered twice";
@@ -812,15 +819,9 @@ TEST_P(HookFailures, HookThatThrowsIsRestartedAndEachSendArrivesOnce) {
   SharedBlock shm;
   constexpr long long kN = 2000;
   relay::Queue out;
-  relay::testing::Counter src(0, kN);
   FailsInAHook a(shm, in_startup, 0);
   FailsInAHook b(shm, in_startup, 1);
-  std::vector<relay::Actor*> work{&a, &b};
-  Collector sink(out);
-  relay::Relay relay(20);
-  relay.connect(src, relay::group("work", work), relay::group("sink", sink));
-  relay.restart("work");
-  relay.start();
+  RunSupervisedPair(a, b, out, kN, 20);
   // Each hook ran once per incarnation: the failed one and its successor's.
   if (in_startup) {
     EXPECT_EQ(shm.at(0).load(), 3) << "startup() of 2 actors, one of them twice";
