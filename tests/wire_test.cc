@@ -376,7 +376,7 @@ std::vector<ri::ControlFrame> EveryControlFrame() {
       ri::Fail{"boom", 12},
       ri::Bye{
           5, {{{0, 4}, 10}, {{1, 5}, 11}}, {{{0, 0}, 21}}, 2, {21}, {{{0, 4}, 3}}, {{{1, 5}, 4}}},
-      ri::Stats{100, 90, 8, {{0, {60, 5}}, {2, {40, 3}}}, {{1, 90}}},
+      ri::Stats{100, 90, 8, {{0, {60, 5}}, {2, {40, 3}}}, {{1, 90}}, {{{1, 6}, 12}}, {{{0, 4}, 7}}},
       ri::Start{{"tcp://a:1", "", "ipc://@x"}, {0, 2, 1}, {0, 1, 0, 5, 1, 2}},
       ri::PutAck{9},
       ri::Ack{},
@@ -665,7 +665,7 @@ TEST(Frames, RefusesIntegersOutOfRange) {
   const std::string big_actor =
       Edited(dlog, [](auto& e, msgpack::zone&) { e[1] = msgpack::object(std::uint64_t{1} << 32); });
   EXPECT_THAT(Refusal(big_actor), HasSubstr("dlog: field 'actor': 4294967296, which does not fit"));
-  const std::string stats = ri::encode(ri::Stats{1, 2, 3, {}, {}});
+  const std::string stats = ri::encode(ri::Stats{1, 2, 3, {}, {}, {}, {}});
   const std::string negative =
       Edited(stats, [](auto& e, msgpack::zone&) { e[3] = msgpack::object(-1); });
   EXPECT_THAT(Refusal(negative), HasSubstr("stats: field 'waiting': -1, which does not fit"));

@@ -24,8 +24,11 @@
 //            [n sent to each output of the group...], [[[edge, to], n settled]...],
 //            [[[edge, to], n not sent again]...]]
 //   stats   [6, sent, received, waiting, [[edge, [sent, waiting]]...],
-//            [[edge, received]...]]  every ~500 ms while busy (totals, then
-//           per edge leaving and entering the actor's group)
+//            [[edge, received]...], [[[edge, from], n]...], [[[edge, to], n]...]]
+//           every ~500 ms while busy (totals, then per edge leaving and
+//           entering the actor's group, then the pairs that restarts
+//           touched: taken from a sender's earlier incarnations, and
+//           settled by a receiver's earlier ones)
 //           (waiting: credits in use, i.e. sent and not yet credited back;
 //           credits return in batches of half a window, so up to that many
 //           may show after everything arrived)
@@ -169,6 +172,15 @@ struct Bye {
 using EdgesOut = std::vector<std::pair<std::uint32_t, std::pair<std::uint64_t, std::uint64_t>>>;
 using EdgesIn = std::vector<std::pair<std::uint32_t, std::uint64_t>>;
 
+// The counters of one process: they start at 0 in each incarnation. `before`
+// and `settled` let the broker count over incarnations (the monitor's
+// counts): per pair entering the actor's group whose sender was restarted,
+// [[edge, from], n], the messages taken from that sender's earlier
+// incarnations (in `received` and `in` too, not in the sender's counts);
+// per pair to a supervised receiver that was restarted, [[edge, to], n],
+// those finished by its earlier incarnations, or dead letters (as Bye's
+// `settled`: in `sent`, not in the receiver's counts). Pairs with 0 are
+// left out.
 struct Stats {
   static constexpr Ctl kKind = Ctl::stats;
   static constexpr const char* kName = "stats";
@@ -177,7 +189,9 @@ struct Stats {
   std::uint64_t waiting = 0;
   EdgesOut out;
   EdgesIn in;
-  RELAY_FRAME_FIELDS(Stats, sent, received, waiting, out, in);
+  EdgeCounts before;
+  EdgeCounts settled;
+  RELAY_FRAME_FIELDS(Stats, sent, received, waiting, out, in, before, settled);
 };
 
 // A message a sender holds for a restarted receiver that is not to be

@@ -1031,7 +1031,22 @@ void ActorRuntime::report_stats(bool force) {
     stats.received += received;
     stats.in.push_back({e.edge, received});
   }
+  // What restarts moved out of one process's counts, per pair, so that the
+  // broker can count over incarnations.
+  for (const Upstream& u : up_) {
+    if (u.received_before > 0) stats.before.push_back({{u.edge, u.id}, u.received_before});
+  }
+  for (const Downstream& d : down_) {
+    const std::uint64_t settled = settled_before(d);
+    if (settled > 0) stats.settled.push_back({{d.edge, d.id}, settled});
+  }
   send_ctl(control_, stats);
+}
+
+std::uint64_t ActorRuntime::settled_before(const Downstream& d) noexcept {
+  const auto dead = static_cast<std::uint64_t>(
+      std::count_if(d.dead.begin(), d.dead.end(), [&](std::uint64_t q) { return q > d.base; }));
+  return d.base + dead;
 }
 
 bool ActorRuntime::reply(const Upstream& sender, Buffer& frame) {
@@ -1309,6 +1324,7 @@ void ActorRuntime::new_sender_incarnation(Upstream& u, std::uint32_t incarnation
   u.next_seq = 1;
   u.done = u.credited_done = 0;
   u.skip.clear();
+  next_stats_ = {};  // received_before changed: as in on_restarted()
 }
 
 void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& frame) {
@@ -1513,6 +1529,9 @@ void ActorRuntime::on_restarted(const Restarted& r) {
       (void)send_frame(d.socket, q);
     }
   }
+  // The pairs' settled counts changed: the broker hears of it soon, not
+  // only in 500 ms (this process may not live that long).
+  next_stats_ = {};
 }
 
 void ActorRuntime::dead_letter(const Downstream& d, const Downstream::Held& h,
@@ -1608,9 +1627,8 @@ void ActorRuntime::say_bye() {
   EdgeCounts settled;
   std::uint64_t before = 0;
   for (const Downstream& d : down_) {
-    const auto dead = static_cast<std::uint64_t>(
-        std::count_if(d.dead.begin(), d.dead.end(), [&](std::uint64_t q) { return q > d.base; }));
-    if (d.base + dead > 0) settled.push_back({{d.edge, d.id}, d.base + dead});
+    const std::uint64_t n = settled_before(d);
+    if (n > 0) settled.push_back({{d.edge, d.id}, n});
   }
   for (const Upstream& u : up_) before += u.received_before;
   EdgeCounts not_sent;

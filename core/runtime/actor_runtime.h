@@ -188,6 +188,9 @@ class ActorRuntime {
   // A receiver was started again: resume each pair to it.
   void on_restarted(const Restarted& r);
   void resume(Downstream& d);
+  // The messages of pair `d` that its receiver's earlier incarnations
+  // finished, or that became dead letters: sent, and not to come again.
+  static std::uint64_t settled_before(const Downstream& d) noexcept;
   void dead_letter(const Downstream& d, const Downstream::Held& h, const std::string& reason);
   // A put; `user`: made by the actor's code (it has an origin), not by the
   // runtime (a dead letter, which a successor would not make again).
