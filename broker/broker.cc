@@ -292,6 +292,9 @@ void Broker::run() {
   say_end();
   watch_monitor();  // every actor's last state, before the end
   if (monitor_) {
+    // And the final counts, the same for every monitor whatever came last.
+    for (std::uint32_t id = 0; id < reports_.size(); ++id) publish_actor(id);
+    for (std::uint32_t e = 0; e < plan_.edges.size(); ++e) publish_edge(e);
     publish(
         internal::MonitorEnd{!abort_reason_.has_value(), abort_reason_.value_or(std::string())});
     monitor_.set(zmq::sockopt::linger, 1000);
@@ -498,13 +501,43 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
             throw EncodeError("stats for an edge that does not enter its group");
           }
         }
+        // A pair is an edge of the actor's group and an actor at its other end.
+        auto check_pairs = [&](const internal::EdgeCounts& pairs, bool entering) {
+          for (const auto& [pair, n] : pairs) {
+            const auto [e, peer] = pair;
+            if (e >= plan_.edges.size() ||
+                (entering ? plan_.edges[e].to : plan_.edges[e].from) != slot.group) {
+              throw EncodeError("stats for a pair of an edge that does not " +
+                                std::string(entering ? "enter" : "leave") + " its group");
+            }
+            const internal::GroupSlot& other =
+                plan_.groups[entering ? plan_.edges[e].from : plan_.edges[e].to];
+            if (peer < other.first || peer >= other.first + other.size) {
+              throw EncodeError("stats for a pair with an actor not at the edge's other end");
+            }
+          }
+        };
+        check_pairs(stats.before, true);
+        check_pairs(stats.settled, false);
         r.sent_total = stats.sent;
         r.received_total = stats.received;
         r.waiting = stats.waiting;
         for (const auto& [e, counts] : stats.out) r.edge_out[e] = counts;
         for (const auto& [e, count] : stats.in) r.edge_in[e] = count;
-        publish(internal::MonitorStats{slot.group_name, slot.name, r.sent_total, r.received_total,
-                                       r.waiting, unix_ms()});
+        PairCounts before(stats.before.begin(), stats.before.end());
+        PairCounts settled(stats.settled.begin(), stats.settled.end());
+        // Those pairs change only when a restart touches them; then the
+        // actors at their other ends count differently too.
+        std::set<std::uint32_t> peers;
+        if (before != r.taken_before || settled != r.settled_now) {
+          for (const PairCounts* pairs : {&before, &settled, &r.taken_before, &r.settled_now}) {
+            for (const auto& [pair, n] : *pairs) peers.insert(pair.second);
+          }
+        }
+        r.taken_before = std::move(before);
+        r.settled_now = std::move(settled);
+        publish_actor(*id);
+        for (std::uint32_t peer : peers) publish_actor(peer);
         for (const auto& [e, counts] : stats.out) publish_edge(e);
         for (const auto& [e, count] : stats.in) publish_edge(e);
         return;
@@ -524,6 +557,12 @@ void Broker::handle_control(zmq::message_t& from, zmq::message_t& frame) {
         for (const auto& [pair, count] : bye.not_sent) r.not_sent[pair] = count;
         r.outputs = bye.outputs;
         r.rejected = bye.rejected;
+        // Its stream has ended and every receiver took all of it: nothing of
+        // it waits any more, whatever credits were still to come back.
+        publish_actor(*id);
+        for (std::uint32_t e = 0; e < plan_.edges.size(); ++e) {
+          if (plan_.edges[e].from == slot.group) publish_edge(e);
+        }
         return;
       }
       default:
@@ -1011,24 +1050,107 @@ void Broker::check_workers() {
   }
 }
 
-void Broker::publish_edge(std::uint32_t e) {
-  if (!monitor_) return;
+namespace {
+
+// The sum over the pairs of edge `e` in `counts`; with `peer`, of that pair only.
+std::uint64_t sum_on_edge(const PairCounts& counts, std::uint32_t e,
+                          std::optional<std::uint32_t> peer = std::nullopt) {
+  if (peer) {
+    const auto it = counts.find({e, *peer});
+    return it == counts.end() ? 0 : it->second;
+  }
+  std::uint64_t n = 0;
+  for (auto it = counts.lower_bound({e, 0}); it != counts.end() && it->first.first == e; ++it) {
+    n += it->second;
+  }
+  return n;
+}
+
+std::uint64_t total(const PairCounts& counts) {
+  std::uint64_t n = 0;
+  for (const auto& [pair, count] : counts) n += count;
+  return n;
+}
+
+}  // namespace
+
+Broker::Counts Broker::actor_counts(std::uint32_t id) const {
+  const ActorReport& r = reports_[id];
+  const std::uint32_t group = plan_.actors[id].group;
+  // Its current process's counts, what its ended ones sent that receivers
+  // finished before a restart of theirs, and what they took from it.
+  Counts out{r.sent_total + total(r.settled_ended), r.received_total + total(r.taken_before_ended),
+             r.bye ? 0 : r.waiting};
+  for (std::uint32_t e = 0; e < plan_.edges.size(); ++e) {
+    const internal::EdgeSlot& edge = plan_.edges[e];
+    if (edge.from == group) {
+      const internal::GroupSlot& to = plan_.groups[edge.to];
+      for (std::uint32_t t = to.first; t < to.first + to.size; ++t) {
+        out.sent += sum_on_edge(reports_[t].taken_before, e, id) +
+                    sum_on_edge(reports_[t].taken_before_ended, e, id);
+      }
+    }
+    if (edge.to == group) {
+      // Received by its earlier processes: what its senders count settled.
+      const internal::GroupSlot& from = plan_.groups[edge.from];
+      for (std::uint32_t s = from.first; s < from.first + from.size; ++s) {
+        out.received += sum_on_edge(reports_[s].settled_now, e, id) +
+                        sum_on_edge(reports_[s].settled_ended, e, id);
+      }
+    }
+  }
+  return out;
+}
+
+Broker::Counts Broker::edge_counts(std::uint32_t e) const {
   const internal::EdgeSlot& edge = plan_.edges[e];
-  internal::MonitorEdge out{plan_.edge_name(e), 0, 0, 0, unix_ms()};
   const internal::GroupSlot& from = plan_.groups[edge.from];
   const internal::GroupSlot& to = plan_.groups[edge.to];
+  Counts out;
+  // The same sums as actor_counts(), over the edge's pairs.
   for (std::uint32_t s = from.first; s < from.first + from.size; ++s) {
-    if (auto it = reports_[s].edge_out.find(e); it != reports_[s].edge_out.end()) {
+    const ActorReport& r = reports_[s];
+    const std::uint64_t settled = sum_on_edge(r.settled_now, e) + sum_on_edge(r.settled_ended, e);
+    out.sent += sum_on_edge(r.settled_ended, e);
+    out.received += settled;
+    if (auto it = r.edge_out.find(e); it != r.edge_out.end()) {
       out.sent += it->second.first;
-      out.waiting += it->second.second;
+      if (!r.bye) out.waiting += it->second.second;
     }
   }
   for (std::uint32_t t = to.first; t < to.first + to.size; ++t) {
-    if (auto it = reports_[t].edge_in.find(e); it != reports_[t].edge_in.end()) {
-      out.received += it->second;
-    }
+    const ActorReport& r = reports_[t];
+    out.sent += sum_on_edge(r.taken_before, e) + sum_on_edge(r.taken_before_ended, e);
+    out.received += sum_on_edge(r.taken_before_ended, e);
+    if (auto it = r.edge_in.find(e); it != r.edge_in.end()) out.received += it->second;
   }
-  publish(out);
+  return out;
+}
+
+void Broker::publish_actor(std::uint32_t id) {
+  if (!monitor_) return;
+  if (monitor_actor_counts_.size() != reports_.size()) {
+    monitor_actor_counts_.resize(reports_.size());
+  }
+  const Counts now = actor_counts(id);
+  auto& [sent, received] = monitor_actor_counts_[id];
+  sent = std::max(sent, now.sent);
+  received = std::max(received, now.received);
+  const internal::ActorSlot& slot = plan_.actors[id];
+  publish(
+      internal::MonitorStats{slot.group_name, slot.name, sent, received, now.waiting, unix_ms()});
+}
+
+void Broker::publish_edge(std::uint32_t e) {
+  if (!monitor_) return;
+  if (monitor_edge_counts_.size() != plan_.edges.size()) {
+    monitor_edge_counts_.resize(plan_.edges.size());
+  }
+  const Counts now = edge_counts(e);
+  auto& [sent, received] = monitor_edge_counts_[e];
+  sent = std::max(sent, now.sent);
+  received = std::max(received, now.received);
+  publish(internal::MonitorEdge{plan_.edge_name(e), sent, received, now.waiting, unix_ms()});
 }
 
 const char* Broker::actor_state(std::uint32_t id) const {
@@ -1270,6 +1392,13 @@ void Broker::supervise(std::uint32_t id) {
   r.outputs.clear();
   r.edge_out.clear();
   r.edge_in.clear();
+  r.sent_total = r.received_total = r.waiting = 0;
+  // What the ended process took from restarted senders, and what it sent
+  // that restarted receivers finished before, is in no one's counts now.
+  for (const auto& [pair, n] : r.taken_before) r.taken_before_ended[pair] += n;
+  for (const auto& [pair, n] : r.settled_now) r.settled_ended[pair] += n;
+  r.taken_before.clear();
+  r.settled_now.clear();
   logs_expected_[id] = kNotAnnounced;
   r.hello_by = now + internal::start_wait();
   if (remote) {

@@ -59,6 +59,9 @@
 
 namespace relay::broker {
 
+// Per pair of an edge: (edge, the actor at the other end) -> messages.
+using PairCounts = std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint64_t>;
+
 // What the broker learned of one actor.
 struct ActorReport {
   bool hello = false;
@@ -95,6 +98,16 @@ struct ActorReport {
   std::uint64_t sent_total = 0;
   std::uint64_t received_total = 0;
   std::uint64_t waiting = 0;
+  // From the latest counters too, the pairs restarts touched (Stats' before
+  // and settled): (edge, sender id) -> messages taken from the sender's
+  // earlier incarnations; (edge, receiver id) -> messages the receiver's
+  // earlier incarnations finished, or dead letters.
+  PairCounts taken_before;
+  PairCounts settled_now;
+  // What this actor's ended incarnations had in those, as last reported: a
+  // restart starts the counters over, and these are in no one else's.
+  PairCounts taken_before_ended;
+  PairCounts settled_ended;
   std::chrono::steady_clock::time_point ended_at;
 };
 
@@ -273,7 +286,24 @@ class Broker {
   // Sends a monitor record (frames.h) under its topic.
   template <class T>
   void publish(const T& record);
-  // Publishes the totals of edge `e` from its actors' latest counters.
+  // Counts over every incarnation of the actors (the monitor's): what an
+  // ended incarnation sent is counted as what its receivers took from it
+  // (or finished before a restart of theirs), and what a restarted receiver
+  // took as what its senders count settled plus what its current process
+  // took; so at the end of a run that adds up, an edge's sent equals its
+  // received, and a redelivered message counts once.
+  struct Counts {
+    std::uint64_t sent = 0;
+    std::uint64_t received = 0;
+    std::uint64_t waiting = 0;
+  };
+  Counts actor_counts(std::uint32_t id) const;
+  Counts edge_counts(std::uint32_t e) const;
+  // Publishes actor `id`'s counts ("stats"), / the totals of edge `e`
+  // ("edge"). Neither count ever goes back from what was published: just
+  // after a restart the new process has not reported yet, or its senders
+  // not yet resumed it.
+  void publish_actor(std::uint32_t id);
   void publish_edge(std::uint32_t e);
   // The monitor's view of the plan and the actors (monitor records "plan",
   // "actor"): reads the XPUB's subscriptions, publishes the plan to a new
@@ -379,6 +409,9 @@ class Broker {
     std::string host;
   };
   std::vector<MonitorSeen> monitor_published_;
+  // The counts last published of each actor and edge (sent, received).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> monitor_actor_counts_;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> monitor_edge_counts_;
   bool plan_wanted_ = false;
   bool plan_at_start_ = false;
   std::chrono::steady_clock::time_point plan_sent_at_;
