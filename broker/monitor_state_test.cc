@@ -262,5 +262,49 @@ TEST(MonitorStateTest, JsonAndMetricsCarryHostsAndRestarts) {
               HasSubstr("relay_actor_restarts_total{group=\"sink\",actor=\"K-0\",host=\"\"} 0\n"));
 }
 
+// A restart as the broker publishes it: the actor record says restarting
+// (incarnation 1, one restart), then running with the new pid; the counts
+// go on over the incarnations (the broker adds the earlier ones'). The
+// registry shows the new process and its restart, keeps the counts as
+// published, and the rate runs on over the restart rather than starting
+// over; /metrics has the restart counted and the counters where they were
+// left, never below.
+TEST(MonitorStateTest, ARestartKeepsCountsAndCountsTheRestart) {
+  MonitorState state;
+  state.on_plan(ThePlan());
+  const Clock::time_point t0 = Clock::now();
+  state.on_stats({"work", "W-0", 400, 400, 10, 1}, t0);
+  state.on_edge({"'src' -> 'work'", 900, 800, 100, 1}, t0);
+  const std::string before = to_prometheus(state.snapshot(t0));
+  ASSERT_TRUE(state.on_actor({1, "work", "W-0", "h1", 102, "restarting", 1, 1, 2}).has_value());
+  EXPECT_EQ(state.snapshot(t0).actors[1].state, "restarting");
+  ASSERT_TRUE(state.on_actor({1, "work", "W-0", "h1", 150, "running", 1, 1, 3}).has_value());
+  state.on_stats({"work", "W-0", 400, 400, 0, 3}, t0 + milliseconds(500));
+  const ActorView w = state.on_stats({"work", "W-0", 900, 900, 20, 4}, t0 + milliseconds(1000));
+  state.on_edge({"'src' -> 'work'", 1500, 1400, 50, 4}, t0 + milliseconds(1000));
+  EXPECT_EQ(w.pid, 150);
+  EXPECT_EQ(w.restarts, 1u);
+  EXPECT_EQ(w.incarnation, 1u);
+  EXPECT_EQ(w.state, "running");
+  EXPECT_EQ(w.received, 900u);
+  EXPECT_DOUBLE_EQ(w.rate, 500);  // (900 - 400) over the second since t0
+  const Snapshot s = state.snapshot(t0 + milliseconds(1000));
+  ASSERT_EQ(s.edges.size(), 2u);
+  EXPECT_EQ(s.edges[0].sent, 1500u);
+  EXPECT_EQ(s.edges[0].received, 1400u);
+  EXPECT_DOUBLE_EQ(s.edges[0].rate, 600);
+  const std::string text = to_prometheus(s);
+  EXPECT_THAT(before, HasSubstr("relay_actor_restarts_total{group=\"work\",actor=\"W-0\","
+                                "host=\"h1\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("relay_actor_restarts_total{group=\"work\",actor=\"W-0\","
+                              "host=\"h1\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("relay_messages_received_total{group=\"work\",actor=\"W-0\","
+                              "host=\"h1\"} 900\n"));
+  EXPECT_THAT(text, HasSubstr("relay_edge_messages_received_total{edge=\"'src' -> 'work'\"} "
+                              "1400\n"));
+  EXPECT_THAT(to_json(s), HasSubstr(R"("state":"running","host":"h1","pid":150,"restarts":1,)"
+                                    R"("incarnation":1,)"));
+}
+
 }  // namespace
 }  // namespace relay::monitor

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -331,6 +333,166 @@ TEST_F(MonitorTest, FailedActorShowsAsFailed) {
   EXPECT_THAT(text, HasSubstr(" actor [sink] (Breaks-0) failed host=" + HostName() + " pid="));
   EXPECT_THAT(text, HasSubstr("end: the run stopped: "));
   EXPECT_LT(text.find(" actor [sink] (Breaks-0) failed"), text.find("end: the run stopped"));
+}
+
+// Sends 0..n-1 once cell 0 is set (the monitor is subscribed).
+class Counter : public relay::Actor {
+ public:
+  Counter(SharedBlock& shm, int n) : shm_(shm), n_(n) {}
+  void loop() override {
+    for (int i = 0; i < 1000 && shm_.at(0).load() == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    for (int i = 0; i < n_; ++i) send(i);
+  }
+
+ private:
+  SharedBlock& shm_;
+  int n_;
+};
+
+// Forwards each number; the first time any actor of its kind sees a
+// number in `victims`, it aborts (cell `cell` counts the crashes).
+class Crashy : public relay::Actor {
+ public:
+  Crashy(SharedBlock& shm, int cell, std::vector<int> victims)
+      : shm_(shm), cell_(cell), victims_(std::move(victims)) {}
+  void recv(const relay::Message& m) override {
+    const int v = m.get<int>(0);
+    for (std::size_t k = 0; k < victims_.size(); ++k) {
+      long long seen = static_cast<long long>(k);
+      if (v == victims_[k] && shm_.at(cell_).compare_exchange_strong(seen, seen + 1)) {
+        std::abort();
+      }
+    }
+    send(v);
+  }
+
+ private:
+  SharedBlock& shm_;
+  int cell_;
+  std::vector<int> victims_;
+};
+
+class Swallow : public relay::Actor {
+ public:
+  void recv(const relay::Message&) override {}
+};
+
+// The last line of `text` that holds `needle`, from it on, or "".
+std::string LastLine(const std::string& text, const std::string& needle) {
+  const std::size_t at = text.rfind(needle);
+  if (at == std::string::npos) return "";
+  return text.substr(at, text.find('\n', at) - at);
+}
+
+// The number after `key=` in `line`, or -1.
+long long Field(const std::string& line, const std::string& key) {
+  const std::size_t at = line.find(" " + key + "=");
+  if (at == std::string::npos) return -1;
+  return std::atoll(line.c_str() + at + key.size() + 2);
+}
+
+// Every "stats" and "edge" line of `text` whose counts went back from the
+// one before for the same actor or edge, as "line after line".
+std::vector<std::string> CountsThatWentBack(const std::string& text) {
+  std::map<std::string, std::pair<long long, long long>> last;
+  std::vector<std::string> back;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    const std::size_t stats = line.find(" stats ");
+    const std::size_t edge = line.find(" edge ");
+    const std::size_t begin = stats != std::string::npos ? stats : edge;
+    const std::size_t end = line.find(" sent=");
+    if (begin == std::string::npos || end == std::string::npos) continue;
+    const std::string key = line.substr(begin, end - begin);
+    const std::pair<long long, long long> now{Field(line, "sent"), Field(line, "received")};
+    const auto it = last.find(key);
+    if (it != last.end() && (now.first < it->second.first || now.second < it->second.second)) {
+      back.push_back(key + ": " + std::to_string(it->second.first) + "/" +
+                     std::to_string(it->second.second) + " then " + line);
+    }
+    last[key] = now;
+  }
+  return back;
+}
+
+// Starts one relay-monitor that follows everything, then sets cell 0.
+class Follow : public relay::Handler {
+ public:
+  Follow(relay::Relay& relay, SharedBlock& shm, std::string out)
+      : relay_(relay), shm_(shm), out_(std::move(out)) {}
+  void run() override {
+    monitor = SpawnMonitor({"--timeout", "30", relay_.monitor_endpoint()}, out_);
+    // Subscriptions take a moment to reach the publisher.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    shm_.at(0).store(1);
+  }
+  pid_t monitor = -1;
+
+ private:
+  relay::Relay& relay_;
+  SharedBlock& shm_;
+  std::string out_;
+};
+
+// Supervision: the monitor's counts go over every incarnation of a
+// restarted actor. Through two supervised groups whose actors crash (each
+// group once, on different messages), every edge ends with sent and
+// received equal to the number of messages and nothing waiting, the
+// actors' counts add up to it, and no count ever goes back.
+TEST_F(MonitorTest, CountsAddUpOverRestarts) {
+  SetWatchdog(std::chrono::seconds(120));
+  constexpr int kMessages = 4000;
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = tmp ? tmp : "/tmp";
+  SharedBlock shm;
+  Counter src(shm, kMessages);
+  Crashy work0(shm, 1, {1000}), work1(shm, 1, {1000});
+  Crashy more0(shm, 2, {2500}), more1(shm, 2, {2500});
+  Swallow sink;
+  relay::Relay relay;
+  relay.monitor("tcp://127.0.0.1:*");
+  relay.connect(relay::group("src", src), relay::group("work", work0, work1),
+                relay::group("more", more0, more1), relay::group("sink", sink));
+  relay.restart("work").restart("more");
+  Follow follow(relay, shm, dir + "/restarts.txt");
+  relay.start(&follow);
+  ASSERT_GT(follow.monitor, 0);
+  EXPECT_EQ(Reap(follow.monitor), 0);
+  ASSERT_EQ(shm.at(1).load(), 1) << "a work actor should have crashed once";
+  ASSERT_EQ(shm.at(2).load(), 1) << "a more actor should have crashed once";
+
+  const std::string text = Slurp(dir + "/restarts.txt");
+  const std::string n = std::to_string(kMessages);
+  for (const char* edge : {"'src' -> 'work'", "'work' -> 'more'", "'more' -> 'sink'"}) {
+    const std::string line = "edge " + std::string(edge) + " ";
+    EXPECT_EQ(LastLine(text, line), line + "sent=" + n + " received=" + n + " waiting=0");
+  }
+  EXPECT_EQ(LastLine(text, "stats [src] (Counter-0) "),
+            "stats [src] (Counter-0) sent=" + n + " received=0 waiting=0");
+  EXPECT_EQ(LastLine(text, "stats [sink] (Swallow-0) "),
+            "stats [sink] (Swallow-0) sent=0 received=" + n + " waiting=0");
+  // Each supervised group's actors, in all and over all their processes,
+  // took every message once and sent it on once; one of each was restarted.
+  for (const char* group : {"work", "more"}) {
+    long long sent = 0, received = 0, restarts = 0;
+    for (int k = 0; k < 2; ++k) {
+      const std::string actor = "[" + std::string(group) + "] (Crashy-" + std::to_string(k) + ")";
+      const std::string stats = LastLine(text, "stats " + actor + " ");
+      sent += Field(stats, "sent");
+      received += Field(stats, "received");
+      EXPECT_EQ(Field(stats, "waiting"), 0) << stats;
+      const std::string ended = LastLine(text, "actor " + actor + " ");
+      EXPECT_THAT(ended, HasSubstr(" ended host=")) << ended;
+      restarts += Field(ended, "restarts");
+    }
+    EXPECT_EQ(sent, kMessages) << group;
+    EXPECT_EQ(received, kMessages) << group;
+    EXPECT_EQ(restarts, 1) << group;
+  }
+  EXPECT_THAT(CountsThatWentBack(text), ::testing::IsEmpty());
+  EXPECT_THAT(text, HasSubstr("end: the run ended well\n"));
 }
 
 // Without a relay behind the endpoint, --timeout ends the wait with status 3.
