@@ -75,8 +75,9 @@ class Message {
 
   // For relay's own use: wraps decoded data.
   explicit Message(std::shared_ptr<const internal::Payload> p) : p_(std::move(p)) {}
-  // For relay's own use: the decoded data (send(const Message&) forwards it).
-  const internal::Payload& payload() const noexcept { return *p_; }
+  // For relay's own use: the decoded data (send(const Message&) forwards
+  // it); null for an empty Message made by the default constructor.
+  const internal::Payload* payload() const noexcept { return p_.get(); }
 
  private:
   template <class... Ts, std::size_t... I>

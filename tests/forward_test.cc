@@ -215,6 +215,54 @@ TEST_F(ForwardTest, SupervisedForwarderThatCrashesDeliversEachOnce) {
   ExpectEachOnce(seen.begin()->second, kN, "check");
 }
 
+// From a supervised sender, frames carry an origin ('O' frames, a 29-byte
+// header): an unsupervised forwarder sends them on as they came, as plain
+// data frames, and every byte arrives.
+TEST_F(ForwardTest, FramesFromASupervisedSenderAreForwardedIntact) {
+  for (const std::size_t size : {std::size_t{16}, std::size_t{4096}}) {
+    constexpr long long kN = 200;
+    relay::Queue out;
+    Source src(kN, size);
+    Forwarder first, second;
+    Checker c(out, size, "c");
+    relay::Relay relay(20);
+    relay.connect(relay::group("src", src), relay::group("first", first),
+                  relay::group("second", second), relay::group("check", c));
+    relay.restart("first");
+    relay.start();
+    const auto seen = Arrivals(out);
+    ASSERT_EQ(seen.size(), 1u) << size;
+    ExpectEachOnce(seen.begin()->second, kN, "check " + std::to_string(size));
+  }
+}
+
+// An empty Message (default-constructed) goes out as a message of no values.
+class SendsEmpty : public relay::Actor {
+ public:
+  void loop() override { send(relay::Message()); }
+};
+class CountsValues : public relay::Actor {
+ public:
+  explicit CountsValues(relay::Queue& q) : q_(q) {}
+  void recv(const relay::Message& m) override { q_.put(static_cast<long long>(m.size())); }
+
+ private:
+  relay::Queue& q_;
+};
+
+TEST_F(ForwardTest, EmptyMessageGoesOutWithNoValues) {
+  relay::Queue out;
+  SendsEmpty src;
+  CountsValues sink(out);
+  relay::Relay relay;
+  relay.connect(src, sink);
+  relay.start();
+  const auto m = out.get_nowait();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->get<long long>(0), 0);
+  EXPECT_FALSE(out.get_nowait().has_value());
+}
+
 // Outside its process, send(m) says where it works.
 TEST_F(ForwardTest, OutsideItsProcessSendThrows) {
   relay::Queue q;

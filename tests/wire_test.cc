@@ -479,36 +479,6 @@ std::string Refusal(const std::string& bytes) {
 
 // Every control kind decodes to what was encoded, both as its own type and
 // through decode_control(); the list covers every kind once.
-// The codec fuzzer's seeds (core/internal/codec_fuzzer_corpus/control_*)
-// decode as the frames they are named after: a frame that gains a field
-// makes its old seed one that the decoder refuses, and the fuzzer would
-// start from bytes that never get past the first check. With
-// RELAY_WRITE_FUZZ_SEEDS=<corpus directory> this test writes them instead
-// (from the checkout: RELAY_WRITE_FUZZ_SEEDS=$PWD/core/internal/codec_fuzzer_corpus
-// bazel-bin/tests/wire_test --gtest_filter='*FuzzSeeds*').
-TEST(Wire, FuzzSeedsAreEveryControlFrameInItsCurrentShape) {
-  const char* write_to = std::getenv("RELAY_WRITE_FUZZ_SEEDS");
-  for (const ri::ControlFrame& frame : EveryControlFrame()) {
-    const std::string name = std::string("control_") + ri::name_of(frame);
-    const std::string bytes = std::visit([](const auto& f) { return ri::encode(f); }, frame);
-    if (write_to != nullptr) {
-      std::ofstream(std::string(write_to) + "/" + name, std::ios::binary) << bytes;
-      continue;
-    }
-    std::ifstream in("core/internal/codec_fuzzer_corpus/" + name, std::ios::binary);
-    ASSERT_TRUE(in.good()) << "no seed " << name << " (see this test's comment)";
-    const std::string seed{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    msgpack::zone zone;
-    try {
-      const ri::ControlFrame decoded = ri::decode_control(zone, seed.data(), seed.size());
-      EXPECT_STREQ(ri::name_of(decoded), ri::name_of(frame)) << name;
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << name << " is refused (" << e.what()
-                    << "): a frame of an old shape (see this test's comment)";
-    }
-  }
-}
-
 TEST(Frames, EveryControlKindRoundTrips) {
   const std::vector<ri::ControlFrame> frames = EveryControlFrame();
   ASSERT_EQ(frames.size(), std::variant_size_v<ri::ControlFrame>);
@@ -528,6 +498,38 @@ TEST(Frames, EveryControlKindRoundTrips) {
           EXPECT_EQ(std::get<F>(any), f);
         },
         frames[i]);
+  }
+}
+
+// The codec fuzzer's seeds (core/internal/codec_fuzzer_corpus/control_*)
+// decode as the frames they are named after: a frame that gains a field
+// makes its old seed one that the decoder refuses, and the fuzzer would
+// start from bytes that never get past the first check. With
+// RELAY_WRITE_FUZZ_SEEDS=<corpus directory> this test writes them instead
+// (from the checkout: RELAY_WRITE_FUZZ_SEEDS=$PWD/core/internal/codec_fuzzer_corpus
+// bazel-bin/tests/wire_test --gtest_filter='*FuzzSeeds*').
+TEST(Wire, FuzzSeedsAreEveryControlFrameInItsCurrentShape) {
+  const char* write_to = std::getenv("RELAY_WRITE_FUZZ_SEEDS");
+  for (const ri::ControlFrame& frame : EveryControlFrame()) {
+    const std::string name = std::string("control_") + ri::name_of(frame);
+    const std::string bytes = std::visit([](const auto& f) { return ri::encode(f); }, frame);
+    if (write_to != nullptr) {
+      std::ofstream out(std::string(write_to) + "/" + name, std::ios::binary);
+      out << bytes;
+      EXPECT_TRUE(out.flush().good()) << "cannot write " << write_to << "/" << name;
+      continue;
+    }
+    std::ifstream in("core/internal/codec_fuzzer_corpus/" + name, std::ios::binary);
+    ASSERT_TRUE(in.good()) << "no seed " << name << " (see this test's comment)";
+    const std::string seed{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    msgpack::zone zone;
+    try {
+      const ri::ControlFrame decoded = ri::decode_control(zone, seed.data(), seed.size());
+      EXPECT_STREQ(ri::name_of(decoded), ri::name_of(frame)) << name;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << name << " is refused (" << e.what()
+                    << "): a frame of an old shape (see this test's comment)";
+    }
   }
 }
 

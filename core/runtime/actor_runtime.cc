@@ -22,6 +22,22 @@
 namespace relay::internal {
 namespace {
 
+// Until recv() returns (or throws): a small message's bytes are in the frame
+// that goes then. A Message recv() kept shares the Payload, so it must not
+// point there after (forwarded later, it is packed again).
+class FrameBytesGoWith {
+ public:
+  explicit FrameBytesGoWith(Payload& payload) noexcept : payload_(payload) {}
+  FrameBytesGoWith(const FrameBytesGoWith&) = delete;
+  FrameBytesGoWith& operator=(const FrameBytesGoWith&) = delete;
+  ~FrameBytesGoWith() {
+    if (!payload_.encoded_kept) payload_.encoded = nullptr;
+  }
+
+ private:
+  Payload& payload_;
+};
+
 ActorRuntime* g_current = nullptr;
 
 // Ends this actor's process on the broker's abort, wherever the runtime reads
@@ -537,7 +553,7 @@ void ActorRuntime::send_to(std::string_view output, Buffer& frame) {
   send_output(output_named(output, "send_to"), frame);
 }
 
-void ActorRuntime::forward(const std::string_view* output, const Payload& message) {
+void ActorRuntime::forward(const std::string_view* output, const Payload* payload) {
   Output* out = nullptr;
   if (output != nullptr) {
     out = &output_named(*output, "send_to");
@@ -546,14 +562,23 @@ void ActorRuntime::forward(const std::string_view* output, const Payload& messag
   } else {
     send(forward_frame_);  // throws: no default output
   }
+  forward_frame_.clear();
+  forward_frame_.put(kData);
+  if (payload == nullptr) {
+    msgpack::pack(forward_frame_, std::tuple<>{});  // an empty message: []
+    send_output(*out, forward_frame_);
+    return;
+  }
+  const Payload& message = *payload;
   // No origin to add (an unsupervised actor): the received frame goes on as
   // it is, shared by reference count with every receiver, its header byte
-  // made a plain data frame's.
+  // made a plain data frame's (written once: ZeroMQ may still be sending the
+  // frame of an earlier forward of the same message).
   if (message.tag_room && !supervised_) {
     char* at = const_cast<char*>(message.encoded) - 1;
-    *at = kData;
+    if (*at != kData) *at = kData;
     auto* keep = new std::shared_ptr<void>(message.bytes);
-    const zmq::message_t frame(
+    zmq::message_t frame(
         at, message.encoded_size + 1,
         [](void*, void* hint) { delete static_cast<std::shared_ptr<void>*>(hint); }, keep);
     forward_ = &frame;
@@ -566,8 +591,6 @@ void ActorRuntime::forward(const std::string_view* output, const Payload& messag
     forward_ = nullptr;
     return;
   }
-  forward_frame_.clear();
-  forward_frame_.put(kData);
   if (message.encoded != nullptr) {
     forward_frame_.write(message.encoded, message.encoded_size);
   } else {
@@ -958,6 +981,7 @@ void ActorRuntime::receive_loop() {
         for (Downstream& d : down_) items.push_back({d.socket.handle(), 0, ZMQ_POLLIN, 0});
       }
       for (zmq::pollitem_t& item : items) item.revents = 0;
+      return_waited_for_credits();  // as before any wait for input (below)
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(kBriefWaitMs));
       read_all_downstream();
       if ((items[0].revents & ZMQ_POLLIN) == 0) {
@@ -1139,12 +1163,6 @@ std::shared_ptr<Payload> ActorRuntime::decode_inbound(zmq::message_t& frame,
   return payload;
 }
 
-void ActorRuntime::end_recv(Payload& payload) noexcept {
-  // A Message recv() kept shares this Payload: it must not point into the
-  // frame that goes now (forwarded later, it is packed again).
-  if (!payload.encoded_kept) payload.encoded = nullptr;
-}
-
 bool ActorRuntime::spare_unshared() const noexcept {
   // use_count() == 1: no Message refers to it any more (recv() did not keep
   // one). The count is read relaxed; the fence orders what follows after the
@@ -1283,8 +1301,10 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     }
     if (message) {
       ++u.received;
-      actor_.recv(*message);
-      end_recv(*payload);
+      {
+        const FrameBytesGoWith guard(*payload);
+        actor_.recv(*message);
+      }
       message.reset();
       payload.reset();
       // Not kept: let a large frame go now rather than at the next message.
@@ -1404,10 +1424,12 @@ void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& 
   if (inflight_ != nullptr) inflight_->busy.store(1, std::memory_order_release);
   current_ = Origin{u.edge, u.id, u.sender_inc, seq, 0};
   in_recv_ = true;
-  actor_.recv(*message);
+  {
+    const FrameBytesGoWith guard(*payload);
+    actor_.recv(*message);
+  }
   in_recv_ = false;
   if (inflight_ != nullptr) inflight_->busy.store(0, std::memory_order_release);
-  end_recv(*payload);
   message.reset();
   payload.reset();
   if (spare_unshared()) spare_->bytes.reset();

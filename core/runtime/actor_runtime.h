@@ -51,7 +51,8 @@ class ActorRuntime {
   // send(const Message&): `output` null for the default output. The bytes go
   // on as they came: a large message's received frame itself (shared, not
   // copied) where no origin must be added, else copied into a frame.
-  void forward(const std::string_view* output, const Payload& message);
+  // `message` null: an empty message (a default-constructed Message).
+  void forward(const std::string_view* output, const Payload* message);
   // Receives messages and calls recv() until every sender has ended its stream.
   void receive_loop();
   void log(Level level, const std::string& text) noexcept;
@@ -206,10 +207,10 @@ class ActorRuntime {
   std::size_t key_position(const OutEdge& e, const char* frame, std::size_t size) const;
   Output& output_named(std::string_view output, const char* op);
   // A received data frame's message, decoded (large frames kept, not copied);
-  // `header`: the bytes before the message. Throws EncodeError.
+  // `header`: the bytes before the message. Throws EncodeError. A small
+  // message's bytes (Payload::encoded) are valid until recv() returns.
   std::shared_ptr<Payload> decode_inbound(zmq::message_t& frame, std::size_t header);
-  // After recv(): what pointed into a frame that is going away is dropped.
-  void end_recv(Payload& payload) noexcept;
+
   // Connects every downstream DEALER and waits, at most start_wait(), until
   // each has completed its handshake; throws naming the endpoints it could
   // not reach.
