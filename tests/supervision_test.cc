@@ -692,17 +692,27 @@ TEST_F(SupervisionTest, ByKeyActorKeepsItsKeys) {
 
 // A message whose recv() fails every time becomes a dead letter after
 // `attempts` deliveries: [group, reason, values...]; the run goes on.
-TEST_F(SupervisionTest, PoisonMessageGoesToDeadLetters) {
+//
+// With a supervised sender (PoisonFromSupervisedSender), the frames carry an
+// origin between the seq header and the message, and the dead letter is
+// still the message's own values (it was the origin's bytes read as
+// msgpack before).
+class PoisonFrom : public SupervisionTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(PoisonFrom, PoisonMessageGoesToDeadLetters) {
+  const bool supervised_sender = GetParam();
   SharedBlock shm;
   relay::Queue out;
   relay::Queue dead;
   relay::testing::Counter src(0, 1000);
+  relay::testing::Forward fw;
   Flaky w1(shm, 13, Kind::kThrow, /*always=*/true);
   Flaky w2(shm, 13, Kind::kThrow, /*always=*/true);
   std::vector<relay::Actor*> work{&w1, &w2};
   Collector sink(out);
   relay::Relay relay(20);
-  relay.connect(src, relay::group("work", work), sink);
+  relay.connect(src, relay::group("fw", fw), relay::group("work", work), sink);
+  if (supervised_sender) relay.restart("fw");
   relay.restart("work", relay::Restart{.max_restarts = 5, .attempts = 3, .dead_letters = &dead});
   relay.start();
   EXPECT_EQ(shm.at(0).load(), 3);  // three attempts
@@ -718,6 +728,10 @@ TEST_F(SupervisionTest, PoisonMessageGoesToDeadLetters) {
   seen[13] = 1;
   EXPECT_EQ(ExpectEveryNumber(seen, 1000), 0) << "numbers delivered twice";
 }
+
+INSTANTIATE_TEST_SUITE_P(Supervision, PoisonFrom, ::testing::Bool(), [](const auto& info) {
+  return info.param ? "SupervisedSender" : "UnsupervisedSender";
+});
 
 // Without dead letters, the poison message stops the run, named.
 TEST_F(SupervisionTest, PoisonMessageWithoutDeadLettersFailsTheRun) {

@@ -1561,10 +1561,21 @@ void ActorRuntime::dead_letter(const Downstream& d, const Downstream::Held& h,
   const ActorSlot& to = plan_.actors[d.id];
   const Supervision* s = plan_.supervised_group(to.group);
   if (s == nullptr || !s->dead_letters) return;  // the broker stops the run instead
-  const char* body = h.frame.data<char>() + kSeqHeader;
-  const std::size_t size = h.frame.size() - kSeqHeader;
+  // The message follows the seq header and, from a supervised sender, the
+  // origin (emit()).
+  const char* frame = h.frame.data<char>();
+  const std::size_t skip = (static_cast<unsigned char>(frame[9]) & kFlagOrigin) != 0
+                               ? kSeqHeader + Origin::kSize
+                               : kSeqHeader;
+  const char* body = frame + skip;
+  const std::size_t size = h.frame.size() - skip;
   const auto header = array_header(body, size);
-  if (!header) return;
+  if (!header) {
+    // Not a message (it was sent by this process): nothing to put, and said.
+    log(Level::error, "message " + std::to_string(h.seq) + " to " + to.name +
+                        " is a dead letter but not a msgpack array; it is not put");
+    return;
+  }
   // [group, reason, the message's values...]: a new array header, then the
   // values as they were.
   Buffer out;
