@@ -577,10 +577,23 @@ void ActorRuntime::forward(const std::string_view* output, const Payload* payloa
   if (message.tag_room && !supervised_) {
     char* at = const_cast<char*>(message.encoded) - 1;
     if (*at != kData) *at = kData;
-    auto* keep = new std::shared_ptr<void>(message.bytes);
+    // The hold is let go on ZeroMQ's I/O thread. ZeroMQ hands the message
+    // over inside libzmq, where ThreadSanitizer does not see it: the flag
+    // makes that hand-over one it sees (release here, acquire there).
+    struct Hold {
+      std::shared_ptr<void> frame;
+      std::atomic<bool> handed{false};
+    };
+    auto* keep = new Hold{message.bytes};
+    keep->handed.store(true, std::memory_order_release);
     zmq::message_t frame(
         at, message.encoded_size + 1,
-        [](void*, void* hint) { delete static_cast<std::shared_ptr<void>*>(hint); }, keep);
+        [](void*, void* hint) {
+          auto* hold = static_cast<Hold*>(hint);
+          (void)hold->handed.load(std::memory_order_acquire);
+          delete hold;
+        },
+        keep);
     forward_ = &frame;
     try {
       send_output(*out, forward_frame_);
