@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -297,13 +298,21 @@ class Breaks : public relay::Actor {
   }
 };
 
-class EarlyWatch : public relay::Handler {
+// Starts one relay-monitor that follows everything (exits after `timeout`
+// seconds), waits with `ready` until it is following, then sets cell 0 of
+// `shm` to let the run go on.
+class WatchThenRelease : public relay::Handler {
  public:
-  EarlyWatch(relay::Relay& relay, SharedBlock& shm, std::string out)
-      : relay_(relay), shm_(shm), out_(std::move(out)) {}
+  WatchThenRelease(relay::Relay& relay, SharedBlock& shm, std::string out, std::string timeout,
+                   std::function<void(const std::string& out)> ready)
+      : relay_(relay),
+        shm_(shm),
+        out_(std::move(out)),
+        timeout_(std::move(timeout)),
+        ready_(std::move(ready)) {}
   void run() override {
-    monitor = SpawnMonitor({"--timeout", "20", relay_.monitor_endpoint()}, out_);
-    WaitForText(out_, "actor [sink] (Breaks-0) running", std::chrono::seconds(10));
+    monitor = SpawnMonitor({"--timeout", timeout_, relay_.monitor_endpoint()}, out_);
+    ready_(out_);
     shm_.at(0).store(1);
   }
   pid_t monitor = -1;
@@ -312,6 +321,8 @@ class EarlyWatch : public relay::Handler {
   relay::Relay& relay_;
   SharedBlock& shm_;
   std::string out_;
+  std::string timeout_;
+  std::function<void(const std::string& out)> ready_;
 };
 
 // An actor that fails shows as failed, with its host and pid, and the run's
@@ -325,7 +336,9 @@ TEST_F(MonitorTest, FailedActorShowsAsFailed) {
   relay::Relay relay;
   relay.monitor("tcp://127.0.0.1:*");
   relay.connect(relay::group("src", talker), relay::group("sink", sink));
-  EarlyWatch watch(relay, shm, out);
+  WatchThenRelease watch(relay, shm, out, "20", [](const std::string& file) {
+    WaitForText(file, "actor [sink] (Breaks-0) running", std::chrono::seconds(10));
+  });
   EXPECT_THROW(relay.start(&watch), relay::ActorError);
   ASSERT_GT(watch.monitor, 0);
   EXPECT_EQ(Reap(watch.monitor), 1);
@@ -417,24 +430,6 @@ std::vector<std::string> CountsThatWentBack(const std::string& text) {
   return back;
 }
 
-// Starts one relay-monitor that follows everything, then sets cell 0.
-class Follow : public relay::Handler {
- public:
-  Follow(relay::Relay& relay, SharedBlock& shm, std::string out)
-      : relay_(relay), shm_(shm), out_(std::move(out)) {}
-  void run() override {
-    monitor = SpawnMonitor({"--timeout", "30", relay_.monitor_endpoint()}, out_);
-    // Subscriptions take a moment to reach the publisher.
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    shm_.at(0).store(1);
-  }
-  pid_t monitor = -1;
-
- private:
-  relay::Relay& relay_;
-  SharedBlock& shm_;
-  std::string out_;
-};
 
 // Supervision: the monitor's counts go over every incarnation of a
 // restarted actor. Through two supervised groups whose actors crash (each
@@ -456,7 +451,10 @@ TEST_F(MonitorTest, CountsAddUpOverRestarts) {
   relay.connect(relay::group("src", src), relay::group("work", work0, work1),
                 relay::group("more", more0, more1), relay::group("sink", sink));
   relay.restart("work").restart("more");
-  Follow follow(relay, shm, dir + "/restarts.txt");
+  WatchThenRelease follow(relay, shm, dir + "/restarts.txt", "30", [](const std::string&) {
+    // Subscriptions take a moment to reach the publisher.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  });
   relay.start(&follow);
   ASSERT_GT(follow.monitor, 0);
   EXPECT_EQ(Reap(follow.monitor), 0);
