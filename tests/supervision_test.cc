@@ -165,6 +165,45 @@ INSTANTIATE_TEST_SUITE_P(Supervision, RestartKinds,
                                            Kind::kKill),
                          [](const auto& info) { return KindName(info.param); });
 
+// Sends 0..n-1, one every `gap`: its receivers idle between messages.
+class SlowCounter : public relay::Actor {
+ public:
+  SlowCounter(long long n, std::chrono::microseconds gap) : n_(n), gap_(gap) {}
+  void loop() override {
+    for (long long i = 0; i < n_; ++i) {
+      send(i);
+      std::this_thread::sleep_for(gap_);
+    }
+  }
+
+ private:
+  long long n_;
+  std::chrono::microseconds gap_;
+};
+
+// A supervised receiver that idles between messages credits each one (up
+// to two frames per message), and within the default window (4096 per
+// receiver) this source never runs out of credit. It must still read those
+// credits as it goes:
+// left in the pipe, they reached ZeroMQ's high-water mark across the
+// restart, and the end-of-stream acknowledgement behind them never came
+// (the run failed with "its end of stream was never acknowledged").
+TEST_F(SupervisionTest, SlowSourceEndsItsStreamAfterARestart) {
+  SharedBlock shm;
+  constexpr long long kN = 1500;
+  relay::Queue out;
+  SlowCounter src(kN, std::chrono::microseconds(2000));
+  Flaky a(shm, 1000, Kind::kAbort), b(shm, 1000, Kind::kAbort);
+  std::vector<relay::Actor*> work{&a, &b};
+  Collector sink(out);
+  relay::Relay relay;
+  relay.connect(src, relay::group("work", work), relay::group("sink", sink));
+  relay.restart("work");
+  relay.start();
+  EXPECT_EQ(shm.at(0).load(), 1);
+  EXPECT_EQ(ExpectEveryNumber(Arrivals(out), kN), 0) << "numbers delivered twice";
+}
+
 // An actor that sent some of a message's outputs and then died: its
 // successor runs the message again, and each output reaches the sink once
 // (the receivers tell it what they took from its predecessor).

@@ -369,6 +369,10 @@ void ActorRuntime::connect() {
         // more often than every eighth of one finds mostly nothing, and an
         // empty look costs ZeroMQ two system calls.
         finish_read_every_ = std::min(finish_read_every_, std::max<std::uint32_t>(4, window / 8));
+        // At most about 2 x 256 credit frames wait, well below the DEALER's
+        // receive high-water mark (1000).
+        d.eager = d.seq || supervised_;
+        d.read_every = std::clamp<std::uint32_t>(window / 8, 4, 256);
       }
     }
     // Across hosts a receiver's port may be unreachable (a firewall): a
@@ -655,6 +659,7 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
     d.held.push_back(std::move(h));
     ++d.sent;
     if (loop_op_) d.loop_out.emplace_back(d.sent, loop_k_);
+    if (++d.unread >= d.read_every) read_downstream(d);
     if ((++stats_tick_ & 15) == 0) housekeeping();
     return;
   }
@@ -694,6 +699,7 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
   --d.credit;
   ++d.sent;
   if (loop_op_) d.loop_out.emplace_back(d.sent, loop_k_);
+  if (d.eager && ++d.unread >= d.read_every) read_downstream(d);
   if ((++stats_tick_ & 15) == 0) housekeeping();
 }
 
@@ -850,15 +856,15 @@ void ActorRuntime::read_credit(Downstream& d, const zmq::message_t& frame) {
   if (frame.more()) drain_multipart(d.socket);
 }
 
-void ActorRuntime::read_downstream(std::size_t index) {
-  Downstream& d = down_[index];
+void ActorRuntime::read_downstream(Downstream& d) {
+  d.unread = 0;
   zmq::message_t frame;
   while (d.socket.recv(frame, zmq::recv_flags::dontwait)) read_credit(d, frame);
   if (!pending_.empty()) advance_finished();
 }
 
 void ActorRuntime::read_all_downstream() {
-  for (std::size_t i = 0; i < down_.size(); ++i) read_downstream(i);
+  for (Downstream& d : down_) read_downstream(d);
 }
 
 void ActorRuntime::read_finished_credits() {
@@ -911,7 +917,7 @@ void ActorRuntime::wait_downstream() {
     zmq::message_t frame;
     if (d.socket.recv(frame)) {
       read_credit(d, frame);
-      read_downstream(0);
+      read_downstream(d);
       housekeeping();
       return;
     }
@@ -919,7 +925,7 @@ void ActorRuntime::wait_downstream() {
   for (zmq::pollitem_t& item : down_items_) item.revents = 0;
   zmq::poll(down_items_.data(), down_items_.size(), kPollPeriod);
   for (std::size_t i = 0; i < down_.size(); ++i) {
-    if (down_items_[i].revents & ZMQ_POLLIN) read_downstream(i);
+    if (down_items_[i].revents & ZMQ_POLLIN) read_downstream(down_[i]);
   }
   housekeeping((down_items_.back().revents & ZMQ_POLLIN) != 0);
 }
@@ -1088,10 +1094,11 @@ std::uint64_t ActorRuntime::settled_before(const Downstream& d) noexcept {
 
 bool ActorRuntime::reply(const Upstream& sender, Buffer& frame) {
   try {
-    inbox_.send(zmq::buffer(data_routing_id(sender.id, sender.edge, sender.sender_inc)),
-                zmq::send_flags::sndmore);
-    (void)send_frame(inbox_, frame);
-    return true;
+    if (!inbox_.send(zmq::buffer(data_routing_id(sender.id, sender.edge, sender.sender_inc)),
+                     zmq::send_flags::sndmore)) {
+      return false;
+    }
+    return send_frame(inbox_, frame);
   } catch (const zmq::error_t& e) {
     // A sender that is not connected (gone, or reconnecting): the caller
     // decides whether to try again; whether it ended well is for the

@@ -74,6 +74,13 @@ class ActorRuntime {
     // The receiver's last total of messages taken (credits are cumulative).
     std::uint64_t credited = 0;
     bool acked = false;
+    // A receiver that credits each message before it blocks (a supervised
+    // pair, or this sender supervised) sends up to two credit frames per
+    // message: read them every `read_every` sends, or they pile up in the
+    // pipe (ZeroMQ's high-water mark) while credit is left.
+    bool eager = false;
+    std::uint32_t read_every = 0;
+    std::uint32_t unread = 0;  // sent since the pair's credits were last read
     // With a byte window: the size of each frame not yet credited, oldest
     // first (credits come back in sending order), and their sum.
     std::deque<std::uint64_t> sizes;
@@ -219,7 +226,7 @@ class ActorRuntime {
   void say_bye();
   [[noreturn]] void fail(const std::string& text) noexcept;
   // Reads every frame waiting on the downstream sockets (credits, acks).
-  void read_downstream(std::size_t index);
+  void read_downstream(Downstream& d);
   void read_credit(Downstream& d, const zmq::message_t& frame);
   void wait_downstream();
   // Control frames, the driver and stats: at most every kHousekeepingPeriod
