@@ -167,6 +167,19 @@ std::string Garbage() {
 
 std::string Tagged(char kind, const std::string& body) { return std::string(1, kind) + body; }
 
+// A batch frame ('B', wire.h) of `members`, with `count` as its count (by
+// default the true one).
+std::string Batch(const std::vector<std::string>& members, std::optional<int> count = {}) {
+  const int n = count.value_or(static_cast<int>(members.size()));
+  std::string b{relay::internal::kBatch, static_cast<char>(n >> 8), static_cast<char>(n)};
+  for (const std::string& m : members) {
+    b += static_cast<char>(m.size() >> 8);
+    b += static_cast<char>(m.size());
+    b += m;
+  }
+  return b;
+}
+
 // A raw socket of the attacker.
 zmq::socket_t Connect(zmq::context_t& ctx, zmq::socket_type type, const std::string& endpoint,
                       std::optional<std::uint32_t> as_actor = {}) {
@@ -398,6 +411,45 @@ TEST_F(HostileTest, DataSocketsRejectForgedFramesOfAnEndedSender) {
   EXPECT_EQ(capture_.count("rejected a frame: second end of stream from actor early"), 2);
   EXPECT_EQ(capture_.count("rejected a frame: empty frame from actor early"), 2);
   EXPECT_EQ(capture_.count("rejected a frame: unknown frame kind from actor early"), 6);
+}
+
+// Batches that are not exactly a batch (wire.h) are refused whole, before any
+// member is taken: a count of 0, a count above or below the members there, a
+// truncated member, a member of 0 bytes, bytes after the last member, a
+// header alone. Of a well-formed one, a member that is not a message frame is
+// refused alone, and messages after the sender's end of stream are refused
+// one by one. Nothing crashes and the run's result is exact.
+TEST_F(HostileTest, DataSocketsRefuseMalformedBatches) {
+  EarlyAndLate actors(shm_, results_);
+  relay::Relay relay(64, kLog);
+  actors.Wire(relay);
+  const std::string message = Tagged(relay::internal::kData, Pack(std::make_tuple(7LL)));
+  Attacker attacker(shm_, counter_, 3, 20, [&](zmq::context_t& ctx, const Endpoints& e) {
+    WaitUntilEnded(actors.early);
+    std::vector<zmq::socket_t> sockets;
+    sockets.reserve(2);
+    for (std::uint32_t id : {2u, 3u}) {
+      zmq::socket_t& s = sockets.emplace_back(DataConnect(ctx, e.data.at(id), 0u, 0u));
+      Send(s, Batch({message, message}, 0));
+      Send(s, Batch({message, message}, 3));
+      Send(s, Batch({message, message}, 1));
+      Send(s, Batch({message, message}).substr(0, 3 + 2 + message.size() + 2 + 1));
+      Send(s, Batch({message, ""}));
+      Send(s, Batch({message}) + "x");
+      Send(s, Batch({}, 1));
+      Send(s, Batch({Tagged(relay::internal::kEos, Pack(0))}));
+      Send(s, Batch({message, message}));  // 10 per receiver, each logged in full
+    }
+    return sockets;
+  });
+  relay.start(attacker);
+
+  EXPECT_EQ(Totals(), std::make_tuple(EarlyAndLate::kTotal, EarlyAndLate::Sum()));
+  ExpectAllExitedCleanly(actors.All());
+  EXPECT_EQ(capture_.count("rejected"), 20) << capture_.text();
+  EXPECT_EQ(capture_.count("rejected a frame: a malformed batch from actor early"), 14);
+  EXPECT_EQ(capture_.count("rejected a frame: a batch member that is not a message"), 2);
+  EXPECT_EQ(capture_.count("rejected a frame: data after end of stream from actor early"), 4);
 }
 
 // A second peer that claims the routing id of a sender that is still connected

@@ -1,8 +1,13 @@
 // End-to-end tests of the seed's scenarios, with real processes.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <numeric>
 #include <optional>
@@ -624,3 +629,88 @@ TEST_F(PipelineTest, HandlerQueueCanBeBounded) {
 }
 
 }  // namespace
+
+// Sleeps on its first message (its senders fill their windows meanwhile),
+// then counts like a Tally.
+class LateTally : public relay::Actor {
+ public:
+  explicit LateTally(relay::Queue& q) : q_(q) {}
+  void recv(const relay::Message& m) override {
+    if (count_++ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    sum_ += m.get<long long>(0);
+  }
+  void shutdown() override { q_.put(name(), count_, sum_, 1); }
+
+ private:
+  relay::Queue& q_;
+  long long count_ = 0;
+  long long sum_ = 0;
+};
+
+// Forwards; the first to take `victim` aborts once (cell 0 says it did).
+class AbortsOnce : public relay::Actor {
+ public:
+  AbortsOnce(relay::testing::SharedBlock& shm, long long victim) : shm_(shm), victim_(victim) {}
+  void recv(const relay::Message& m) override {
+    const long long v = m.get<long long>(0);
+    long long none = 0;
+    if (v == victim_ && shm_.at(0).compare_exchange_strong(none, 1)) std::abort();
+    send(v);
+  }
+
+ private:
+  relay::testing::SharedBlock& shm_;
+  long long victim_;
+};
+
+class Batching : public ProcessTest, public ::testing::WithParamInterface<bool> {};
+
+// Small messages to a receiver that has messages waiting go several to a
+// ZeroMQ frame ('B', wire.h); every count stays exact, and under
+// Relay::restart() (a middle actor aborted while batches are in flight)
+// every message still reaches the sink exactly once.
+TEST_P(Batching, SmallMessagesToABusyReceiverGoInBatchesAndAllArrive) {
+  const bool supervised = GetParam();
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string report = std::string(tmp ? tmp : "/tmp") + "/batches-" +
+                             std::to_string(::getpid()) + (supervised ? "-s" : "-u");
+  std::remove(report.c_str());
+  ::setenv("RELAY_TESTING_BATCHES_TO", report.c_str(), 1);
+  constexpr long long kN = 200000;
+  relay::testing::SharedBlock shm;
+  Counter src(0, kN);
+  AbortsOnce a(shm, supervised ? kN / 2 : -1), b(shm, supervised ? kN / 2 : -1);
+  relay::Queue q;
+  LateTally sink(q);
+  relay::Relay relay;
+  relay.connect(src, relay::group("mid", a, b), relay::group("sink", sink));
+  if (supervised) relay.restart("mid");
+  relay.start();
+  ::unsetenv("RELAY_TESTING_BATCHES_TO");
+  const Totals t = Collect(q);
+  EXPECT_EQ(t.count, kN);
+  EXPECT_EQ(t.sum, SumRange(0, kN));
+  EXPECT_EQ(shm.at(0).load(), supervised ? 1 : 0);
+
+  // Each actor that sent wrote "NAME BATCHES MESSAGES" at its end.
+  std::ifstream in(report);
+  long long batches = 0, batched = 0;
+  int lines = 0;
+  for (std::string name; in >> name;) {
+    long long n = 0, m = 0;
+    in >> n >> m;
+    EXPECT_LE(m, n * 256) << name << ": more than 256 messages in a batch";
+    EXPECT_GE(m, n * 2) << name << ": a batch of fewer than 2";
+    batches += n;
+    batched += m;
+    ++lines;
+  }
+  std::remove(report.c_str());
+  EXPECT_GE(lines, 3) << "source and middle actors report";
+  EXPECT_GT(batches, 0);
+  // The sink slept while the windows filled: much of the run went in batches.
+  EXPECT_GT(batched, kN / 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(Pipeline, Batching, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Supervised" : "Plain"; });

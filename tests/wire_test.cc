@@ -14,6 +14,7 @@
 #include <iterator>
 #include <limits>
 #include <msgpack.hpp>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -24,6 +25,7 @@
 #include "relay/internal/frames.h"
 #include "relay/internal/plan.h"
 #include "relay/internal/transport.h"
+#include "relay/internal/wire.h"
 
 namespace {
 
@@ -56,6 +58,35 @@ std::string Packed(const T& value) {
   relay::internal::Buffer b;
   msgpack::pack(b, value);
   return std::string(b.data(), b.size());
+}
+
+// A batch frame ('B', wire.h): its count only when every member lies within
+// it, end to end, and there is at least one.
+TEST(BatchFrame, CountsOnlyWhatIsExactlyABatch) {
+  using relay::internal::batch_count;
+  auto batch = [](std::vector<std::string> members, int count) {
+    std::string b{relay::internal::kBatch, static_cast<char>(count >> 8), static_cast<char>(count)};
+    for (const std::string& m : members) {
+      b += static_cast<char>(m.size() >> 8);
+      b += static_cast<char>(m.size());
+      b += m;
+    }
+    return b;
+  };
+  auto count_of = [&](const std::string& b) { return batch_count(b.data(), b.size()); };
+  const std::string m = "D\x91\x01";
+  EXPECT_EQ(count_of(batch({m}, 1)), 1);
+  EXPECT_EQ(count_of(batch({m, m, "D\x90"}, 3)), 3);
+  EXPECT_EQ(count_of(batch({std::string(300, 'x')}, 1)), 1);  // a length above 255
+  EXPECT_EQ(count_of(batch({}, 0)), std::nullopt);
+  EXPECT_EQ(count_of(batch({m, m}, 0)), std::nullopt);
+  EXPECT_EQ(count_of(batch({m, m}, 1)), std::nullopt);  // bytes after the last
+  EXPECT_EQ(count_of(batch({m, m}, 3)), std::nullopt);  // a member missing
+  EXPECT_EQ(count_of(batch({m, ""}, 2)), std::nullopt);
+  EXPECT_EQ(count_of(batch({m}, 1).substr(0, 6)), std::nullopt);  // truncated member
+  EXPECT_EQ(count_of(batch({m}, 1).substr(0, 4)), std::nullopt);  // half a length
+  EXPECT_EQ(count_of(std::string("B")), std::nullopt);
+  EXPECT_EQ(count_of("X" + batch({m}, 1).substr(1)), std::nullopt);  // not 'B'
 }
 
 TEST(BrokerPlan, RoundTrips) {

@@ -51,6 +51,21 @@ class Buffer {
   Buffer() = default;
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
+  Buffer(Buffer&& o) noexcept : data_(o.data_), size_(o.size_), capacity_(o.capacity_) {
+    o.data_ = nullptr;
+    o.size_ = o.capacity_ = 0;
+  }
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) {
+      std::free(data_);
+      data_ = o.data_;
+      size_ = o.size_;
+      capacity_ = o.capacity_;
+      o.data_ = nullptr;
+      o.size_ = o.capacity_ = 0;
+    }
+    return *this;
+  }
   ~Buffer() { std::free(data_); }
 
   void write(const char* p, std::size_t n) {
@@ -60,7 +75,15 @@ class Buffer {
     size_ += n;
   }
   void put(char c) { write(&c, 1); }
+  // Makes room for n more bytes at the end and returns where they go.
+  char* extend(std::size_t n) {
+    if (size_ + n > capacity_) grow(size_ + n);
+    char* at = data_ + size_;
+    size_ += n;
+    return at;
+  }
   const char* data() const noexcept { return data_; }
+  char* data() noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
   std::size_t capacity() const noexcept { return capacity_; }
   void clear() noexcept { size_ = 0; }

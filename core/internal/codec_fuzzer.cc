@@ -3,7 +3,7 @@
 // decode_value(), then reads the result the way user code does; decodes it as
 // every frame kind of frames.h (control frames, log and monitor records), as
 // the broker, actors, workers and drivers do; and unpack_broker_plan() (a
-// driver's join). Any input may be rejected with relay::Error; nothing may
+// driver's join), and the members of a batch frame. Any input may be rejected with relay::Error; nothing may
 // crash, leak, hang or allocate far beyond the input's size. A frame that
 // decodes must encode again to a frame that decodes to the same.
 //
@@ -24,6 +24,7 @@
 #include "relay/internal/codec.h"
 #include "relay/internal/frames.h"
 #include "relay/internal/plan.h"
+#include "relay/internal/wire.h"
 #include "relay/message.h"
 
 namespace {
@@ -182,6 +183,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
   decode_as_message(p, size, true);
   decode_as_value(p, size);
   decode_as_frames(p, size);
+  // As a batch frame ('B', wire.h): accepted only if every member lies within
+  // it, end to end; each member decodes or throws, as a receiver takes it.
+  if (const auto count = relay::internal::batch_count(p, size)) {
+    std::size_t at = relay::internal::kBatchHeader;
+    for (std::uint16_t i = 0; i < *count; ++i) {
+      const std::size_t n = relay::internal::read_be16(p + at);
+      if (n == 0 || at + 2 + n > size) __builtin_trap();
+      decode_as_message(p + at + 3, n - 1, false);  // after the member's kind
+      at += 2 + n;
+    }
+    if (at != size) __builtin_trap();
+  }
   // pack_message()'s depth check agrees with the decoder's limit both ways.
   {
     msgpack::zone zone;

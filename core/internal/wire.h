@@ -19,6 +19,15 @@
 //                         difference from the last total it saw)
 //   'A'                   end of stream taken: every 'D' before it was read (the
 //                         broker, not the receiver, checks the counts)
+//   'B' + count (2 bytes, big-endian) + count x (length (2 bytes) + frame)
+//                         a batch: `count` (>= 1) small message frames ('D',
+//                         or 'O' and 'S' below) of one pair in one ZeroMQ
+//                         frame, each taken as if it had come alone (credits,
+//                         end of stream and accounting count messages, not
+//                         frames). A frame that is not exactly this (a wrong
+//                         count, a truncated member, bytes after the last) is
+//                         refused whole; a member that is not a message frame
+//                         is refused alone
 #pragma once
 
 #include <chrono>
@@ -66,6 +75,13 @@ inline constexpr char kData = 'D';
 inline constexpr char kEos = 'E';
 inline constexpr char kCredit = 'C';
 inline constexpr char kEosAck = 'A';
+inline constexpr char kBatch = 'B';
+inline constexpr std::size_t kBatchHeader = 3;  // 'B', count
+// A sender batches frames of at most this many bytes, and at most this many
+// frames or (about) this many bytes in one batch.
+inline constexpr std::size_t kBatchMemberAtMost = 512;
+inline constexpr std::uint32_t kBatchCountAtMost = 256;
+inline constexpr std::size_t kBatchBytesAtMost = 16384;
 // Pairs whose receiver is supervised (Relay::restart()) carry sequence
 // numbers, so that a restarted receiver is given again what it had not
 // finished, and takes nothing twice:
@@ -130,6 +146,34 @@ inline std::uint64_t read_be64(const char* p) noexcept {
   for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
   return v;
 }
+inline void write_be16(char* out, std::uint16_t v) noexcept {
+  out[0] = static_cast<char>(v >> 8);
+  out[1] = static_cast<char>(v);
+}
+inline std::uint16_t read_be16(const char* p) noexcept {
+  return static_cast<std::uint16_t>(static_cast<unsigned char>(p[0]) << 8 |
+                                    static_cast<unsigned char>(p[1]));
+}
+
+// The number of members of batch frame p[0, size) ('B' first), or nothing if
+// it is not exactly one: every member's length checked against what is left,
+// and nothing after the last. Members are not decoded.
+inline std::optional<std::uint16_t> batch_count(const char* p, std::size_t size) noexcept {
+  if (size < kBatchHeader || p[0] != kBatch) return std::nullopt;
+  const std::uint16_t count = read_be16(p + 1);
+  if (count == 0) return std::nullopt;
+  std::size_t at = kBatchHeader;
+  for (std::uint16_t i = 0; i < count; ++i) {
+    if (size - at < 2) return std::nullopt;
+    const std::size_t n = read_be16(p + at);
+    at += 2;
+    if (n == 0 || size - at < n) return std::nullopt;
+    at += n;
+  }
+  if (at != size) return std::nullopt;
+  return count;
+}
+
 inline std::string routing_id(std::uint32_t id, std::uint32_t incarnation = 0) {
   return incarnation == 0 ? be32(id) : be32(id) + be32(incarnation);
 }

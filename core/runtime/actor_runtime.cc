@@ -1,5 +1,6 @@
 #include "relay/runtime/actor_runtime.h"
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -373,6 +374,9 @@ void ActorRuntime::connect() {
         // receive high-water mark (1000).
         d.eager = d.seq || supervised_;
         d.read_every = std::clamp<std::uint32_t>(window / 8, 4, 256);
+        // The receiver credits every half window: with more than that out,
+        // it has messages waiting.
+        d.batch_after = std::max<std::uint32_t>(1, window / 2);
       }
     }
     // Across hosts a receiver's port may be unreachable (a firewall): a
@@ -654,7 +658,15 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
     out[9] = static_cast<char>(with_origin_ ? kFlagOrigin : 0);
     if (with_origin_) std::memcpy(out + kSeqHeader, origin_bytes_, Origin::kSize);
     std::memcpy(out + kSeqHeader + origin, bytes + 1, n - 1);
-    if (++total_sent_ != drop_nth_) send_held(d, h.frame);
+    if (++total_sent_ != drop_nth_) {
+      if (batching(d, h.frame.size())) {
+        std::memcpy(add_member(d, h.frame.size()), out, h.frame.size());
+        close_member(d);
+      } else {
+        flush_batch(d);  // in order
+        send_held(d, h.frame);
+      }
+    }
     if (window_bytes_ != 0) d.bytes_out += h.frame.size();
     d.held.push_back(std::move(h));
     ++d.sent;
@@ -665,7 +677,18 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
   }
   const bool goes = ++total_sent_ != drop_nth_;
   std::uint64_t size = n;
-  if (forward_ != nullptr && !with_origin_) {
+  const std::size_t member = with_origin_ ? n + Origin::kSize : n;  // 'O' + origin or 'D'
+  if (batching(d, member)) {
+    if (goes) {
+      char* out = add_member(d, member);
+      out[0] = with_origin_ ? kOriginData : kData;
+      if (with_origin_) std::memcpy(out + 1, origin_bytes_, Origin::kSize);
+      std::memcpy(out + (member - n) + 1, bytes + 1, n - 1);
+      close_member(d);
+    }
+    size = member + 2;
+  } else if (forward_ != nullptr && !with_origin_) {
+    flush_batch(d);  // in order
     // Shared with the received frame and any other receiver: no copy.
     if (goes) {
       zmq::message_t share;
@@ -673,6 +696,7 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
       (void)d.socket.send(share, zmq::send_flags::none);
     }
   } else {
+    flush_batch(d);  // in order
     Buffer* out = &frame;
     if (with_origin_) {
       // 'O' + origin + the message.
@@ -701,6 +725,53 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
   if (loop_op_) d.loop_out.emplace_back(d.sent, loop_k_);
   if (d.eager && ++d.unread >= d.read_every) read_downstream(d);
   if ((++stats_tick_ & 15) == 0) housekeeping();
+}
+
+bool ActorRuntime::batching(const Downstream& d, std::size_t size) const noexcept {
+  // The receiver credits every half window (batch_after): with more than
+  // that not yet taken, it has messages waiting, and this one can wait for
+  // others to go with them in one frame. A lone message on an idle pair
+  // goes alone, at once.
+  return size <= kBatchMemberAtMost && (d.batched > 0 || d.sent - d.taken() >= d.batch_after);
+}
+
+char* ActorRuntime::add_member(Downstream& d, std::size_t size) {
+  if (d.batched == 0) {
+    d.batch.clear();
+    const char header[kBatchHeader] = {kBatch, 0, 0};  // the count goes in at the flush
+    d.batch.write(header, kBatchHeader);
+    ++open_batches_;
+  }
+  write_be16(d.batch.extend(2), static_cast<std::uint16_t>(size));
+  return d.batch.extend(size);
+}
+
+void ActorRuntime::close_member(Downstream& d) {
+  if (++d.batched >= kBatchCountAtMost || d.batch.size() >= kBatchBytesAtMost) flush_batch(d);
+}
+
+void ActorRuntime::flush_batch(Downstream& d, zmq::send_flags flags) {
+  if (d.batched == 0) return;
+  const std::uint32_t count = d.batched;
+  d.batched = 0;
+  --open_batches_;
+  char* b = d.batch.data();
+  if (count == 1) {
+    // One frame goes as it is.
+    (void)d.socket.send(zmq::const_buffer(b + kBatchHeader + 2, d.batch.size() - kBatchHeader - 2),
+                        flags);
+  } else {
+    write_be16(b + 1, static_cast<std::uint16_t>(count));
+    (void)send_frame(d.socket, d.batch, flags);
+    ++batches_sent_;
+    batched_messages_ += count;
+  }
+  d.batch.clear();
+}
+
+void ActorRuntime::flush_batches(zmq::send_flags flags) {
+  if (open_batches_ == 0) return;
+  for (Downstream& d : down_) flush_batch(d, flags);
 }
 
 std::size_t ActorRuntime::key_position(const OutEdge& e, const char* frame,
@@ -910,6 +981,7 @@ void ActorRuntime::advance_finished() {
 }
 
 void ActorRuntime::wait_downstream() {
+  flush_batches();  // what the receivers wait for, while this actor waits
   if (down_.size() == 1) {
     // One receiver: its credit usually comes within a moment, so wait on its
     // socket alone first (rcvtimeo kBriefWaitMs).
@@ -934,6 +1006,9 @@ void ActorRuntime::housekeeping(bool force) {
   const auto now = std::chrono::steady_clock::now();
   if (!force && now < next_housekeeping_) return;
   next_housekeeping_ = now + kHousekeepingPeriod;
+  // No batch waits much longer than a housekeeping period while this actor
+  // is in relay's code.
+  flush_batches();
   zmq::message_t frame;
   while (control_.recv(frame, zmq::recv_flags::dontwait)) handle_control(frame);
   // A sender whose credit was lost may have none left, and then sends
@@ -963,6 +1038,7 @@ void ActorRuntime::return_waited_for_credits() {
 }
 
 void ActorRuntime::end_stream() {
+  flush_batches();
   for (Downstream& d : down_) {
     (void)send_tagged(d.socket, kEos, d.sent);
     d.eos_sent = true;
@@ -1001,6 +1077,7 @@ void ActorRuntime::receive_loop() {
       }
       for (zmq::pollitem_t& item : items) item.revents = 0;
       return_waited_for_credits();  // as before any wait for input (below)
+      flush_batches();
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(kBriefWaitMs));
       read_all_downstream();
       if ((items[0].revents & ZMQ_POLLIN) == 0) {
@@ -1011,10 +1088,14 @@ void ActorRuntime::receive_loop() {
     // Waits up to kBriefWaitMs (rcvtimeo) for the next message. Before it
     // blocks, what a supervised sender waits for goes back: held back for a
     // batch, it would stall that sender until housekeeping, ms later.
+    // Open batches go too: their receivers wait for them.
     bool got = false;
-    if (credits_waited_for_) {
+    if (credits_waited_for_ || open_batches_ > 0) {
       got = static_cast<bool>(inbox_.recv(from, zmq::recv_flags::dontwait));
-      if (!got) return_waited_for_credits();
+      if (!got) {
+        return_waited_for_credits();
+        flush_batches();
+      }
     }
     if (got || inbox_.recv(from)) {
       // A ROUTER delivers [routing id][frame...]; the parts of one message
@@ -1169,18 +1250,45 @@ std::shared_ptr<Payload> ActorRuntime::decode_inbound(zmq::message_t& frame,
   // and referred to, without a copy.
   constexpr std::size_t kKeepFrameAtLeast = 1024;
   const std::size_t body = frame.size() - header;
-  std::shared_ptr<Payload> payload = payload_for(body);
   if (frame.size() >= kKeepFrameAtLeast) {
+    std::shared_ptr<Payload> payload = payload_for(body);
     auto owner = std::make_shared<zmq::message_t>(std::move(frame));
     const char* q = owner->data<char>() + header;
     decode_message_into(*payload, q, body, std::move(owner));
     payload->tag_room = true;  // header >= 1: the byte before the message
-  } else {
-    decode_message_into(*payload, frame.data<char>() + header, body, nullptr);
-    payload->encoded = frame.data<char>() + header;  // until end_recv()
-    payload->encoded_size = body;
+    return payload;
   }
+  return decode_small(frame.data<char>() + header, body);
+}
+
+std::shared_ptr<Payload> ActorRuntime::decode_small(const char* data, std::size_t size) {
+  std::shared_ptr<Payload> payload = payload_for(size);
+  decode_message_into(*payload, data, size, nullptr);
+  payload->encoded = data;  // until recv() returns (FrameBytesGoWith)
+  payload->encoded_size = size;
   return payload;
+}
+
+void ActorRuntime::take(Upstream& u, std::size_t size, std::shared_ptr<Payload> payload) {
+  // The credit goes back as soon as the message is off the wire, before
+  // recv() runs: a recv() that blocks in send() on the next edge must not
+  // hold up this one, so edges do not chain their round trips.
+  u.unreturned_bytes += size;
+  if (++u.taken - u.credited >= u.credit_return ||
+      (window_bytes_ != 0 && u.unreturned_bytes >= window_bytes_ / 2)) {
+    return_credit(u);
+  }
+  if (!payload) return;
+  ++u.received;
+  {
+    const Message message(payload);
+    const FrameBytesGoWith guard(*payload);
+    actor_.recv(message);
+  }
+  payload.reset();
+  // Not kept: let a large frame go now rather than at the next message.
+  if (spare_unshared()) spare_->bytes.reset();
+  if ((++stats_tick_ & 15) == 0) housekeeping();
 }
 
 bool ActorRuntime::spare_unshared() const noexcept {
@@ -1231,6 +1339,35 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     if (peer->incarnation < u.sender_inc) return;
     new_sender_incarnation(u, peer->incarnation);
   }
+  if (p[0] != kBatch) {
+    handle_data(u, up, InFrame{p, size, &frame});
+    return;
+  }
+  const std::optional<std::uint16_t> count = batch_count(p, size);
+  if (!count) {
+    reject("a malformed batch from actor " + plan_.actors[u.id].name);
+    return;
+  }
+  for (std::size_t i = 0, at = kBatchHeader; i < *count; ++i) {
+    const std::size_t n = read_be16(p + at);
+    const char* member = p + at + 2;
+    at += 2 + n;
+    if (member[0] != kData && member[0] != kOriginData && member[0] != kSeqData) {
+      reject("a batch member that is not a message, from actor " + plan_.actors[u.id].name);
+      continue;
+    }
+    handle_data(u, up, InFrame{member, n, nullptr});
+  }
+}
+
+std::shared_ptr<Payload> ActorRuntime::decode_frame(const InFrame& f, std::size_t header) {
+  if (f.whole != nullptr) return decode_inbound(*f.whole, header);
+  return decode_small(f.p + header, f.size - header);
+}
+
+void ActorRuntime::handle_data(Upstream& u, std::size_t up, const InFrame& f) {
+  const char* p = f.p;
+  const std::size_t size = f.size;
   if (p[0] == kQuery) {
     // A restarted sender asks what this receiver took from its predecessors.
     Buffer list;
@@ -1261,7 +1398,7 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
     // holds them and sends them again after it.
     if (!u.resumed) return;
     if (p[0] == kSeqData) {
-      handle_seq_data(u, up, frame);
+      handle_seq_data(u, up, f);
       return;
     }
     if (p[0] == kEos) {
@@ -1304,33 +1441,12 @@ void ActorRuntime::handle_inbound(zmq::message_t& from, zmq::message_t& frame) {
       return;
     }
     std::shared_ptr<Payload> payload;
-    std::optional<Message> message;
     try {
-      payload = decode_inbound(frame, header);
-      message.emplace(payload);
+      payload = decode_frame(f, header);
     } catch (const EncodeError& e) {
       reject(std::string("from actor ") + plan_.actors[u.id].name + ": " + e.what());
     }
-    // The credit goes back as soon as the message is off the wire, before
-    // recv() runs: a recv() that blocks in send() on the next edge must not
-    // hold up this one, so edges do not chain their round trips.
-    u.unreturned_bytes += size;
-    if (++u.taken - u.credited >= u.credit_return ||
-        (window_bytes_ != 0 && u.unreturned_bytes >= window_bytes_ / 2)) {
-      return_credit(u);
-    }
-    if (message) {
-      ++u.received;
-      {
-        const FrameBytesGoWith guard(*payload);
-        actor_.recv(*message);
-      }
-      message.reset();
-      payload.reset();
-      // Not kept: let a large frame go now rather than at the next message.
-      if (spare_unshared()) spare_->bytes.reset();
-      if ((++stats_tick_ & 15) == 0) housekeeping();
-    }
+    take(u, f.whole != nullptr ? size : size + 2, std::move(payload));
   } else if (p[0] == kEos) {
     if (u.ended) {
       reject("second end of stream from actor " + plan_.actors[u.id].name);
@@ -1367,9 +1483,9 @@ void ActorRuntime::new_sender_incarnation(Upstream& u, std::uint32_t incarnation
   next_stats_ = {};  // received_before changed: as in on_restarted()
 }
 
-void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& frame) {
-  const char* p = frame.data<char>();
-  const std::size_t size = frame.size();
+void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, const InFrame& f) {
+  const char* p = f.p;
+  const std::size_t size = f.size;
   if (u.ended) {
     reject("data after end of stream from actor " + plan_.actors[u.id].name);
     return;
@@ -1430,7 +1546,7 @@ void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& 
   std::shared_ptr<Payload> payload;
   std::optional<Message> message;
   try {
-    payload = decode_inbound(frame, header);
+    payload = decode_frame(f, header);
     payload->redelivered = again;
     message.emplace(payload);
   } catch (const EncodeError& e) {
@@ -1507,6 +1623,11 @@ void ActorRuntime::resume(Downstream& d) {
   // again, marked as a delivery again, then the end of stream if it went.
   d.base = d.settled();
   d.taken_seq = d.base;  // what follows is in flight again
+  if (d.batched > 0) {
+    // Its frames are held: they go again below, after the 'R'.
+    d.batched = 0;
+    --open_batches_;
+  }
   Buffer r;
   r.put(kResume);
   // Dead letters among what is held are skipped: seqs after `base` that do
@@ -1610,6 +1731,7 @@ void ActorRuntime::dead_letter(const Downstream& d, const Downstream::Held& h,
 }
 
 void ActorRuntime::wait_control(Ctl kind, std::uint64_t queue_id) {
+  flush_batches();
   for (;;) {
     if (kind == Ctl::put_ack) {
       auto it = std::find(acked_puts_.begin(), acked_puts_.end(), queue_id);
@@ -1671,6 +1793,17 @@ void ActorRuntime::log(Level level, const std::string& text) noexcept {
 
 void ActorRuntime::say_bye() {
   report_stats(true);
+  if (const char* path = std::getenv("RELAY_TESTING_BATCHES_TO")) {
+    // For tests that batching takes place: "NAME BATCHES MESSAGES" appended
+    // (one small write with O_APPEND: lines of processes do not interleave).
+    const std::string line = slot_.name + " " + std::to_string(batches_sent_) + " " +
+                             std::to_string(batched_messages_) + "\n";
+    const int fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      (void)!::write(fd, line.data(), line.size());
+      ::close(fd);
+    }
+  }
   EdgeCounts sent;
   EdgeCounts received;
   std::vector<std::uint64_t> outputs;
@@ -1708,6 +1841,8 @@ void ActorRuntime::say_bye() {
 void ActorRuntime::fail(const std::string& text) noexcept {
   bool acknowledged = false;
   try {
+    // What was sent before the failure goes, if it can without waiting.
+    flush_batches(zmq::send_flags::dontwait);
     send_ctl(control_, Fail{text, logs_});
     // Wait a little for the broker to take the report (and every log record
     // before it); a broker that is gone must not keep a failed actor alive.

@@ -81,6 +81,12 @@ class ActorRuntime {
     bool eager = false;
     std::uint32_t read_every = 0;
     std::uint32_t unread = 0;  // sent since the pair's credits were last read
+    // Small frames sent while the pair has at least `batch_after` messages
+    // not yet taken go in one 'B' frame (wire.h), flushed when full or
+    // before this actor waits for anything; `batched` of them so far.
+    Buffer batch;
+    std::uint32_t batched = 0;
+    std::uint64_t batch_after = 0;
     // With a byte window: the size of each frame not yet credited, oldest
     // first (credits come back in sending order), and their sum.
     std::deque<std::uint64_t> sizes;
@@ -192,7 +198,14 @@ class ActorRuntime {
   void read_all_downstream();
   void read_finished_credits();
   void new_sender_incarnation(Upstream& u, std::uint32_t incarnation);
-  void handle_seq_data(Upstream& u, std::size_t up, zmq::message_t& frame);
+  // A data frame: a whole ZeroMQ frame (`whole` set: a large message may be
+  // kept without a copy), or a member of a batch.
+  struct InFrame {
+    const char* p;
+    std::size_t size;
+    zmq::message_t* whole;
+  };
+  void handle_seq_data(Upstream& u, std::size_t up, const InFrame& f);
   // A receiver was started again: resume each pair to it.
   void on_restarted(const Restarted& r);
   void resume(Downstream& d);
@@ -217,6 +230,27 @@ class ActorRuntime {
   // `header`: the bytes before the message. Throws EncodeError. A small
   // message's bytes (Payload::encoded) are valid until recv() returns.
   std::shared_ptr<Payload> decode_inbound(zmq::message_t& frame, std::size_t header);
+  // A small message's bytes, copied into the decoded form (`data` stays
+  // valid until recv() returns).
+  std::shared_ptr<Payload> decode_small(const char* data, std::size_t size);
+  // The message after `header` bytes of `f`.
+  std::shared_ptr<Payload> decode_frame(const InFrame& f, std::size_t header);
+  // One 'D' or 'O' message of pair `u` off the wire (`size` bytes there):
+  // credited, then given to recv(); `payload` null: it did not decode.
+  void take(Upstream& u, std::size_t size, std::shared_ptr<Payload> payload);
+  // A frame of pair `u` (index `up`), alone or from a batch.
+  void handle_data(Upstream& u, std::size_t up, const InFrame& f);
+  // Whether a frame of `size` bytes to `d` goes in its batch: small, and the
+  // receiver has messages waiting (or a batch is open: it stays in order).
+  bool batching(const Downstream& d, std::size_t size) const noexcept;
+  // Where the next member of `d`'s batch, `size` bytes, goes; then
+  // close_member() (which flushes a full batch).
+  char* add_member(Downstream& d, std::size_t size);
+  void close_member(Downstream& d);
+  // Sends `d`'s batch, if it has one (`flags`: dontwait when failing).
+  void flush_batch(Downstream& d, zmq::send_flags flags = zmq::send_flags::none);
+  // Before this actor waits for anything: every open batch goes.
+  void flush_batches(zmq::send_flags flags = zmq::send_flags::none);
 
   // Connects every downstream DEALER and waits, at most start_wait(), until
   // each has completed its handshake; throws naming the endpoints it could
@@ -292,6 +326,9 @@ class ActorRuntime {
   // between two reads while finished messages wait (read_finished_credits()).
   std::uint32_t finish_tick_ = 0;
   std::uint32_t finish_read_every_ = UINT32_MAX;
+  std::uint32_t open_batches_ = 0;  // pairs with a batch not yet sent
+  std::uint64_t batches_sent_ = 0;     // 'B' frames (of 2 messages or more)
+  std::uint64_t batched_messages_ = 0;  // in them
   std::vector<std::uint32_t> incarnations_;  // by actor id, from start
   zmq::context_t ctx_;
   std::optional<ZapHandler> zap_;  // receivers of a secured run
