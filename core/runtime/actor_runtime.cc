@@ -236,7 +236,6 @@ void ActorRuntime::connect() {
         u.resumed = !supervised_;  // supervised: once the sender's 'R' came
         u.sender_supervised = plan_.supervised_group(plan_.edges[e].from) != nullptr;
         if (u.sender_supervised) u.loop_limit = loop_limit(plan_, plan_.edges[e].from);
-        credits_waited_for_ = credits_waited_for_ || supervised_ || u.sender_supervised;
         up_.push_back(u);
       }
     }
@@ -370,13 +369,15 @@ void ActorRuntime::connect() {
         // more often than every eighth of one finds mostly nothing, and an
         // empty look costs ZeroMQ two system calls.
         finish_read_every_ = std::min(finish_read_every_, std::max<std::uint32_t>(4, window / 8));
-        // At most about 2 x 256 credit frames wait, well below the DEALER's
-        // receive high-water mark (1000).
-        d.eager = d.seq || supervised_;
+        // Receivers return credits before they wait for input, up to two
+        // frames per message (a supervised one's taken and finished): read
+        // them as they come, and at most about 2 x 256 wait, well below the
+        // DEALER's receive high-water mark (1000).
         d.read_every = std::clamp<std::uint32_t>(window / 8, 4, 256);
-        // The receiver credits every half window: with more than that out,
-        // it has messages waiting.
-        d.batch_after = std::max<std::uint32_t>(1, window / 2);
+        // A receiver that waits has returned what it took: this many not
+        // yet credited means it is busy, or that the pair is fast enough to
+        // have this many on the way in one credit's round trip.
+        d.batch_after = std::clamp<std::uint32_t>(window / 2, 1, 32);
       }
     }
     // Across hosts a receiver's port may be unreachable (a firewall): a
@@ -723,16 +724,20 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
   --d.credit;
   ++d.sent;
   if (loop_op_) d.loop_out.emplace_back(d.sent, loop_k_);
-  if (d.eager && ++d.unread >= d.read_every) read_downstream(d);
+  if (++d.unread >= d.read_every) read_downstream(d);
   if ((++stats_tick_ & 15) == 0) housekeeping();
 }
 
-bool ActorRuntime::batching(const Downstream& d, std::size_t size) const noexcept {
-  // The receiver credits every half window (batch_after): with more than
-  // that not yet taken, it has messages waiting, and this one can wait for
-  // others to go with them in one frame. A lone message on an idle pair
-  // goes alone, at once.
-  return size <= kBatchMemberAtMost && (d.batched > 0 || d.sent - d.taken() >= d.batch_after);
+bool ActorRuntime::batching(Downstream& d, std::size_t size) {
+  // With batch_after not yet credited the receiver is busy (an idle one has
+  // credited what it took, before it waited), and this frame can wait for
+  // others to go with them in one ZeroMQ frame. A lone message on an idle
+  // pair goes alone, at once.
+  if (size > kBatchMemberAtMost) return false;
+  if (d.batched > 0) return true;  // in order
+  if (d.sent - d.taken() < d.batch_after) return false;
+  read_downstream(d);  // the credits that say so may be here already
+  return d.sent - d.taken() >= d.batch_after;
 }
 
 char* ActorRuntime::add_member(Downstream& d, std::size_t size) {
@@ -1027,8 +1032,10 @@ bool ActorRuntime::credit_waited_for(const Upstream& u) const noexcept {
   // holding less than a batch would wait for ever.
   // A supervised sender counts a message finished only once what it sent
   // for it was taken: a credit held back for a batch would hold it up.
+  // Any sender: one that sees half a window uncredited batches what it
+  // sends (batching()), and must see a receiver that waits as idle.
   return (supervised_ && (u.done > u.credited_done || u.taken > u.credited)) ||
-         (u.sender_supervised && u.taken > u.credited);
+         ((u.sender_supervised || !u.ended) && u.taken > u.credited);
 }
 
 void ActorRuntime::return_waited_for_credits() {
@@ -1086,16 +1093,14 @@ void ActorRuntime::receive_loop() {
       }
     }
     // Waits up to kBriefWaitMs (rcvtimeo) for the next message. Before it
-    // blocks, what a supervised sender waits for goes back: held back for a
-    // batch, it would stall that sender until housekeeping, ms later.
-    // Open batches go too: their receivers wait for them.
-    bool got = false;
-    if (credits_waited_for_ || open_batches_ > 0) {
-      got = static_cast<bool>(inbox_.recv(from, zmq::recv_flags::dontwait));
-      if (!got) {
-        return_waited_for_credits();
-        flush_batches();
-      }
+    // blocks, what it took goes back as credit (held back for a batch of
+    // half a window, a sender would take this receiver for a busy one, and
+    // a supervised sender would stall until housekeeping, ms later), and its
+    // open batches go: their receivers wait for them.
+    const bool got = static_cast<bool>(inbox_.recv(from, zmq::recv_flags::dontwait));
+    if (!got) {
+      return_waited_for_credits();
+      flush_batches();
     }
     if (got || inbox_.recv(from)) {
       // A ROUTER delivers [routing id][frame...]; the parts of one message

@@ -74,11 +74,9 @@ class ActorRuntime {
     // The receiver's last total of messages taken (credits are cumulative).
     std::uint64_t credited = 0;
     bool acked = false;
-    // A receiver that credits each message before it blocks (a supervised
-    // pair, or this sender supervised) sends up to two credit frames per
-    // message: read them every `read_every` sends, or they pile up in the
-    // pipe (ZeroMQ's high-water mark) while credit is left.
-    bool eager = false;
+    // Receivers credit what they took before they wait (a supervised one
+    // also what it finished): read every `read_every` sends, or the credits
+    // pile up in the pipe (ZeroMQ's high-water mark) while credit is left.
     std::uint32_t read_every = 0;
     std::uint32_t unread = 0;  // sent since the pair's credits were last read
     // Small frames sent while the pair has at least `batch_after` messages
@@ -242,7 +240,7 @@ class ActorRuntime {
   void handle_data(Upstream& u, std::size_t up, const InFrame& f);
   // Whether a frame of `size` bytes to `d` goes in its batch: small, and the
   // receiver has messages waiting (or a batch is open: it stays in order).
-  bool batching(const Downstream& d, std::size_t size) const noexcept;
+  bool batching(Downstream& d, std::size_t size);
   // Where the next member of `d`'s batch, `size` bytes, goes; then
   // close_member() (which flushes a full batch).
   char* add_member(Downstream& d, std::size_t size);
@@ -299,7 +297,6 @@ class ActorRuntime {
   const ActorSlot& slot_;
   const std::uint32_t incarnation_;
   const bool supervised_;
-  bool credits_waited_for_ = false;  // some sender waits for credits when idle
   // A supervised actor's sends and puts carry their origin (dedup.h), and a
   // restarted one does not send again what its predecessors' receivers took.
   bool in_recv_ = false;
