@@ -170,14 +170,7 @@ std::string Tagged(char kind, const std::string& body) { return std::string(1, k
 // A batch frame ('B', wire.h) of `members`, with `count` as its count (by
 // default the true one).
 std::string Batch(const std::vector<std::string>& members, std::optional<int> count = {}) {
-  const int n = count.value_or(static_cast<int>(members.size()));
-  std::string b{relay::internal::kBatch, static_cast<char>(n >> 8), static_cast<char>(n)};
-  for (const std::string& m : members) {
-    b += static_cast<char>(m.size() >> 8);
-    b += static_cast<char>(m.size());
-    b += m;
-  }
-  return b;
+  return relay::testing::BatchFrame(members, count.value_or(static_cast<int>(members.size())));
 }
 
 // A raw socket of the attacker.

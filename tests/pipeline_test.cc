@@ -115,19 +115,22 @@ TEST_F(PipelineTest, OneToManyToOne) {
   EXPECT_EQ(workers[3]->group(), "group-1");
 }
 
-// A sink that reports its count, sum and startup/shutdown calls.
+// A sink that reports its count, sum and startup/shutdown calls; it sleeps
+// `first_wait` on its first message (its senders' windows fill meanwhile).
 class Tally : public relay::Actor {
  public:
-  explicit Tally(relay::Queue& q) : q_(q) {}
+  explicit Tally(relay::Queue& q, std::chrono::milliseconds first_wait = {})
+      : q_(q), first_wait_(first_wait) {}
   void startup() override { ++startups_; }
   void recv(const relay::Message& m) override {
-    ++count_;
+    if (count_++ == 0) std::this_thread::sleep_for(first_wait_);
     sum_ += m.get<long long>(0);
   }
   void shutdown() override { q_.put(name(), count_, sum_, startups_); }
 
  private:
   relay::Queue& q_;
+  std::chrono::milliseconds first_wait_;
   long long count_ = 0;
   long long sum_ = 0;
   int startups_ = 0;
@@ -630,23 +633,6 @@ TEST_F(PipelineTest, HandlerQueueCanBeBounded) {
 
 }  // namespace
 
-// Sleeps on its first message (its senders fill their windows meanwhile),
-// then counts like a Tally.
-class LateTally : public relay::Actor {
- public:
-  explicit LateTally(relay::Queue& q) : q_(q) {}
-  void recv(const relay::Message& m) override {
-    if (count_++ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    sum_ += m.get<long long>(0);
-  }
-  void shutdown() override { q_.put(name(), count_, sum_, 1); }
-
- private:
-  relay::Queue& q_;
-  long long count_ = 0;
-  long long sum_ = 0;
-};
-
 // Forwards; the first to take `victim` aborts once (cell 0 says it did).
 class AbortsOnce : public relay::Actor {
  public:
@@ -681,7 +667,7 @@ TEST_P(Batching, SmallMessagesToABusyReceiverGoInBatchesAndAllArrive) {
   Counter src(0, kN);
   AbortsOnce a(shm, supervised ? kN / 2 : -1), b(shm, supervised ? kN / 2 : -1);
   relay::Queue q;
-  LateTally sink(q);
+  Tally sink(q, std::chrono::milliseconds(200));
   relay::Relay relay;
   relay.connect(src, relay::group("mid", a, b), relay::group("sink", sink));
   if (supervised) relay.restart("mid");

@@ -1,6 +1,7 @@
 #include "tests/testing.h"
 
 #include "relay/internal/transport.h"
+#include "relay/internal/wire.h"
 
 #include <dirent.h>
 #include <sys/mman.h>
@@ -128,6 +129,16 @@ void ProcessTest::TearDown() {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_TRUE(sockets.empty()) << "relay socket left behind: " << sockets.front();
+}
+
+std::string BatchFrame(const std::vector<std::string>& members, int count) {
+  std::string b{relay::internal::kBatch, static_cast<char>(count >> 8), static_cast<char>(count)};
+  for (const std::string& m : members) {
+    b += static_cast<char>(m.size() >> 8);
+    b += static_cast<char>(m.size());
+    b += m;
+  }
+  return b;
 }
 
 }  // namespace relay::testing

@@ -22,6 +22,13 @@ std::vector<pid_t> ChildrenOf(pid_t pid);
 // host (from /proc/net/unix).
 std::vector<std::string> LeftoverRelaySockets();
 
+// A batch frame ('B', core/internal/wire.h) of `members` (each a whole data
+// frame), with `count` as its count: the true one, or a lie.
+std::string BatchFrame(const std::vector<std::string>& members, int count);
+inline std::string BatchFrame(const std::vector<std::string>& members) {
+  return BatchFrame(members, static_cast<int>(members.size()));
+}
+
 // Kills every child with SIGKILL and reaps it; returns how many there were.
 int KillAndReapChildren();
 

@@ -26,6 +26,7 @@
 #include "relay/internal/plan.h"
 #include "relay/internal/transport.h"
 #include "relay/internal/wire.h"
+#include "tests/testing.h"
 
 namespace {
 
@@ -64,14 +65,8 @@ std::string Packed(const T& value) {
 // it, end to end, and there is at least one.
 TEST(BatchFrame, CountsOnlyWhatIsExactlyABatch) {
   using relay::internal::batch_count;
-  auto batch = [](std::vector<std::string> members, int count) {
-    std::string b{relay::internal::kBatch, static_cast<char>(count >> 8), static_cast<char>(count)};
-    for (const std::string& m : members) {
-      b += static_cast<char>(m.size() >> 8);
-      b += static_cast<char>(m.size());
-      b += m;
-    }
-    return b;
+  auto batch = [](const std::vector<std::string>& members, int count) {
+    return relay::testing::BatchFrame(members, count);
   };
   auto count_of = [&](const std::string& b) { return batch_count(b.data(), b.size()); };
   const std::string m = "D\x91\x01";
