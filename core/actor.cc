@@ -128,6 +128,15 @@ void forward_message(const Actor& actor, const std::string_view* output,
   runtime->forward(output, message.payload());
 }
 
+void flush_sends(const Actor& actor) {
+  ActorRuntime* runtime = ActorRuntime::current();
+  if (runtime == nullptr || &runtime->actor() != &actor) {
+    throw Error("flush: actor '" + actor.name() +
+                "' is not running here; flush() works only in the actor's own process");
+  }
+  runtime->before_waiting();
+}
+
 void log_text(const Actor& actor, Level level, std::string text) {
   ActorRuntime* runtime = ActorRuntime::current();
   if (runtime != nullptr && &runtime->actor() == &actor) {

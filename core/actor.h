@@ -58,6 +58,7 @@ void send_packed(const Actor& actor, Buffer& message);
 void send_packed_to(const Actor& actor, std::string_view output, Buffer& message);
 void forward_message(const Actor& actor, const std::string_view* output, const Message& message);
 void log_text(const Actor& actor, Level level, std::string text);
+void flush_sends(const Actor& actor);
 }  // namespace internal
 
 class Actor {
@@ -121,6 +122,12 @@ class Actor {
   // more) sent by an actor without restart() is not even copied: its
   // received frame is shared, by a reference count, with every receiver.
   void send(const Message& message) { internal::forward_message(*this, nullptr, message); }
+  // Small messages to a receiver that is busy wait in a batch for others
+  // (up to 256, or about a millisecond while relay's code runs); relay sends
+  // an open batch before it waits for anything. flush() sends them now: for a
+  // loop() about to wait in code of its own (a sleep, a socket), which relay
+  // cannot see. Throws relay::Error if the actor is not running here.
+  void flush() { internal::flush_sends(*this); }
   void send_to(std::string_view output, const Message& message) {
     internal::forward_message(*this, &output, message);
   }

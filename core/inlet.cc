@@ -157,12 +157,17 @@ void Inlet::loop() {
   };
   for (;;) {
     zmq::message_t head;
-    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    if (internal::poll(&item, 1, internal::kWaitPeriod) == 0) {
-      if (forwarded != credited) credit();
-      continue;
+    if (!socket.recv(head, zmq::recv_flags::dontwait)) {
+      // What it sent must not wait in a batch while it waits for the main
+      // process (which may be waiting for those very messages' results).
+      flush();
+      zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+      if (internal::poll(&item, 1, internal::kWaitPeriod) == 0) {
+        if (forwarded != credited) credit();
+        continue;
+      }
+      if (!socket.recv(head, zmq::recv_flags::dontwait)) continue;
     }
-    if (!socket.recv(head, zmq::recv_flags::dontwait)) continue;
     if (head.size() == 1 && head.data<char>()[0] == internal::kEnd) return;
     zmq::message_t frame;
     if (head.size() < 1 || head.data<char>()[0] != internal::kHandOver || !head.more() ||

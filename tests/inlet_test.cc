@@ -8,6 +8,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "relay/relay.h"
@@ -232,6 +233,69 @@ TEST_F(InletTest, AnInletNeitherReceivesNorSharesItsGroup) {
     EXPECT_THAT(relay::testing::StartError<std::invalid_argument>(relay),
                 HasSubstr("alone in its group"));
   }
+}
+
+}  // namespace
+
+namespace {
+
+// Passes each number on, taking `pause` over each.
+class SlowForward : public relay::Actor {
+ public:
+  explicit SlowForward(std::chrono::microseconds pause) : pause_(pause) {}
+  void recv(const relay::Message& m) override {
+    std::this_thread::sleep_for(pause_);
+    send(m.get<long long>(0));
+  }
+
+ private:
+  std::chrono::microseconds pause_;
+};
+
+// Puts each number it receives.
+class PutEach : public relay::Actor {
+ public:
+  explicit PutEach(relay::Queue& q) : q_(q) {}
+  void recv(const relay::Message& m) override { q_.put(m.get<long long>(0)); }
+
+ private:
+  relay::Queue& q_;
+};
+
+// A handler that waits for the results of what it fed before it closes the
+// inlet: the inlet's last messages, batched while the worker was busy, must
+// not wait for a next hand-over that never comes (they did, for ever).
+TEST_F(InletTest, AHandlerThatWaitsForEveryResultBeforeClosingGetsThem) {
+  relay::Queue results;
+  relay::Inlet jobs;
+  SlowForward worker(std::chrono::microseconds(50));
+  PutEach sink(results);
+  relay::Relay relay;
+  relay.connect(jobs, relay::group("work", worker), relay::group("sink", sink));
+  constexpr long long kN = 3000;
+  class FeedAndWait : public relay::Handler {
+   public:
+    FeedAndWait(relay::Inlet& jobs, relay::Queue& results) : jobs_(jobs), results_(results) {}
+    void run() override {
+      for (long long i = 0; i < kN; ++i) jobs_.send(i);
+      while (got < kN) {
+        auto m = results_.get(std::chrono::seconds(10));
+        if (!m) break;
+        sum += m->get<long long>(0);
+        ++got;
+      }
+      jobs_.close();
+    }
+    long long got = 0;
+    long long sum = 0;
+
+   private:
+    relay::Inlet& jobs_;
+    relay::Queue& results_;
+  } feed(jobs, results);
+  relay.start(feed);
+  EXPECT_EQ(feed.got, kN) << "results stopped coming before the inlet closed";
+  EXPECT_EQ(feed.sum, SumRange(0, kN));
 }
 
 }  // namespace

@@ -700,3 +700,48 @@ TEST_P(Batching, SmallMessagesToABusyReceiverGoInBatchesAndAllArrive) {
 
 INSTANTIATE_TEST_SUITE_P(Pipeline, Batching, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "Supervised" : "Plain"; });
+
+// Sends `n` numbers to a busy receiver, calls flush(), then waits in its own
+// code (at most 10 s) until the sink has counted all of them: without the
+// flush, the last of them would wait in a batch until loop() returned.
+class FlushingSource : public relay::Actor {
+ public:
+  FlushingSource(relay::testing::SharedBlock& shm, long long n) : shm_(shm), n_(n) {}
+  void loop() override {
+    for (long long i = 0; i < n_; ++i) send(i);
+    flush();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (shm_.at(0).load() < n_ && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    shm_.at(1).store(shm_.at(0).load());  // what had arrived while it waited
+  }
+
+ private:
+  relay::testing::SharedBlock& shm_;
+  long long n_;
+};
+
+// Counts into cell 0, slowly at first (its sender's window fills).
+class CountingSink : public relay::Actor {
+ public:
+  explicit CountingSink(relay::testing::SharedBlock& shm) : shm_(shm) {}
+  void recv(const relay::Message&) override {
+    if (shm_.at(0).fetch_add(1) == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+
+ private:
+  relay::testing::SharedBlock& shm_;
+};
+
+TEST_F(PipelineTest, FlushSendsWhatWaitsInABatch) {
+  constexpr long long kN = 20000;
+  relay::testing::SharedBlock shm;
+  FlushingSource src(shm, kN);
+  CountingSink sink(shm);
+  relay::Relay relay;
+  relay.connect(src, sink);
+  relay.start();
+  EXPECT_EQ(shm.at(1).load(), kN) << "messages still held after flush()";
+  EXPECT_EQ(shm.at(0).load(), kN);
+}

@@ -70,6 +70,7 @@ constexpr auto kPollPeriod = std::chrono::milliseconds(500);
 constexpr int kBriefWaitMs = 2;
 // How often a busy actor looks at control, the driver and its stats.
 constexpr auto kHousekeepingPeriod = std::chrono::milliseconds(5);
+constexpr auto kBatchAge = std::chrono::milliseconds(1);
 
 // "30.0" for 30000 ms.
 std::string seconds(std::chrono::milliseconds ms) {
@@ -371,8 +372,9 @@ void ActorRuntime::connect() {
         finish_read_every_ = std::min(finish_read_every_, std::max<std::uint32_t>(4, window / 8));
         // Receivers return credits before they wait for input, up to two
         // frames per message (a supervised one's taken and finished): read
-        // them as they come, and at most about 2 x 256 wait, well below the
-        // DEALER's receive high-water mark (1000).
+        // them as they come. Between two reads, up to about a window of them
+        // may wait; past the DEALER's receive high-water mark (1000) a
+        // receiver's reply() fails and the credit is owed and sent again.
         d.read_every = std::clamp<std::uint32_t>(window / 8, 4, 256);
         // A receiver that waits has returned what it took: this many not
         // yet credited means it is busy, or that the pair is fast enough to
@@ -745,7 +747,7 @@ char* ActorRuntime::add_member(Downstream& d, std::size_t size) {
     d.batch.clear();
     const char header[kBatchHeader] = {kBatch, 0, 0};  // the count goes in at the flush
     d.batch.write(header, kBatchHeader);
-    ++open_batches_;
+    if (open_batches_++ == 0) batch_opened_ = std::chrono::steady_clock::now();
   }
   write_be16(d.batch.extend(2), static_cast<std::uint16_t>(size));
   return d.batch.extend(size);
@@ -772,6 +774,15 @@ void ActorRuntime::flush_batch(Downstream& d, zmq::send_flags flags) {
     batched_messages_ += count;
   }
   d.batch.clear();
+}
+
+void ActorRuntime::flush_aged_batches(std::chrono::steady_clock::time_point now) {
+  if (open_batches_ > 0 && now - batch_opened_ >= kBatchAge) flush_batches();
+}
+
+void ActorRuntime::before_waiting() {
+  return_waited_for_credits();
+  flush_batches();
 }
 
 void ActorRuntime::flush_batches(zmq::send_flags flags) {
@@ -1009,10 +1020,9 @@ void ActorRuntime::wait_downstream() {
 
 void ActorRuntime::housekeeping(bool force) {
   const auto now = std::chrono::steady_clock::now();
+  flush_aged_batches(now);
   if (!force && now < next_housekeeping_) return;
   next_housekeeping_ = now + kHousekeepingPeriod;
-  // No batch waits much longer than a housekeeping period while this actor
-  // is in relay's code.
   flush_batches();
   zmq::message_t frame;
   while (control_.recv(frame, zmq::recv_flags::dontwait)) handle_control(frame);
@@ -1290,6 +1300,8 @@ void ActorRuntime::take(Upstream& u, std::size_t size, std::shared_ptr<Payload> 
     const FrameBytesGoWith guard(*payload);
     actor_.recv(message);
   }
+  // A slow recv() must not hold what it sent (housekeeping comes every 16).
+  if (open_batches_ > 0) flush_aged_batches(std::chrono::steady_clock::now());
   payload.reset();
   // Not kept: let a large frame go now rather than at the next message.
   if (spare_unshared()) spare_->bytes.reset();
@@ -1571,6 +1583,7 @@ void ActorRuntime::handle_seq_data(Upstream& u, std::size_t up, const InFrame& f
   }
   in_recv_ = false;
   if (inflight_ != nullptr) inflight_->busy.store(0, std::memory_order_release);
+  if (open_batches_ > 0) flush_aged_batches(std::chrono::steady_clock::now());
   message.reset();
   payload.reset();
   if (spare_unshared()) spare_->bytes.reset();

@@ -55,6 +55,9 @@ class ActorRuntime {
   void forward(const std::string_view* output, const Payload* message);
   // Receives messages and calls recv() until every sender has ended its stream.
   void receive_loop();
+  // Before this actor waits in code relay does not see (Actor::flush(), an
+  // Inlet): what it took goes back as credit, and its open batches go.
+  void before_waiting();
   void log(Level level, const std::string& text) noexcept;
   void put(std::uint64_t queue_id, bool bounded, const Buffer& message) {
     put_message(queue_id, bounded, message, true);
@@ -324,6 +327,11 @@ class ActorRuntime {
   std::uint32_t finish_tick_ = 0;
   std::uint32_t finish_read_every_ = UINT32_MAX;
   std::uint32_t open_batches_ = 0;  // pairs with a batch not yet sent
+  // When the first of the open batches was opened: none waits much longer
+  // than kBatchAge while relay's code runs (after each recv(), and every
+  // few sends).
+  std::chrono::steady_clock::time_point batch_opened_;
+  void flush_aged_batches(std::chrono::steady_clock::time_point now);
   std::uint64_t batches_sent_ = 0;     // 'B' frames (of 2 messages or more)
   std::uint64_t batched_messages_ = 0;  // in them
   std::vector<std::uint32_t> incarnations_;  // by actor id, from start
