@@ -28,6 +28,16 @@ class Counter : public relay::Actor {
   long long n_;
 };
 
+// Puts each number it receives to `q`.
+class PutEach : public relay::Actor {
+ public:
+  explicit PutEach(relay::Queue& q) : q_(q) {}
+  void recv(const relay::Message& m) override { q_.put(m.get<long long>(0)); }
+
+ private:
+  relay::Queue& q_;
+};
+
 // Passes each number on.
 class Forward : public relay::Actor {
  public:

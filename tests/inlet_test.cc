@@ -20,6 +20,7 @@ namespace {
 using relay::testing::Collect;
 using relay::testing::Forward;
 using relay::testing::ProcessTest;
+using relay::testing::PutEach;
 using relay::testing::SumRange;
 using relay::testing::Tally;
 using ::testing::HasSubstr;
@@ -250,16 +251,6 @@ class SlowForward : public relay::Actor {
 
  private:
   std::chrono::microseconds pause_;
-};
-
-// Puts each number it receives.
-class PutEach : public relay::Actor {
- public:
-  explicit PutEach(relay::Queue& q) : q_(q) {}
-  void recv(const relay::Message& m) override { q_.put(m.get<long long>(0)); }
-
- private:
-  relay::Queue& q_;
 };
 
 // A handler that waits for the results of what it fed before it closes the

@@ -156,6 +156,7 @@ Totals Collect(relay::Queue& q) {
 using relay::testing::Counter;
 using relay::testing::Forward;
 using relay::testing::Many;
+using relay::testing::PutEach;
 using relay::testing::SumRange;
 
 // 1-n: every message reaches exactly one of the receivers; each sink's
@@ -531,15 +532,6 @@ class ReadUntilClosed : public relay::Handler {
     for (;;) sum += q.get().get<long long>(0);
   }
   long long sum = 0;
-};
-
-class PutEach : public relay::Actor {
- public:
-  explicit PutEach(relay::Queue& q) : q_(q) {}
-  void recv(const relay::Message& m) override { q_.put(m.get<long long>(0)); }
-
- private:
-  relay::Queue& q_;
 };
 
 TEST_F(PipelineTest, HandlerReadingUntilTheQueueClosesEndsAGoodRun) {
