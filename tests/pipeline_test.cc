@@ -654,6 +654,10 @@ TEST_P(Batching, SmallMessagesToABusyReceiverGoInBatchesAndAllArrive) {
                              std::to_string(::getpid()) + (supervised ? "-s" : "-u");
   std::remove(report.c_str());
   ::setenv("RELAY_TESTING_BATCHES_TO", report.c_str(), 1);
+  // Unset however the test ends: later tests' actors must not write there.
+  struct Unset {
+    ~Unset() { ::unsetenv("RELAY_TESTING_BATCHES_TO"); }
+  } unset;
   constexpr long long kN = 200000;
   relay::testing::SharedBlock shm;
   Counter src(0, kN);
@@ -664,7 +668,6 @@ TEST_P(Batching, SmallMessagesToABusyReceiverGoInBatchesAndAllArrive) {
   relay.connect(src, relay::group("mid", a, b), relay::group("sink", sink));
   if (supervised) relay.restart("mid");
   relay.start();
-  ::unsetenv("RELAY_TESTING_BATCHES_TO");
   const Totals t = Collect(q);
   EXPECT_EQ(t.count, kN);
   EXPECT_EQ(t.sum, SumRange(0, kN));
