@@ -59,7 +59,11 @@ Broker::Broker(zmq::context_t& ctx, const internal::Plan& plan,
     });
     internal::curve_server(control_, *plan_.key);
   }
-  control_.bind(plan_.control_endpoint);
+  if (hooks_.control_listener != nullptr && hooks_.control_listener->bound()) {
+    hooks_.control_listener->bind(control_);
+  } else {
+    control_.bind(plan_.control_endpoint);
+  }
   if (!plan_.listen_endpoint.empty()) {
     try {
       internal::bind_retrying(control_, plan_.listen_endpoint);
@@ -127,7 +131,11 @@ void Broker::bind_and_listen() {
   logs_.set(zmq::sockopt::rcvhwm, 0);
   logs_.set(zmq::sockopt::subscribe, "");
   if (plan_.key) internal::curve_server(logs_, *plan_.key);
-  if (!plan_.log_endpoint.empty()) logs_.bind(plan_.log_endpoint);
+  if (hooks_.log_listener != nullptr && hooks_.log_listener->bound()) {
+    hooks_.log_listener->bind(logs_);
+  } else if (!plan_.log_endpoint.empty()) {
+    logs_.bind(plan_.log_endpoint);
+  }
   if (!plan_.listen_endpoint.empty()) {
     if (plan_.broker_ports) {
       try {

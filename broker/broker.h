@@ -51,6 +51,7 @@
 
 #include "relay/internal/plan.h"
 #include "relay/internal/security.h"
+#include "relay/internal/transport.h"
 #include "relay/internal/dedup.h"
 #include "relay/internal/delivery.h"
 #include "relay/internal/frames.h"
@@ -177,6 +178,11 @@ class Broker {
         deliver;
     // Readable when a bounded queue has room again.
     int queue_space_fd = -1;
+    // Listeners on plan.control_endpoint and plan.log_endpoint made before
+    // the actors were forked (see internal::PreboundIpc), bound instead of
+    // the endpoints when given.
+    internal::PreboundIpc* control_listener = nullptr;
+    internal::PreboundIpc* log_listener = nullptr;
     // Sends a signal to local actor `id` if its process is still alive.
     std::function<void(std::uint32_t id, int sig)> signal_actor;
     // Told of every exit the broker learns of from a worker (or of a lost

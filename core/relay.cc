@@ -235,14 +235,18 @@ void throw_outcome(broker::RunResult result,
 // `slot` is the actor's own handle (Actor::process_), set here.
 std::shared_ptr<ProcessHandle> fork_actor(const Plan& plan, Actor& a,
                                           std::shared_ptr<ProcessHandle>& slot,
-                                          const std::shared_ptr<spdlog::logger>& logger) {
+                                          const std::shared_ptr<spdlog::logger>& logger,
+                                          const std::vector<PreboundIpc*>& brokers_listeners = {}) {
   // A child inherits unflushed stdio buffers and would print them again.
   logger->flush();
   std::fflush(nullptr);
   std::cout.flush();
   std::cerr.flush();
   const pid_t pid = ::fork();
-  if (pid == 0) run_actor_process(plan, a);
+  if (pid == 0) {
+    for (PreboundIpc* l : brokers_listeners) l->close();
+    run_actor_process(plan, a);
+  }
   if (pid < 0) {
     throw Error("start: fork failed for actor '" + a.name() + "': " + std::strerror(errno));
   }
@@ -618,6 +622,18 @@ void run_relay(RelayState& state, Handler* handler) {
     if (spawner) spawner->stop();
   };
 
+  // The broker's ipc listeners, before the actors (and after the spawner,
+  // which has no use for them): an actor's first connect lands.
+  PreboundIpc control_listener;
+  PreboundIpc log_listener;
+  try {
+    control_listener = PreboundIpc(plan.control_endpoint);
+    log_listener = PreboundIpc(plan.log_endpoint);
+  } catch (...) {
+    kill_all_and_reap();
+    throw;
+  }
+  const std::vector<PreboundIpc*> listeners{&control_listener, &log_listener};
   for (Actor* a : actors) {
     if (plan.remote(static_cast<std::uint32_t>(a->id_))) {
       a->process_ = std::make_shared<ProcessHandle>();  // lives on a worker
@@ -625,7 +641,7 @@ void run_relay(RelayState& state, Handler* handler) {
       continue;
     }
     try {
-      handles.push_back(fork_actor(plan, *a, a->process_, logger));
+      handles.push_back(fork_actor(plan, *a, a->process_, logger, listeners));
     } catch (...) {
       kill_all_and_reap();
       throw;
@@ -645,6 +661,8 @@ void run_relay(RelayState& state, Handler* handler) {
     broker::Broker::Hooks hooks;
     hooks.deliver = deliver_to_queue;
     hooks.queue_space_fd = queue_space_fd();
+    hooks.control_listener = &control_listener;
+    hooks.log_listener = &log_listener;
     hooks.signal_actor = [&](std::uint32_t id, int sig) { handles[id]->signal(sig); };
     hooks.respawn = [&](std::uint32_t id, std::uint32_t incarnation) {
       logger->flush();

@@ -16,8 +16,10 @@
 #include <msgpack.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <variant>
 #include <vector>
+#include <zmq.hpp>
 
 #include "broker/broker.h"
 #include "relay/errors.h"
@@ -34,6 +36,7 @@ using relay::EncodeError;
 using relay::internal::pack_broker_plan;
 using relay::internal::Plan;
 using relay::internal::unpack_broker_plan;
+using ::testing::HasSubstr;
 
 Plan ThreeGroups() {
   Plan p;
@@ -59,6 +62,57 @@ std::string Packed(const T& value) {
   relay::internal::Buffer b;
   msgpack::pack(b, value);
   return std::string(b.data(), b.size());
+}
+
+// The broker's listeners exist before its context (PreboundIpc): a peer that
+// connects first is served as soon as the socket binds on the listener,
+// without waiting for a reconnect (here set to 60 s, longer than the test's
+// wait: a connect that had failed would not be tried again in time).
+TEST(PreboundIpc, APeerThatConnectedBeforeTheBindIsServedAtOnce) {
+  const std::string endpoint =
+      "ipc://@" + relay::internal::local_socket_prefix() + relay::internal::random_hex(8) + "-pre";
+  relay::internal::PreboundIpc listener(endpoint);
+  ASSERT_TRUE(listener.bound());
+  zmq::context_t ctx(1);
+  zmq::socket_t early(ctx, zmq::socket_type::dealer);
+  early.set(zmq::sockopt::linger, 0);
+  early.set(zmq::sockopt::reconnect_ivl, 60000);
+  early.connect(endpoint);
+  ASSERT_TRUE(early.send(zmq::str_buffer("hello"), zmq::send_flags::none));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // its connect has been tried
+
+  zmq::socket_t server(ctx, zmq::socket_type::router);
+  server.set(zmq::sockopt::linger, 0);
+  server.set(zmq::sockopt::rcvtimeo, 10000);
+  listener.bind(server);
+  EXPECT_FALSE(listener.bound());  // the socket owns it now
+  zmq::message_t from;
+  zmq::message_t frame;
+  ASSERT_TRUE(server.recv(from)) << "the early peer's message did not come within 10 s";
+  ASSERT_TRUE(server.recv(frame));
+  EXPECT_EQ(frame.to_string(), "hello");
+  // Later binds of the same socket make listeners of their own.
+  const std::string second =
+      "ipc://@" + relay::internal::local_socket_prefix() + relay::internal::random_hex(8) + "-2nd";
+  EXPECT_NO_THROW(server.bind(second));
+}
+
+TEST(PreboundIpc, RefusesWhatItCannotListenOn) {
+  try {
+    relay::internal::PreboundIpc("ipc:///tmp/relay-not-abstract");
+    ADD_FAILURE() << "a path endpoint was accepted";
+  } catch (const relay::Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("not an abstract ipc endpoint"));
+  }
+  const std::string endpoint =
+      "ipc://@" + relay::internal::local_socket_prefix() + relay::internal::random_hex(8) + "-dup";
+  relay::internal::PreboundIpc first(endpoint);
+  try {
+    relay::internal::PreboundIpc again(endpoint);
+    ADD_FAILURE() << "a second listener on one name was made";
+  } catch (const relay::Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("cannot listen on " + endpoint));
+  }
 }
 
 // A batch frame ('B', wire.h): its count only when every member lies within
@@ -392,7 +446,6 @@ TEST(KeyHash, FindsEachValueOfAMessage) {
 // ---- frames.h ----
 
 namespace ri = relay::internal;
-using ::testing::HasSubstr;
 
 const std::string kBytes("\x00\x01\xc1 bytes", 9);
 

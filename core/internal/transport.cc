@@ -1,13 +1,18 @@
 #include "relay/internal/transport.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "relay/errors.h"
 
@@ -63,6 +68,54 @@ int poll(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds timeou
     for (std::size_t i = 0; i < n; ++i) items[i].revents = 0;
     return 0;
   }
+}
+
+PreboundIpc::PreboundIpc(const std::string& endpoint) : endpoint_(endpoint) {
+  constexpr std::string_view kAbstract = "ipc://@";
+  sockaddr_un address{};
+  const std::size_t name = endpoint.size() - kAbstract.size();  // after the '@'
+  if (endpoint.rfind(kAbstract, 0) != 0 || name == 0 || name + 1 > sizeof address.sun_path) {
+    throw Error("cannot listen on " + endpoint + ": not an abstract ipc endpoint");
+  }
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path + 1, endpoint.data() + kAbstract.size(), name);
+  const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name);
+  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<const sockaddr*>(&address), length) != 0 ||
+      ::listen(fd_, SOMAXCONN) != 0) {
+    const std::string why = std::strerror(errno);
+    close();
+    throw Error("cannot listen on " + endpoint + ": " + why);
+  }
+}
+
+PreboundIpc::PreboundIpc(PreboundIpc&& other) noexcept
+    : endpoint_(std::move(other.endpoint_)), fd_(std::exchange(other.fd_, -1)) {}
+
+PreboundIpc& PreboundIpc::operator=(PreboundIpc&& other) noexcept {
+  if (this != &other) {
+    close();
+    endpoint_ = std::move(other.endpoint_);
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+void PreboundIpc::close() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+void PreboundIpc::bind(zmq::socket_t& socket) {
+  socket.set(zmq::sockopt::use_fd, fd_);
+  try {
+    socket.bind(endpoint_);
+  } catch (...) {
+    socket.set(zmq::sockopt::use_fd, -1);
+    throw;
+  }
+  fd_ = -1;  // the socket's listener closes it
+  socket.set(zmq::sockopt::use_fd, -1);  // later binds make their own
 }
 
 bool send_frame(zmq::socket_t& socket, Buffer& frame, zmq::send_flags flags) {

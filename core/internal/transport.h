@@ -36,6 +36,35 @@ std::string bind_in_range(zmq::socket_t& socket, const std::string& host, std::u
                           std::uint16_t last,
                           std::chrono::milliseconds patience = std::chrono::milliseconds(2000));
 
+// A listening abstract ipc socket ("ipc://@NAME") made without ZeroMQ, so
+// that it can exist before the actors are forked, when no context may. An
+// actor's connect then lands in its backlog at the first attempt; without it,
+// an actor that starts before the broker binds fails to connect and backs off
+// (2, 4, 8 ... 100 ms), and the start barrier waits for the slowest retry.
+// The broker hands it to ZeroMQ with bind_prebound(). A forked child that is
+// not the broker must close() its copy.
+class PreboundIpc {
+ public:
+  PreboundIpc() = default;
+  // Throws relay::Error if `endpoint` is not abstract ipc or cannot be bound.
+  explicit PreboundIpc(const std::string& endpoint);
+  PreboundIpc(PreboundIpc&& other) noexcept;
+  PreboundIpc& operator=(PreboundIpc&& other) noexcept;
+  PreboundIpc(const PreboundIpc&) = delete;
+  PreboundIpc& operator=(const PreboundIpc&) = delete;
+  ~PreboundIpc() { close(); }
+
+  const std::string& endpoint() const noexcept { return endpoint_; }
+  bool bound() const noexcept { return fd_ >= 0; }
+  void close() noexcept;
+  // Binds `socket` on this listener (ZMQ_USE_FD), which the socket then owns.
+  void bind(zmq::socket_t& socket);
+
+ private:
+  std::string endpoint_;
+  int fd_ = -1;
+};
+
 // zmq::poll that returns 0 (nothing ready) when a signal interrupts it: relay's
 // signal handler only writes a pipe, which the caller polls too.
 int poll(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds timeout);
