@@ -641,6 +641,40 @@ class AbortsOnce : public relay::Actor {
   long long victim_;
 };
 
+// What each actor that sent wrote at its end ("NAME BATCHES MESSAGES") to
+// RELAY_TESTING_BATCHES_TO, set for the life of this object (unset however
+// the test ends: later tests' actors must not write there).
+class BatchReport {
+ public:
+  explicit BatchReport(const std::string& tag) {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    path_ = std::string(tmp ? tmp : "/tmp") + "/batches-" + std::to_string(::getpid()) + "-" + tag;
+    std::remove(path_.c_str());
+    ::setenv("RELAY_TESTING_BATCHES_TO", path_.c_str(), 1);
+  }
+  ~BatchReport() {
+    ::unsetenv("RELAY_TESTING_BATCHES_TO");
+    std::remove(path_.c_str());
+  }
+  BatchReport(const BatchReport&) = delete;
+  BatchReport& operator=(const BatchReport&) = delete;
+
+  struct Line {
+    std::string name;
+    long long batches = 0;
+    long long messages = 0;
+  };
+  std::vector<Line> read() const {
+    std::vector<Line> lines;
+    std::ifstream in(path_);
+    for (Line l; in >> l.name >> l.batches >> l.messages;) lines.push_back(l);
+    return lines;
+  }
+
+ private:
+  std::string path_;
+};
+
 class Batching : public ProcessTest, public ::testing::WithParamInterface<bool> {};
 
 // Small messages to a receiver that has messages waiting go several to a
@@ -649,15 +683,7 @@ class Batching : public ProcessTest, public ::testing::WithParamInterface<bool> 
 // every message still reaches the sink exactly once.
 TEST_P(Batching, SmallMessagesToABusyReceiverGoInBatchesAndAllArrive) {
   const bool supervised = GetParam();
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string report = std::string(tmp ? tmp : "/tmp") + "/batches-" +
-                             std::to_string(::getpid()) + (supervised ? "-s" : "-u");
-  std::remove(report.c_str());
-  ::setenv("RELAY_TESTING_BATCHES_TO", report.c_str(), 1);
-  // Unset however the test ends: later tests' actors must not write there.
-  struct Unset {
-    ~Unset() { ::unsetenv("RELAY_TESTING_BATCHES_TO"); }
-  } unset;
+  const BatchReport report(supervised ? "s" : "u");
   constexpr long long kN = 200000;
   relay::testing::SharedBlock shm;
   Counter src(0, kN);
@@ -673,24 +699,83 @@ TEST_P(Batching, SmallMessagesToABusyReceiverGoInBatchesAndAllArrive) {
   EXPECT_EQ(t.sum, SumRange(0, kN));
   EXPECT_EQ(shm.at(0).load(), supervised ? 1 : 0);
 
-  // Each actor that sent wrote "NAME BATCHES MESSAGES" at its end.
-  std::ifstream in(report);
   long long batches = 0, batched = 0;
-  int lines = 0;
-  for (std::string name; in >> name;) {
-    long long n = 0, m = 0;
-    in >> n >> m;
-    EXPECT_LE(m, n * 256) << name << ": more than 256 messages in a batch";
-    EXPECT_GE(m, n * 2) << name << ": a batch of fewer than 2";
-    batches += n;
-    batched += m;
-    ++lines;
+  const auto lines = report.read();
+  for (const BatchReport::Line& l : lines) {
+    EXPECT_LE(l.messages, l.batches * 256) << l.name << ": more than 256 messages in a batch";
+    EXPECT_GE(l.messages, l.batches * 2) << l.name << ": a batch of fewer than 2";
+    batches += l.batches;
+    batched += l.messages;
   }
-  std::remove(report.c_str());
-  EXPECT_GE(lines, 3) << "source and middle actors report";
+  EXPECT_GE(lines.size(), 3u) << "source and middle actors report";
   EXPECT_GT(batches, 0);
   // The sink slept while the windows filled: much of the run went in batches.
   EXPECT_GT(batched, kN / 10);
+}
+
+// Sends (i, 1000 bytes that depend on i).
+class KilobyteSource : public relay::Actor {
+ public:
+  explicit KilobyteSource(long long n) : n_(n) {}
+  void loop() override {
+    for (long long i = 0; i < n_; ++i) send(i, std::string(1000, static_cast<char>('a' + i % 26)));
+  }
+
+ private:
+  long long n_;
+};
+
+// Counts and sums value 0; counts messages whose 1000 bytes are not the ones
+// their number says.
+class KilobyteSink : public relay::Actor {
+ public:
+  explicit KilobyteSink(relay::Queue& q) : q_(q) {}
+  void recv(const relay::Message& m) override {
+    if (count_++ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const auto i = m.get<long long>(0);
+    sum_ += i;
+    if (m.get<std::string_view>(1) != std::string(1000, static_cast<char>('a' + i % 26))) ++bad_;
+  }
+  void shutdown() override { q_.put(count_, sum_, bad_); }
+
+ private:
+  relay::Queue& q_;
+  long long count_ = 0;
+  long long sum_ = 0;
+  long long bad_ = 0;
+};
+
+// Passes each message on as it came.
+class PassOn : public relay::Actor {
+ public:
+  void recv(const relay::Message& m) override { send(m); }
+};
+
+// Messages of a kilobyte batch too, up to about 32 KiB a batch (wire.h),
+// through a middle stage that passes each on as it came (send(m)).
+TEST_F(PipelineTest, KilobyteMessagesGoInBatchesOfAtMost32KiB) {
+  const BatchReport report("kib");
+  constexpr long long kN = 50000;
+  KilobyteSource src(kN);
+  PassOn a, b;
+  relay::Queue q;
+  KilobyteSink sink(q);
+  relay::Relay relay;
+  relay.connect(src, relay::group("mid", a, b), relay::group("sink", sink));
+  relay.start();
+  const auto m = q.get_nowait();
+  ASSERT_TRUE(m);
+  const auto [count, sum, bad] = m->as<long long, long long, long long>();
+  EXPECT_EQ(count, kN);
+  EXPECT_EQ(sum, SumRange(0, kN));
+  EXPECT_EQ(bad, 0) << "messages whose bytes changed on the way";
+  long long batched = 0;
+  for (const BatchReport::Line& l : report.read()) {
+    // A batch closes once it holds 32 KiB: at most 33 of these.
+    EXPECT_LE(l.messages, l.batches * 33) << l.name << ": a batch above 32 KiB";
+    batched += l.messages;
+  }
+  EXPECT_GT(batched, kN / 10) << "kilobyte messages did not go in batches";
 }
 
 INSTANTIATE_TEST_SUITE_P(Pipeline, Batching, ::testing::Bool(),

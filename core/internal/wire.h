@@ -79,9 +79,9 @@ inline constexpr char kBatch = 'B';
 inline constexpr std::size_t kBatchHeader = 3;  // 'B', count
 // A sender batches frames of at most this many bytes, and at most this many
 // frames or (about) this many bytes in one batch.
-inline constexpr std::size_t kBatchMemberAtMost = 512;
+inline constexpr std::size_t kBatchMemberAtMost = 4096;
 inline constexpr std::uint32_t kBatchCountAtMost = 256;
-inline constexpr std::size_t kBatchBytesAtMost = 16384;
+inline constexpr std::size_t kBatchBytesAtMost = 32768;
 // Pairs whose receiver is supervised (Relay::restart()) carry sequence
 // numbers, so that a restarted receiver is given again what it had not
 // finished, and takes nothing twice:
