@@ -6,6 +6,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -1692,15 +1693,21 @@ void ActorRuntime::on_restarted(const Restarted& r) {
       const auto& [who, what] = dl;
       const auto& [edge_seq, reason] = what;
       if (who.first != slot_.id || who.second != incarnation_ || edge_seq.first != d.edge) continue;
-      for (auto it = d.held.begin(); it != d.held.end(); ++it) {
-        if (it->seq != edge_seq.second) continue;
-        dead_letter(d, *it, reason);
-        d.dead.push_back(it->seq);
-        if (window_bytes_ != 0) d.bytes_out -= it->frame.size();
-        d.held.erase(it);
-        break;
-      }
+      const auto it = std::find_if(d.held.begin(), d.held.end(), [&](const Downstream::Held& h) {
+        return h.seq == edge_seq.second;
+      });
+      if (it == d.held.end()) continue;
+      // Out of the list before the put: dead_letter() may wait for the
+      // broker, and handle another restart (of this receiver too) meanwhile.
+      const Downstream::Held h = std::move(*it);
+      d.held.erase(it);
+      d.dead.push_back(h.seq);
+      if (window_bytes_ != 0) d.bytes_out -= h.frame.size();
+      dead_letter(d, h, reason);
     }
+    // A later incarnation, restarted while a dead letter was put, was given
+    // everything already.
+    if (d.receiver_inc != r.incarnation) continue;
     resume(d);
     if (supervised_ && incarnation_ > 0 && !d.listed) {
       // Still waiting for its list: the question may have gone to the
