@@ -638,13 +638,18 @@ bool ActorRuntime::has_room(const Downstream& d) const noexcept {
                            !d.sizes.empty());
 }
 
-void ActorRuntime::send_held(Downstream& d, const zmq::message_t& frame) {
-  // A copy: the held frame stays until the receiver has finished it. ZeroMQ
-  // copies a small frame into the message itself and shares a larger one's
-  // buffer by a reference count, so neither copies bytes through the heap.
-  zmq::message_t m;
-  m.copy(const_cast<zmq::message_t&>(frame));
-  (void)d.socket.send(m, zmq::send_flags::none);
+void ActorRuntime::send_held(Downstream& d, const char* frame, std::size_t size) {
+  // The held frame stays until the receiver has finished it. A large one is
+  // a ZeroMQ message of its own, whose buffer the copy shares by a reference
+  // count; a small one (its pair is idle, or it would have gone in a batch)
+  // is copied.
+  if (const zmq::message_t* held = d.held.newest_message()) {
+    zmq::message_t m;
+    m.copy(const_cast<zmq::message_t&>(*held));
+    (void)d.socket.send(m, zmq::send_flags::none);
+    return;
+  }
+  (void)d.socket.send(zmq::const_buffer(frame, size), zmq::send_flags::none);
 }
 
 void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
@@ -655,24 +660,26 @@ void ActorRuntime::emit(Downstream& d, Buffer& frame, bool last) {
   if (d.seq) {
     // To a supervised receiver: numbered, and held until it is finished.
     const std::size_t origin = with_origin_ ? Origin::kSize : 0;
-    Downstream::Held h{d.sent + 1, zmq::message_t(kSeqHeader + origin + n - 1)};
-    char* out = h.frame.data<char>();
+    const std::size_t size = kSeqHeader + origin + n - 1;
+    const std::uint64_t seq = d.sent + 1;
+    // Held before it goes: reading credits below lets go only of seqs up to
+    // d.sent, never of this one.
+    char* out = d.held.push(seq, size);
     out[0] = kSeqData;
-    write_be64(out + 1, h.seq);
+    write_be64(out + 1, seq);
     out[9] = static_cast<char>(with_origin_ ? kFlagOrigin : 0);
     if (with_origin_) std::memcpy(out + kSeqHeader, origin_bytes_, Origin::kSize);
     std::memcpy(out + kSeqHeader + origin, bytes + 1, n - 1);
+    if (window_bytes_ != 0) d.bytes_out += size;
     if (++total_sent_ != drop_nth_) {
-      if (batching(d, h.frame.size())) {
-        std::memcpy(add_member(d, h.frame.size()), out, h.frame.size());
+      if (batching(d, size)) {
+        std::memcpy(add_member(d, size), out, size);
         close_member(d);
       } else {
         flush_batch(d);  // in order
-        send_held(d, h.frame);
+        send_held(d, out, size);
       }
     }
-    if (window_bytes_ != 0) d.bytes_out += h.frame.size();
-    d.held.push_back(std::move(h));
     ++d.sent;
     if (loop_op_) d.loop_out.emplace_back(d.sent, loop_k_);
     if (++d.unread >= d.read_every) read_downstream(d);
@@ -894,8 +901,8 @@ void ActorRuntime::read_credit(Downstream& d, const zmq::message_t& frame) {
       // the frames were last given to counts.
       if (inc == d.receiver_inc) {
         d.taken_seq = std::max(d.taken_seq, taken);
-        while (!d.held.empty() && d.held.front().seq <= finished) {
-          if (window_bytes_ != 0) d.bytes_out -= d.held.front().frame.size();
+        while (!d.held.empty() && d.held.front_seq() <= finished) {
+          if (window_bytes_ != 0) d.bytes_out -= d.held.front_size();
           d.held.pop_front();
         }
         d.credited = std::max(d.credited, finished);
@@ -1658,14 +1665,14 @@ void ActorRuntime::resume(Downstream& d) {
   std::sort(skip.begin(), skip.end());
   msgpack::pack(r, std::make_tuple(d.receiver_inc, d.base, skip));
   (void)send_frame(d.socket, r);
-  for (const Downstream::Held& h : d.held) {
+  d.held.for_each([&](std::uint64_t, const char* frame, std::size_t size) {
     // A fresh copy with the flag (held: it went before). Not the held frame
     // itself: ZeroMQ may still be sending it to the predecessor.
-    zmq::message_t again(h.frame.data(), h.frame.size());
+    zmq::message_t again(frame, size);
     char* p = again.data<char>();
     p[9] = static_cast<char>(p[9] | kFlagRedelivered);
     (void)d.socket.send(again, zmq::send_flags::none);
-  }
+  });
   if (d.eos_sent) {
     (void)send_tagged(d.socket, kEos, d.sent);
     d.acked = false;
@@ -1693,17 +1700,14 @@ void ActorRuntime::on_restarted(const Restarted& r) {
       const auto& [who, what] = dl;
       const auto& [edge_seq, reason] = what;
       if (who.first != slot_.id || who.second != incarnation_ || edge_seq.first != d.edge) continue;
-      const auto it = std::find_if(d.held.begin(), d.held.end(), [&](const Downstream::Held& h) {
-        return h.seq == edge_seq.second;
-      });
-      if (it == d.held.end()) continue;
+      std::optional<std::string> frame = d.held.copy(edge_seq.second);
+      if (!frame) continue;
       // Out of the list before the put: dead_letter() may wait for the
       // broker, and handle another restart (of this receiver too) meanwhile.
-      const Downstream::Held h = std::move(*it);
-      d.held.erase(it);
-      d.dead.push_back(h.seq);
-      if (window_bytes_ != 0) d.bytes_out -= h.frame.size();
-      dead_letter(d, h, reason);
+      d.held.erase(edge_seq.second);
+      d.dead.push_back(edge_seq.second);
+      if (window_bytes_ != 0) d.bytes_out -= frame->size();
+      dead_letter(d, edge_seq.second, *frame, reason);
     }
     // A later incarnation, restarted while a dead letter was put, was given
     // everything already.
@@ -1722,23 +1726,23 @@ void ActorRuntime::on_restarted(const Restarted& r) {
   next_stats_ = {};
 }
 
-void ActorRuntime::dead_letter(const Downstream& d, const Downstream::Held& h,
+void ActorRuntime::dead_letter(const Downstream& d, std::uint64_t seq, const std::string& held,
                                const std::string& reason) {
   const ActorSlot& to = plan_.actors[d.id];
   const Supervision* s = plan_.supervised_group(to.group);
   if (s == nullptr || !s->dead_letters) return;  // the broker stops the run instead
   // The message follows the seq header and, from a supervised sender, the
   // origin (emit()).
-  const char* frame = h.frame.data<char>();
+  const char* frame = held.data();
   const std::size_t skip = (static_cast<unsigned char>(frame[9]) & kFlagOrigin) != 0
                                ? kSeqHeader + Origin::kSize
                                : kSeqHeader;
   const char* body = frame + skip;
-  const std::size_t size = h.frame.size() - skip;
+  const std::size_t size = held.size() - skip;
   const auto header = array_header(body, size);
   if (!header) {
     // Not a message (it was sent by this process): nothing to put, and said.
-    log(Level::error, "message " + std::to_string(h.seq) + " to " + to.name +
+    log(Level::error, "message " + std::to_string(seq) + " to " + to.name +
                         " is a dead letter but not a msgpack array; it is not put");
     return;
   }
@@ -1750,7 +1754,7 @@ void ActorRuntime::dead_letter(const Downstream& d, const Downstream::Held& h,
   pk.pack(to.group_name);
   pk.pack(reason);
   out.write(body + header->second, size - header->second);
-  log(Level::warn, "message " + std::to_string(h.seq) + " to " + to.name + " on edge " +
+  log(Level::warn, "message " + std::to_string(seq) + " to " + to.name + " on edge " +
                        plan_.edge_name(d.edge) + " is a dead letter: " + reason);
   put_message(*s->dead_letters, true, out, false);
 }

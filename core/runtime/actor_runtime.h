@@ -21,6 +21,7 @@
 #include "relay/actor.h"
 #include "relay/internal/dedup.h"
 #include "relay/internal/frames.h"
+#include "relay/internal/held_frames.h"
 #include "relay/internal/plan.h"
 #include "relay/runtime/inflight.h"
 #include "relay/internal/security.h"
@@ -97,11 +98,7 @@ class ActorRuntime {
     std::uint32_t receiver_inc = 0;  // the receiver's incarnation, as last told
     // Every frame sent and not yet finished by the receiver, in seq order:
     // what a restarted receiver is given again.
-    struct Held {
-      std::uint64_t seq;
-      zmq::message_t frame;  // 'S' header and message
-    };
-    std::deque<Held> held;
+    HeldFrames held;  // each: 'S' header and message
     std::uint64_t base = 0;          // settled before the last resume
     std::vector<std::uint64_t> dead; // seqs that became dead letters
     bool eos_sent = false;
@@ -118,7 +115,7 @@ class ActorRuntime {
     // What the receiver has taken of this pair: every frame up to this count.
     std::uint64_t taken() const noexcept { return seq ? taken_seq : credited; }
     // Up to which seq every message is finished (or dead).
-    std::uint64_t settled() const noexcept { return held.empty() ? sent : held.front().seq - 1; }
+    std::uint64_t settled() const noexcept { return held.empty() ? sent : held.front_seq() - 1; }
   };
   // An outgoing edge: its receivers are down_[first, first + size).
   struct OutEdge {
@@ -213,11 +210,13 @@ class ActorRuntime {
   // The messages of pair `d` that its receiver's earlier incarnations
   // finished, or that became dead letters: sent, and not to come again.
   static std::uint64_t settled_before(const Downstream& d) noexcept;
-  void dead_letter(const Downstream& d, const Downstream::Held& h, const std::string& reason);
+  // Puts held frame `frame` (seq `seq`) of pair `d` to the dead letters.
+  void dead_letter(const Downstream& d, std::uint64_t seq, const std::string& frame,
+                   const std::string& reason);
   // A put; `user`: made by the actor's code (it has an origin), not by the
   // runtime (a dead letter, which a successor would not make again).
   void put_message(std::uint64_t queue_id, bool bounded, const Buffer& message, bool user);
-  void send_held(Downstream& d, const zmq::message_t& frame);
+  void send_held(Downstream& d, const char* frame, std::size_t size);
   void send_output(Output& output, Buffer& frame);
   // Whether `d` may take one more frame now (credit, and the byte window).
   bool has_room(const Downstream& d) const noexcept;
