@@ -73,8 +73,9 @@ int poll(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds timeou
 PreboundIpc::PreboundIpc(const std::string& endpoint) : endpoint_(endpoint) {
   constexpr std::string_view kAbstract = "ipc://@";
   sockaddr_un address{};
-  const std::size_t name = endpoint.size() - kAbstract.size();  // after the '@'
-  if (endpoint.rfind(kAbstract, 0) != 0 || name == 0 || name + 1 > sizeof address.sun_path) {
+  // After the '@'; libzmq wants the name with its '@' shorter than sun_path.
+  const std::size_t name = endpoint.size() - kAbstract.size();
+  if (endpoint.rfind(kAbstract, 0) != 0 || name == 0 || name + 2 > sizeof address.sun_path) {
     throw Error("cannot listen on " + endpoint + ": not an abstract ipc endpoint");
   }
   address.sun_family = AF_UNIX;

@@ -1685,6 +1685,13 @@ void ActorRuntime::on_restarted(const Restarted& r) {
   incarnations_[r.actor] = r.incarnation;
   const std::string old = endpoints_[r.actor];
   endpoints_[r.actor] = r.endpoint;
+  struct DeadPut {
+    const Downstream* d;
+    std::uint64_t seq;
+    std::string frame;
+    std::string reason;
+  };
+  std::vector<DeadPut> puts;
   for (Downstream& d : down_) {
     if (d.id != r.actor || !d.seq) continue;
     if (old != r.endpoint) {
@@ -1702,16 +1709,11 @@ void ActorRuntime::on_restarted(const Restarted& r) {
       if (who.first != slot_.id || who.second != incarnation_ || edge_seq.first != d.edge) continue;
       std::optional<std::string> frame = d.held.copy(edge_seq.second);
       if (!frame) continue;
-      // Out of the list before the put: dead_letter() may wait for the
-      // broker, and handle another restart (of this receiver too) meanwhile.
       d.held.erase(edge_seq.second);
       d.dead.push_back(edge_seq.second);
       if (window_bytes_ != 0) d.bytes_out -= frame->size();
-      dead_letter(d, edge_seq.second, *frame, reason);
+      puts.push_back({&d, edge_seq.second, std::move(*frame), reason});
     }
-    // A later incarnation, restarted while a dead letter was put, was given
-    // everything already.
-    if (d.receiver_inc != r.incarnation) continue;
     resume(d);
     if (supervised_ && incarnation_ > 0 && !d.listed) {
       // Still waiting for its list: the question may have gone to the
@@ -1721,6 +1723,10 @@ void ActorRuntime::on_restarted(const Restarted& r) {
       (void)send_frame(d.socket, q);
     }
   }
+  // The puts last: dead_letter() waits for the broker and may handle another
+  // restart meanwhile (of this receiver too), which finds every pair already
+  // given to this incarnation and moves it on to the next.
+  for (const DeadPut& p : puts) dead_letter(*p.d, p.seq, p.frame, p.reason);
   // The pairs' settled counts changed: the broker hears of it soon, not
   // only in 500 ms (this process may not live that long).
   next_stats_ = {};
